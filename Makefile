@@ -1,0 +1,44 @@
+# Two commands on a fresh machine with Python 3.11: `make data` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(CURDIR)/$(VENV)/bin
+N ?= 200000
+# Stages call the `abstracts` console script: put the project's venv first on PATH.
+export PATH := $(BIN):$(PATH)
+# Never report usage to anyone: DVC (also off in .dvc/config), GX and the HF clients.
+export DVC_NO_ANALYTICS := 1
+export GX_ANALYTICS_ENABLED := false
+export HF_HUB_DISABLE_TELEMETRY := 1
+
+.PHONY: data test lint bench clean-venv
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -U pip
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+## data: build, validate and write release/ and reports/ (dvc repro)
+data: $(VENV)/.installed
+	$(BIN)/dvc repro
+
+## lint: ruff and mypy
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check pipeline tests benchmarks
+	$(BIN)/ruff format --check pipeline tests benchmarks
+	$(BIN)/mypy
+
+## test: lint, then every test
+test: lint
+	$(BIN)/pytest
+
+## bench: benchmark the pipeline on N generated abstracts (default 200000)
+bench: $(VENV)/.installed
+	$(BIN)/python benchmarks/bench.py --docs $(N)
+
+clean-venv:
+	rm -rf $(VENV)

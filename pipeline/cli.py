@@ -1,0 +1,128 @@
+"""The `abstracts` command: one subcommand per pipeline stage, as called by `dvc.yaml`.
+
+Paths come from the command line (declared once, in `dvc.yaml`); params come from
+`params.yaml`. Stage modules are imported lazily so that `abstracts --help` and the light
+stages never pay for heavy imports (Great Expectations, datasets).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pipeline.errors import PipelineError
+from pipeline.params import Params, load_params
+
+
+def _ingest(args: argparse.Namespace, params: Params) -> None:
+    from pipeline.ingest import run_ingest
+
+    run_ingest(args.raw, args.out, args.rejects, args.report, params.ingest)
+
+
+def _clean(args: argparse.Namespace, params: Params) -> None:
+    from pipeline.clean import run_clean
+
+    run_clean(args.input, args.out, args.report, params.clean)
+
+
+def _dedup(args: argparse.Namespace, params: Params) -> None:
+    from pipeline.dedup import run_dedup
+
+    run_dedup(args.input, args.out, args.duplicates, args.report, params.dedup)
+
+
+def _split(args: argparse.Namespace, params: Params) -> None:
+    from pipeline.split import run_split
+
+    run_split(args.input, args.out, args.report, params.split)
+
+
+def _validate(args: argparse.Namespace, params: Params) -> None:
+    from pipeline.validate import run_validate
+
+    run_validate(args.release_data, args.suites, args.report, params.validate)
+
+
+def _card(args: argparse.Namespace, params: Params) -> None:
+    from pipeline.card import run_card
+
+    run_card(args.release, args.card_dir, args.reports, params.card, params.publish.repo_id)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="abstracts",
+        description=(
+            "Build the ML abstracts dataset: raw dumps -> ingest -> clean -> dedup -> split -> "
+            "validate -> card. `dvc repro` runs the stages in order; each can also be run alone."
+        ),
+    )
+    parser.add_argument(
+        "--params", type=Path, default=Path("params.yaml"), help="params file (default: params.yaml)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(
+        name: str, help_text: str, handler: Callable[[argparse.Namespace, Params], None]
+    ) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    sub = command("ingest", "Parse every raw dump into records; reject stray lines with a reason.", _ingest)
+    sub.add_argument("--raw", type=Path, required=True, help="directory of raw dumps")
+    sub.add_argument("--out", type=Path, required=True, help="records parquet to write")
+    sub.add_argument("--rejects", type=Path, required=True, help="rejects JSONL to write")
+    sub.add_argument("--report", type=Path, required=True, help="ingest report JSON to write")
+
+    sub = command("clean", "Repair scraping damage with named rules; flag what cannot be repaired.", _clean)
+    sub.add_argument("--in", dest="input", type=Path, required=True, help="records parquet from ingest")
+    sub.add_argument("--out", type=Path, required=True, help="cleaned parquet to write")
+    sub.add_argument("--report", type=Path, required=True, help="clean report JSON to write")
+
+    sub = command(
+        "dedup", "Fold records of the same paper (same arXiv id, identical text) into one row.", _dedup
+    )
+    sub.add_argument("--in", dest="input", type=Path, required=True, help="cleaned parquet")
+    sub.add_argument("--out", type=Path, required=True, help="deduplicated parquet to write")
+    sub.add_argument("--duplicates", type=Path, required=True, help="folded-records parquet to write")
+    sub.add_argument("--report", type=Path, required=True, help="dedup report JSON to write")
+
+    sub = command("split", "Assign rows to train/validation/test by id and write the release shards.", _split)
+    sub.add_argument("--in", dest="input", type=Path, required=True, help="deduplicated parquet")
+    sub.add_argument("--out", type=Path, required=True, help="release data directory to write")
+    sub.add_argument("--report", type=Path, required=True, help="split report JSON to write")
+
+    sub = command(
+        "validate", "Run the Great Expectations suites; fail on any critical expectation.", _validate
+    )
+    sub.add_argument("--release-data", type=Path, required=True, help="release data directory")
+    sub.add_argument("--suites", type=Path, required=True, help="directory of suite JSON files")
+    sub.add_argument("--report", type=Path, required=True, help="validation report JSON to write")
+
+    sub = command("card", "Generate the dataset card (release/README.md) from the data and reports.", _card)
+    sub.add_argument("--release", type=Path, required=True, help="release directory (holds data/)")
+    sub.add_argument("--card-dir", type=Path, required=True, help="card template and metadata directory")
+    sub.add_argument("--reports", type=Path, required=True, help="directory of stage reports")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        params = load_params(args.params)
+        args.handler(args, params)
+    except PipelineError as exc:
+        print(f"abstracts {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"abstracts {args.command}: interrupted; outputs were left as they were", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

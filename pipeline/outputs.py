@@ -1,0 +1,63 @@
+"""Atomic, deterministic writers shared by every stage.
+
+Each writer goes to a temporary file beside the target and renames it into place, so a
+failed stage never leaves a half-written output for DVC or a user to pick up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+# Fixed writer settings: the same table always gives the same bytes.
+PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "compression_level": 3}
+
+
+@contextlib.contextmanager
+def atomic_path(target: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `target`; rename it onto `target` only on success."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(obj: Any, target: Path) -> None:
+    """Write `obj` as sorted, indented JSON with a final newline (stable for `dvc.lock`)."""
+    with atomic_path(target) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def write_jsonl(rows: list[dict[str, Any]], target: Path) -> None:
+    with atomic_path(target) as tmp, tmp.open("w", encoding="utf-8") as out:
+        for row in rows:
+            out.write(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def write_parquet(table: pa.Table, target: Path, row_group_rows: int = 100_000) -> None:
+    with atomic_path(target) as tmp:
+        pq.write_table(table, tmp, row_group_size=row_group_rows, **PARQUET_OPTIONS)
+
+
+@contextlib.contextmanager
+def parquet_writer(target: Path, schema: pa.Schema) -> Iterator[pq.ParquetWriter]:
+    """A streaming parquet writer whose file appears at `target` only if the block succeeds."""
+    with atomic_path(target) as tmp:
+        writer = pq.ParquetWriter(tmp, schema, **PARQUET_OPTIONS)
+        try:
+            yield writer
+        finally:
+            writer.close()

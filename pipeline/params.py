@@ -1,0 +1,251 @@
+"""Typed, validated view of `params.yaml`, read once per command.
+
+Each stage has one section and one frozen dataclass. Loading rejects unknown keys, wrong types
+and out-of-range values with a `ConfigError` naming the key (`split.fractions.train`) and the
+value, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from pipeline.errors import ConfigError
+
+KNOWN_FORMATS = ("abstract_lines", "viewer_table", "arxiv_snapshot", "jsonl", "csv", "parquet")
+
+
+@dataclass(frozen=True)
+class GenericColumns:
+    """Column mapping for generic JSONL / CSV / Parquet dumps."""
+
+    # Field holding the abstract text; rows without it are rejected.
+    text_field: str = "abstract"
+    # Field holding an arXiv id (with or without vN); empty string means the dump has none.
+    id_field: str = "id"
+
+
+@dataclass(frozen=True)
+class IngestParams:
+    # Raw file name (relative to raw/) -> format, for files whose format cannot be sniffed.
+    formats: dict[str, str] = field(default_factory=dict)
+    generic: GenericColumns = field(default_factory=GenericColumns)
+    # Records buffered before a parquet row group is written; bounds ingest memory.
+    batch_rows: int = 100_000
+
+    def __post_init__(self) -> None:
+        for name, fmt in self.formats.items():
+            if fmt not in KNOWN_FORMATS:
+                raise ConfigError(
+                    f"ingest.formats.{name}: unknown format {fmt!r}; use one of {', '.join(KNOWN_FORMATS)}"
+                )
+        _check_range("ingest.batch_rows", self.batch_rows, 1, 10_000_000)
+
+
+@dataclass(frozen=True)
+class CleanParams:
+    # Worker processes for the row-local executor; output is identical for any value.
+    workers: int = 2
+    # Rows per Arrow batch handed to a worker (and per output row group).
+    batch_rows: int = 50_000
+    # Abstracts shorter than this (characters, after cleaning) are flagged `too_short`.
+    min_chars: int = 200
+    # Abstracts longer than this (characters, after cleaning) are flagged `too_long`.
+    max_chars: int = 5_000
+
+    def __post_init__(self) -> None:
+        _check_range("clean.workers", self.workers, 1, 64)
+        _check_range("clean.batch_rows", self.batch_rows, 1, 10_000_000)
+        _check_range("clean.min_chars", self.min_chars, 0, 1_000_000)
+        _check_range("clean.max_chars", self.max_chars, self.min_chars + 1, 1_000_000)
+
+
+@dataclass(frozen=True)
+class DedupParams:
+    # Source formats from richest to poorest: breaks ties between rows of the same paper.
+    format_priority: tuple[str, ...] = (
+        "arxiv_snapshot",
+        "viewer_table",
+        "parquet",
+        "jsonl",
+        "csv",
+        "abstract_lines",
+    )
+
+    def __post_init__(self) -> None:
+        unknown = [f for f in self.format_priority if f not in KNOWN_FORMATS]
+        if unknown:
+            raise ConfigError(f"dedup.format_priority: unknown format(s) {unknown}")
+
+
+@dataclass(frozen=True)
+class SplitParams:
+    # Changing the seed reshuffles every row: do it only for a new major version.
+    seed: int = 20261123
+    fractions: dict[str, float] = field(
+        default_factory=lambda: {"train": 0.8, "validation": 0.1, "test": 0.1}
+    )
+    # Largest number of rows in one release parquet shard.
+    rows_per_shard: int = 500_000
+
+    def __post_init__(self) -> None:
+        if set(self.fractions) != {"train", "validation", "test"}:
+            raise ConfigError(
+                "split.fractions must have exactly the keys train, validation, test; "
+                f"got {sorted(self.fractions)}"
+            )
+        for name, value in self.fractions.items():
+            _check_range(f"split.fractions.{name}", value, 0.0, 1.0)
+        total = sum(self.fractions.values())
+        if not math.isclose(total, 1.0, abs_tol=1e-9):
+            raise ConfigError(f"split.fractions must sum to 1, got {total:g}")
+        _check_range("split.rows_per_shard", self.rows_per_shard, 1, 100_000_000)
+
+
+@dataclass(frozen=True)
+class ValidateParams:
+    # Bounds on the total number of release rows (all splits).
+    min_rows: int = 1
+    max_rows: int = 10_000_000
+
+    def __post_init__(self) -> None:
+        _check_range("validate.min_rows", self.min_rows, 0, 10**12)
+        _check_range("validate.max_rows", self.max_rows, self.min_rows, 10**12)
+
+
+@dataclass(frozen=True)
+class CardParams:
+    pretty_name: str = "ML Abstracts"
+    license: str = "cc-by-4.0"
+    homepage: str = ""
+
+    def __post_init__(self) -> None:
+        for key in ("pretty_name", "license"):
+            if not getattr(self, key).strip():
+                raise ConfigError(f"card.{key} is required and must not be empty")
+
+
+@dataclass(frozen=True)
+class PublishParams:
+    # Hub repository the release is published to (`ORG/NAME`).
+    repo_id: str = "ml-abstracts/ml-abstracts"
+
+    def __post_init__(self) -> None:
+        parts = self.repo_id.split("/")
+        if len(parts) != 2 or not all(parts):
+            raise ConfigError(f"publish.repo_id must look like ORG/NAME, got {self.repo_id!r}")
+
+
+@dataclass(frozen=True)
+class Params:
+    ingest: IngestParams = field(default_factory=IngestParams)
+    clean: CleanParams = field(default_factory=CleanParams)
+    dedup: DedupParams = field(default_factory=DedupParams)
+    split: SplitParams = field(default_factory=SplitParams)
+    validate: ValidateParams = field(default_factory=ValidateParams)
+    card: CardParams = field(default_factory=CardParams)
+    publish: PublishParams = field(default_factory=PublishParams)
+
+
+def _check_range(key: str, value: float, low: float, high: float) -> None:
+    if not low <= value <= high:
+        raise ConfigError(f"{key} must be between {low:g} and {high:g}, got {value!r}")
+
+
+T = TypeVar("T")
+
+
+def _coerce(key: str, hint: Any, value: Any) -> Any:
+    """Check `value` against the type hint `hint`, converting YAML lists to tuples."""
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(typing.cast(type, hint), value, key)
+    if origin is dict:
+        key_type, value_type = typing.get_args(hint)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a mapping, got {value!r}")
+        return {
+            _coerce(f"{key}.{k}", key_type, k): _coerce(f"{key}.{k}", value_type, v) for k, v in value.items()
+        }
+    if origin is tuple:
+        (item_type, _ellipsis) = typing.get_args(hint)
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        return tuple(_coerce(f"{key}[{i}]", item_type, v) for i, v in enumerate(value))
+    if origin in (typing.Union, types.UnionType):
+        raise TypeError(f"unsupported union hint for {key}")
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string, got {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
+        return value
+    raise TypeError(f"unsupported type hint {hint!r} for {key}")
+
+
+def _build(cls: type[T], data: Any, section: str) -> T:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{section} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{section}.{unknown[0]}: unknown key; known keys are {', '.join(sorted(names))}")
+    kwargs = {name: _coerce(f"{section}.{name}", hints[name], value) for name, value in data.items()}
+    return cls(**kwargs)
+
+
+def parse_params(data: Any, origin: str = "params.yaml") -> Params:
+    """Build `Params` from already-parsed YAML data; `origin` only names the file in errors."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: the top level must be a mapping of stage sections")
+    names = {f.name for f in dataclasses.fields(Params)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(
+            f"{origin}: unknown section {unknown[0]!r}; known sections are {', '.join(sorted(names))}"
+        )
+    hints = typing.get_type_hints(Params)
+    sections = {name: _build(hints[name], value, name) for name, value in data.items()}
+    return Params(**sections)
+
+
+def load_params(path: Path) -> Params:
+    """Read and validate `params.yaml`.
+
+    Raises:
+        ConfigError: the file is missing, is not valid YAML, or has a bad key or value.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read params ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{where}: {problem}; fix the YAML syntax") from None
+    return parse_params(data, str(path))

@@ -1,0 +1,156 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from conftest import REPO_ROOT, copy_into
+
+from pipeline.errors import BadInputError
+from pipeline.ingest import run_ingest, sniff_format
+from pipeline.params import GenericColumns, IngestParams
+
+
+def ingest(raw_dir: Path, params: IngestParams | None = None) -> tuple[pl.DataFrame, list[dict], dict]:
+    out = raw_dir.parent / "out"
+    report = run_ingest(
+        raw_dir, out / "records.parquet", out / "rejects.jsonl", out / "ingest.json", params or IngestParams()
+    )
+    records = pl.read_parquet(out / "records.parquet")
+    rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
+    return records, rejects, report
+
+
+def test_viewer_table_rows_span_lines_and_keep_ids(raw_dir: Path, ingest_data: Path) -> None:
+    copy_into(raw_dir, ingest_data / "table.txt")
+    records, rejects, report = ingest(raw_dir)
+    assert records["format"].unique().to_list() == ["viewer_table"]
+    assert records.select("source", "raw_id", "arxiv_id", "arxiv_version").rows() == [
+        ("table.txt:4", "2201.12288v2", "2201.12288", 2),
+        ("table.txt:6", "hep-th/9901001", "hep-th/9901001", None),
+        ("table.txt:7", "2303.11366", "2303.11366", None),
+    ]
+    assert records["raw_text"][0] == "We propose a method for\nlearning things that works. |"
+    assert [(r["line"], r["reason"]) for r in rejects] == [
+        (1, "table_header"),
+        (2, "table_header"),
+        (3, "table_header"),
+        (10, "stray_line"),
+    ]
+    assert report["totals"] == {"files": 1, "lines": 10, "blank_lines": 1, "records": 3, "rejects": 4}
+
+
+def test_abstract_lines_reject_stray_and_empty_lines(raw_dir: Path, ingest_data: Path) -> None:
+    copy_into(raw_dir, ingest_data / "lines.txt")
+    records, rejects, report = ingest(raw_dir)
+    assert records["source"].to_list() == ["lines.txt:1", "lines.txt:4"]
+    assert records["raw_text"][1] == "Abstract: Second abstract about diffusion models."
+    assert [(r["line"], r["reason"], r["content"]) for r in rejects] == [
+        (2, "stray_line", "Shammie"),
+        (5, "empty_abstract", "Abstract:"),
+    ]
+    assert report["rejects_by_reason"] == {"empty_abstract": 1, "stray_line": 1}
+
+
+def test_arxiv_snapshot_takes_latest_version(raw_dir: Path, ingest_data: Path) -> None:
+    copy_into(raw_dir, ingest_data / "snapshot.jsonl")
+    records, rejects, _ = ingest(raw_dir)
+    assert records.select("source", "arxiv_id", "arxiv_version").rows() == [
+        ("snapshot.jsonl:1", "0704.0001", 2),
+        ("snapshot.jsonl:2", "2201.12288", 1),
+    ]
+    assert records["raw_text"][0].startswith("  A fully differential calculation")
+    assert [(r["line"], r["reason"]) for r in rejects] == [(3, "empty_abstract"), (4, "invalid_json")]
+
+
+def test_generic_jsonl_csv_parquet_use_the_column_mapping(raw_dir: Path, ingest_data: Path) -> None:
+    copy_into(raw_dir, ingest_data / "generic.jsonl", ingest_data / "generic.csv")
+    pq.write_table(
+        pa.table({"paper": ["2305.00001v3", None], "text": ["A parquet abstract.", "Second row."]}),
+        raw_dir / "generic.parquet",
+    )
+    params = IngestParams(generic=GenericColumns(text_field="text", id_field="paper"))
+    records, rejects, report = ingest(raw_dir, params)
+    assert report["records_by_format"] == {"csv": 2, "jsonl": 2, "parquet": 2}
+    by_source = {row["source"]: row for row in records.to_dicts()}
+    assert by_source["generic.csv:1"]["raw_text"] == "A csv abstract\nthat spans two lines."
+    assert by_source["generic.csv:1"]["arxiv_id"] == "2101.00190"
+    assert by_source["generic.csv:2"]["raw_id"] is None
+    assert by_source["generic.parquet:1"]["arxiv_version"] == 3
+    assert by_source["generic.jsonl:2"]["raw_id"] is None
+    assert [(r["file"], r["line"], r["reason"]) for r in rejects] == [("generic.jsonl", 3, "empty_abstract")]
+
+
+def test_missing_text_column_names_the_file_and_the_param(raw_dir: Path, ingest_data: Path) -> None:
+    copy_into(raw_dir, ingest_data / "generic.csv")
+    with pytest.raises(BadInputError, match=r"generic.csv: has no column 'abstract'.*ingest.generic.text_field"):
+        ingest(raw_dir)
+
+
+def test_bom_crlf_and_trailing_whitespace(raw_dir: Path) -> None:
+    (raw_dir / "dump.txt").write_bytes(b"\xef\xbb\xbfAbstract: One.  \r\n\r\nAbstract: Two.\r\n")
+    records, rejects, report = ingest(raw_dir)
+    assert records["raw_text"].to_list() == ["Abstract: One.", "Abstract: Two."]
+    assert rejects == []
+    assert report["totals"]["blank_lines"] == 1
+
+
+def test_forced_format(raw_dir: Path) -> None:
+    (raw_dir / "odd.dat").write_text('{"id": "2101.00001", "abstract": "Forced."}\n')
+    params = IngestParams(formats={"odd.dat": "arxiv_snapshot"})
+    records, _, _ = ingest(raw_dir, params)
+    assert records.select("format", "arxiv_id").rows() == [("arxiv_snapshot", "2101.00001")]
+
+
+def test_sniffing(ingest_data: Path) -> None:
+    assert sniff_format(ingest_data / "table.txt", "table.txt") == "viewer_table"
+    assert sniff_format(ingest_data / "lines.txt", "lines.txt") == "abstract_lines"
+    assert sniff_format(ingest_data / "snapshot.jsonl", "snapshot.jsonl") == "arxiv_snapshot"
+    assert sniff_format(ingest_data / "generic.jsonl", "generic.jsonl") == "jsonl"
+    assert sniff_format(ingest_data / "generic.csv", "generic.csv") == "csv"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", r"bad.txt: file is empty"),
+        (b"   \n\n", r"bad.txt: file is empty"),
+        (b"Abstract: fine\nAbstract: caf\xe9\n", r"bad.txt:2: not valid UTF-8 \(byte 0xe9 at column 14\)"),
+        (b"Lorem ipsum dolor\nsit amet\n", r"bad.txt:1: cannot tell the format .*ingest.formats"),
+    ],
+)
+def test_bad_input_fails_with_file_and_line_and_writes_nothing(
+    raw_dir: Path, content: bytes, message: str
+) -> None:
+    (raw_dir / "bad.txt").write_bytes(content)
+    with pytest.raises(BadInputError, match=message):
+        ingest(raw_dir)
+    out = raw_dir.parent / "out"
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_empty_raw_directory(raw_dir: Path) -> None:
+    with pytest.raises(BadInputError, match=r"no raw dumps found"):
+        ingest(raw_dir)
+
+
+def test_forced_format_for_a_missing_file(raw_dir: Path, ingest_data: Path) -> None:
+    copy_into(raw_dir, ingest_data / "lines.txt")
+    with pytest.raises(BadInputError, match=r"ingest.formats names 'gone.txt'"):
+        ingest(raw_dir, IngestParams(formats={"gone.txt": "jsonl"}))
+
+
+def test_seed_dumps_account_for_every_line(raw_dir: Path) -> None:
+    copy_into(raw_dir, *sorted((REPO_ROOT / "raw").iterdir()))
+    records, rejects, report = ingest(raw_dir)
+    assert report["records_by_format"] == {"abstract_lines": 26, "viewer_table": 95}
+    assert {"file": "002_be42207742929f79.txt", "line": 1, "reason": "stray_line", "content": "Shammie"} in rejects
+    for name, stats in report["files"].items():
+        assert stats["lines"] == sum(1 for _ in (raw_dir / name).open(encoding="utf-8")), name
+    # Non-blank lines = lines inside records + rejected lines, file by file.
+    table = records.filter(pl.col("file") == "001_003d3115494660d1.txt")
+    lines_in_records = sum(text.count("\n") + 1 for text in table["raw_text"])
+    assert lines_in_records + report["files"]["001_003d3115494660d1.txt"]["rejects"] == 327
