@@ -53,8 +53,8 @@ def map_batches(
             for batch in batches:
                 report(function(batch).cast(schema))
             return done
-        # fork keeps worker start-up cheap; the function and its params travel by pickling.
-        context = multiprocessing.get_context("fork")
+        # spawn, not fork: polars and Arrow thread pools deadlock in forked children.
+        context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
             # At most 2 batches per worker in flight bounds memory on large inputs.
             pending: deque[Future[pa.RecordBatch]] = deque()

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.errors import BadInputError, ValidationFailed
@@ -27,6 +28,9 @@ from pipeline.outputs import write_json
 from pipeline.params import ValidateParams
 
 SEVERITIES = ("critical", "warning")
+# Nullable pandas dtypes: integer columns with nulls stay integers, strings have one dtype
+# whatever the pandas version's default string storage is.
+_PANDAS_TYPES = {pa.string(): pd.StringDtype(), pa.int64(): pd.Int64Dtype()}
 MAX_FAILING_ROWS = 20
 
 
@@ -57,7 +61,7 @@ def read_release(release_data: Path) -> pd.DataFrame:
     """All release splits as one frame with a `split` column."""
     frames = []
     for path in sorted(release_data.glob("*.parquet")):
-        frame = pq.read_table(path).to_pandas()
+        frame = pq.read_table(path).to_pandas(types_mapper=_PANDAS_TYPES.get)
         frame["split"] = path.name.split("-", 1)[0]
         frames.append(frame)
     if not frames:

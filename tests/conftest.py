@@ -41,3 +41,41 @@ def raw_dir(tmp_path: Path) -> Path:
 def copy_into(directory: Path, *files: Path) -> None:
     for file in files:
         shutil.copy(file, directory / file.name)
+
+
+@pytest.fixture(scope="session")
+def seed_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The seed dumps run through every stage up to validation, in a temporary directory.
+
+    Layout mirrors the repository: build/, reports/, release/data/.
+    """
+    from pipeline.clean import run_clean
+    from pipeline.dedup import run_dedup
+    from pipeline.ingest import run_ingest
+    from pipeline.params import load_params
+    from pipeline.split import run_split
+    from pipeline.validate import run_validate
+
+    root = tmp_path_factory.mktemp("seed_build")
+    params = load_params(REPO_ROOT / "params.yaml")
+    build, reports = root / "build", root / "reports"
+    run_ingest(
+        REPO_ROOT / "raw",
+        build / "ingested.parquet",
+        reports / "rejects.jsonl",
+        reports / "ingest.json",
+        params.ingest,
+    )
+    run_clean(build / "ingested.parquet", build / "clean.parquet", reports / "clean.json", params.clean)
+    run_dedup(
+        build / "clean.parquet",
+        build / "dedup.parquet",
+        reports / "duplicates.parquet",
+        reports / "dedup.json",
+        params.dedup,
+    )
+    run_split(build / "dedup.parquet", root / "release" / "data", reports / "split.json", params.split)
+    run_validate(
+        root / "release" / "data", REPO_ROOT / "expectations", reports / "validation.json", params.validate
+    )
+    return root

@@ -86,7 +86,9 @@ def test_generic_jsonl_csv_parquet_use_the_column_mapping(raw_dir: Path, ingest_
 
 def test_missing_text_column_names_the_file_and_the_param(raw_dir: Path, ingest_data: Path) -> None:
     copy_into(raw_dir, ingest_data / "generic.csv")
-    with pytest.raises(BadInputError, match=r"generic.csv: has no column 'abstract'.*ingest.generic.text_field"):
+    with pytest.raises(
+        BadInputError, match=r"generic.csv: has no column 'abstract'.*ingest.generic.text_field"
+    ):
         ingest(raw_dir)
 
 
@@ -147,7 +149,12 @@ def test_seed_dumps_account_for_every_line(raw_dir: Path) -> None:
     copy_into(raw_dir, *sorted((REPO_ROOT / "raw").iterdir()))
     records, rejects, report = ingest(raw_dir)
     assert report["records_by_format"] == {"abstract_lines": 26, "viewer_table": 95}
-    assert {"file": "002_be42207742929f79.txt", "line": 1, "reason": "stray_line", "content": "Shammie"} in rejects
+    assert {
+        "file": "002_be42207742929f79.txt",
+        "line": 1,
+        "reason": "stray_line",
+        "content": "Shammie",
+    } in rejects
     for name, stats in report["files"].items():
         assert stats["lines"] == sum(1 for _ in (raw_dir / name).open(encoding="utf-8")), name
     # Non-blank lines = lines inside records + rejected lines, file by file.

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+
+from pipeline.clean import CLEAN_SCHEMA, normalised_text, text_hashes
+from pipeline.dedup import run_dedup
+from pipeline.outputs import write_parquet
+from pipeline.params import DedupParams
+
+
+def cleaned(rows: list[tuple[str, str, str | None, int | None, str]]) -> pa.Table:
+    """rows: (source, format, arxiv_id, arxiv_version, abstract)."""
+    texts = [r[4] for r in rows]
+    normalised = pl.DataFrame({"t": texts}).select(normalised_text(pl.col("t")))["t"].to_list()
+    return pa.table(
+        {
+            "source": [r[0] for r in rows],
+            "file": [r[0].split(":")[0] for r in rows],
+            "line": [int(r[0].split(":")[1]) for r in rows],
+            "format": [r[1] for r in rows],
+            "raw_id": [r[2] for r in rows],
+            "arxiv_id": [r[2] for r in rows],
+            "arxiv_version": [r[3] for r in rows],
+            "raw_text": texts,
+            "abstract": texts,
+            "clean_rules": [[] for _ in rows],
+            "flags": [[] for _ in rows],
+            "text_hash": text_hashes(normalised),
+        },
+        schema=CLEAN_SCHEMA,
+    )
+
+
+def dedup(tmp_path: Path, rows: list) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
+    write_parquet(cleaned(rows), tmp_path / "clean.parquet")
+    report = run_dedup(
+        tmp_path / "clean.parquet",
+        tmp_path / "dedup.parquet",
+        tmp_path / "dups.parquet",
+        tmp_path / "dedup.json",
+        DedupParams(),
+    )
+    return pl.read_parquet(tmp_path / "dedup.parquet"), pl.read_parquet(tmp_path / "dups.parquet"), report
+
+
+def test_same_id_keeps_highest_version_then_richer_source(tmp_path: Path) -> None:
+    kept, dups, report = dedup(
+        tmp_path,
+        [
+            ("a.txt:1", "abstract_lines", "2201.12288", 1, "Version one text."),
+            ("t.txt:5", "viewer_table", "2201.12288", 2, "Version two text."),
+            ("t.txt:9", "viewer_table", "2201.00001", None, "Other paper."),
+            ("s.jsonl:1", "arxiv_snapshot", "2201.00001", None, "Other paper, snapshot."),
+        ],
+    )
+    assert kept.select("id", "source", "duplicate_count").rows() == [
+        ("2201.12288", "t.txt:5", 1),
+        ("2201.00001", "s.jsonl:1", 1),
+    ]
+    assert dups.select("source", "id", "method").rows() == [
+        ("a.txt:1", "2201.12288", "same_id"),
+        ("t.txt:9", "2201.00001", "same_id"),
+    ]
+    assert report == {"rows_in": 4, "rows_out": 2, "folded_by_method": {"same_id": 2, "exact": 0}}
+
+
+def test_exact_text_folds_into_the_row_with_an_arxiv_id(tmp_path: Path) -> None:
+    kept, dups, _ = dedup(
+        tmp_path,
+        [
+            ("a.txt:1", "abstract_lines", None, None, "We study X."),
+            ("b.txt:2", "abstract_lines", None, None, "we study x"),
+            ("t.txt:3", "viewer_table", "2301.00002", 1, "We  study X!"),
+            ("a.txt:4", "abstract_lines", None, None, "Something else entirely."),
+        ],
+    )
+    assert kept.select("id", "source", "duplicate_count").rows()[0] == ("2301.00002", "t.txt:3", 2)
+    assert kept["id"][1].startswith("txt-")
+    assert kept.height == 2
+    assert sorted(dups.select("source", "id", "method", "similarity").rows()) == [
+        ("a.txt:1", "2301.00002", "exact", 1.0),
+        ("b.txt:2", "2301.00002", "exact", 1.0),
+    ]
+    # Every input record is either kept or in the duplicates report.
+    assert kept.height + dups.height == 4
+    assert kept["duplicate_count"].sum() == dups.height
