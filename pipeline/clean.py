@@ -49,11 +49,11 @@ class Rule:
 
 def _unicode(text: pl.Expr) -> pl.Expr:
     # NBSP and the other fixed-width spaces become plain spaces; zero-width characters, soft
-    # hyphens and stray BOMs carry no text and are dropped.
+    # hyphens, stray BOMs and control characters (seen in the SciTLDR corpus) carry no text.
     return (
         text.str.normalize("NFC")
         .str.replace_all(r"[\u00a0\u2000-\u200a\u202f\u205f\u3000]", " ")
-        .str.replace_all(r"[\u00ad\u200b-\u200d\u2060\ufeff]", "")
+        .str.replace_all(r"[\u00ad\u200b-\u200d\u2060\ufeff\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", "")
     )
 
 
@@ -63,7 +63,7 @@ def _strip_prefix(text: pl.Expr) -> pl.Expr:
 
 
 def _table_residue(text: pl.Expr) -> pl.Expr:
-    return text.str.replace(r"\s*\|\s*$", "")
+    return text.str.replace(r"(?:\s*\|)+\s*$", "")
 
 
 def _whitespace(text: pl.Expr) -> pl.Expr:

@@ -1,0 +1,243 @@
+"""Benchmark: generate N abstracts with known damage and duplicates, run every stage, report.
+
+Not a test: it measures. The corpus recombines sentences of the shared SciTLDR abstracts
+(`../shared/corpora/scitldr_train_abstracts.jsonl`) into N documents, writes 80% of them as an
+`Abstract:` line dump and 20% as a pasted viewer table with arXiv ids, and injects exact
+duplicates, near duplicates, a second version of some papers and scraping damage. Each stage
+runs as its own process (the real CLI), so its wall time and peak RSS are its own. The floor is
+reading and writing the ingested parquet once.
+
+Usage: `make bench N=200000` (writes `reports/bench.json`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+CORPUS = ROOT.parent / "shared" / "corpora" / "scitldr_train_abstracts.jsonl"
+WORK = ROOT / "bench"
+SEED = 20261123
+
+
+def load_sentences(corpus: Path) -> list[str]:
+    sentences: list[str] = []
+    with corpus.open(encoding="utf-8") as handle:
+        for line in handle:
+            abstract = json.loads(line)["abstract"]
+            sentences.extend(s for s in re.split(r"(?<=[.!?])\s+", abstract) if len(s) > 30)
+    return sentences
+
+
+def damage(text: str, rng: random.Random) -> str:
+    """One kind of scraping damage seen in the seed dumps."""
+    kind = rng.randrange(4)
+    if kind == 0:
+        return text.replace(". ", ".111Code is available at ", 1) + " |"
+    if kind == 1:
+        return text.replace(" , ", " , ", 1).replace(", ", " , ", 1)
+    if kind == 2:
+        return re.sub(r"\b(\w{4})(\w{4,})\b", r"\1-\n\2", text, count=1)
+    return text.replace("  ", " ") + "\u00a0"
+
+
+def near_duplicate(text: str, rng: random.Random) -> str:
+    words = text.split(" ")
+    for _ in range(max(1, len(words) // 40)):
+        index = rng.randrange(len(words))
+        words[index] = words[index].upper() if rng.random() < 0.5 else words[index] + "s"
+    return " ".join(words)
+
+
+def generate(docs: int, raw: Path) -> dict[str, int]:
+    """Write the raw dumps for `docs` abstracts; return what was injected."""
+    rng = random.Random(SEED)
+    sentences = load_sentences(CORPUS)
+    raw.mkdir(parents=True, exist_ok=True)
+    injected = {"exact": 0, "near": 0, "second_version": 0, "damaged": 0}
+    table_every = 5
+    with (
+        (raw / "lines.txt").open("w", encoding="utf-8") as lines,
+        (raw / "table.txt").open("w", encoding="utf-8") as table,
+    ):
+        table.write("stringlengths 9\n| abstract\nstringlengths 431\n")
+        previous: list[str] = []
+        for number in range(docs):
+            roll = rng.random()
+            if previous and roll < 0.03:
+                text = rng.choice(previous)
+                injected["exact"] += 1
+            elif previous and roll < 0.06:
+                text = near_duplicate(rng.choice(previous), rng)
+                injected["near"] += 1
+            else:
+                text = " ".join(rng.choice(sentences) for _ in range(rng.randint(4, 9)))
+                if len(previous) < 10_000:
+                    previous.append(text)
+                else:
+                    previous[rng.randrange(10_000)] = text
+            if rng.random() < 0.1:
+                text = damage(text, rng)
+                injected["damaged"] += 1
+            if number % table_every == 0:
+                paper = f"{2000 + number // 100_000 % 100:04d}.{number % 100_000:05d}"
+                version = rng.randint(1, 3)
+                wrapped = re.sub(r"(.{80,120}?) ", "\\1\n", text.replace("\n", " "))
+                table.write(f"{paper}v{version} | {wrapped} |\n")
+                if rng.random() < 0.02:
+                    table.write(f"{paper}v{version + 1} | {wrapped} |\n")
+                    injected["second_version"] += 1
+            else:
+                lines.write("Abstract:" + text.replace("\n", " ") + "\n")
+    return injected
+
+
+def run_measured(command: list[str]) -> tuple[float, float]:
+    """Run `command`; return (wall seconds, peak RSS in MB of the process and its children)."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    start = time.perf_counter()
+    process = subprocess.Popen(command, cwd=WORK, env=env, stderr=subprocess.PIPE, text=True)
+    assert process.stderr is not None
+    log = process.stderr.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"bench: {' '.join(command)} failed:\n{log}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+FLOOR = (
+    "import pyarrow.parquet as pq, sys\n"
+    "table = pq.read_table(sys.argv[1])\n"
+    "pq.write_table(table, sys.argv[2], compression='zstd', compression_level=3)\n"
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--docs", type=int, default=200_000, help="abstracts to generate")
+    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench.json")
+    args = parser.parse_args()
+
+    shutil.rmtree(WORK, ignore_errors=True)
+    WORK.mkdir()
+    print(f"bench: generating {args.docs:,} abstracts ...", file=sys.stderr)
+    injected = generate(args.docs, WORK / "raw")
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["validate"].update({"min_rows": 1, "max_rows": 100_000_000})
+    (WORK / "params.yaml").write_text(yaml.safe_dump(params))
+    shutil.copytree(ROOT / "expectations", WORK / "expectations")
+    shutil.copytree(ROOT / "dataset_card", WORK / "dataset_card")
+
+    cli = [sys.executable, "-m", "pipeline", "--params", "params.yaml"]
+    stages: dict[str, list[str]] = {
+        "ingest": [
+            *cli,
+            "ingest",
+            "--raw",
+            "raw",
+            "--out",
+            "build/ingested.parquet",
+            "--rejects",
+            "reports/rejects.jsonl",
+            "--report",
+            "reports/ingest.json",
+        ],
+        "clean": [
+            *cli,
+            "clean",
+            "--in",
+            "build/ingested.parquet",
+            "--out",
+            "build/clean.parquet",
+            "--report",
+            "reports/clean.json",
+        ],
+        "dedup": [
+            *cli,
+            "dedup",
+            "--in",
+            "build/clean.parquet",
+            "--out",
+            "build/dedup.parquet",
+            "--duplicates",
+            "reports/duplicates.parquet",
+            "--report",
+            "reports/dedup.json",
+        ],
+        "split": [
+            *cli,
+            "split",
+            "--in",
+            "build/dedup.parquet",
+            "--out",
+            "release/data",
+            "--report",
+            "reports/split.json",
+        ],
+        "validate": [
+            *cli,
+            "validate",
+            "--release-data",
+            "release/data",
+            "--suites",
+            "expectations",
+            "--report",
+            "reports/validation.json",
+        ],
+        "card": [*cli, "card", "--release", "release", "--card-dir", "dataset_card", "--reports", "reports"],
+    }
+    results: dict[str, Any] = {}
+    for name, command in stages.items():
+        seconds, rss = run_measured(command)
+        results[name] = {
+            "seconds": round(seconds, 2),
+            "docs_per_s": round(args.docs / seconds),
+            "peak_rss_mb": round(rss),
+        }
+        print(
+            f"bench: {name:<9} {seconds:8.2f} s {args.docs / seconds:12,.0f} docs/s {rss:8.0f} MB",
+            file=sys.stderr,
+        )
+    floor_s, floor_rss = run_measured(
+        [sys.executable, "-c", FLOOR, "build/ingested.parquet", "build/floor.parquet"]
+    )
+    total = sum(r["seconds"] for r in results.values())
+    report = {
+        "docs": args.docs,
+        "injected": injected,
+        "floor_s": round(floor_s, 2),
+        "floor_peak_rss_mb": round(floor_rss),
+        "total_s": round(total, 2),
+        "ratio_to_floor": round(total / floor_s, 1),
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in results.values()),
+        "stages": results,
+        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "outputs": {
+            name: json.loads((WORK / "reports" / f"{name}.json").read_text()) for name in ("dedup", "split")
+        },
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    print(
+        f"bench: floor {floor_s:.2f} s; total {total:.2f} s = {total / floor_s:.1f}x floor; "
+        f"peak RSS {report['peak_rss_mb']} MB; written to {args.out}",
+        file=sys.stderr,
+    )
+
+
+if __name__ == "__main__":
+    main()
