@@ -4,7 +4,8 @@ Not a test: it measures. The corpus recombines sentences of the shared SciTLDR a
 (`../shared/corpora/scitldr_train_abstracts.jsonl`) into N documents, writes 80% of them as an
 `Abstract:` line dump and 20% as a pasted viewer table with arXiv ids, and injects exact
 duplicates, near duplicates, a second version of some papers and scraping damage. Each stage
-runs as its own process (the real CLI), so its wall time and peak RSS are its own. The floor is
+runs as its own process with the command `dvc.yaml` gives it, so its wall time and peak RSS are
+its own. The floor is
 reading and writing the ingested parquet once.
 
 Usage: `make bench N=200000` (writes `reports/bench.json`).
@@ -17,6 +18,7 @@ import json
 import os
 import random
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -126,6 +128,28 @@ FLOOR = (
 )
 
 
+def dedup_quality(workdir: Path) -> dict[str, float | int]:
+    """Precision and recall of the real dedup stage on the labelled pairs of `benchmarks.pairs`."""
+    from benchmarks.pairs import build_rows, dedup_rows, load_corpus, score
+    from pipeline.params import load_params
+
+    seed_release = ROOT / "build" / "dedup.parquet"
+    extra: list[str] = []
+    if seed_release.exists():
+        import polars as pl
+
+        extra = pl.read_parquet(seed_release, columns=["abstract"])["abstract"].to_list()
+    rows, positives = build_rows(load_corpus() + extra)
+    kept_of = dedup_rows(rows, workdir, load_params(ROOT / "params.yaml").dedup)
+    result = score(rows, positives, kept_of)
+    print(
+        f"bench: dedup precision {result['precision']:.4f}, recall (Jaccard >= 0.8) "
+        f"{result['recall_jaccard_ge_0_8']:.4f} on {result['folded_pairs']} folded pairs",
+        file=sys.stderr,
+    )
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--docs", type=int, default=200_000, help="abstracts to generate")
@@ -139,67 +163,13 @@ def main() -> None:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["validate"].update({"min_rows": 1, "max_rows": 100_000_000})
     (WORK / "params.yaml").write_text(yaml.safe_dump(params))
-    shutil.copytree(ROOT / "expectations", WORK / "expectations")
-    shutil.copytree(ROOT / "dataset_card", WORK / "dataset_card")
+    for static in ("expectations", "dataset_card", "releases"):
+        if (ROOT / static).is_dir():
+            shutil.copytree(ROOT / static, WORK / static)
 
-    cli = [sys.executable, "-m", "pipeline", "--params", "params.yaml"]
-    stages: dict[str, list[str]] = {
-        "ingest": [
-            *cli,
-            "ingest",
-            "--raw",
-            "raw",
-            "--out",
-            "build/ingested.parquet",
-            "--rejects",
-            "reports/rejects.jsonl",
-            "--report",
-            "reports/ingest.json",
-        ],
-        "clean": [
-            *cli,
-            "clean",
-            "--in",
-            "build/ingested.parquet",
-            "--out",
-            "build/clean.parquet",
-            "--report",
-            "reports/clean.json",
-        ],
-        "dedup": [
-            *cli,
-            "dedup",
-            "--in",
-            "build/clean.parquet",
-            "--out",
-            "build/dedup.parquet",
-            "--duplicates",
-            "reports/duplicates.parquet",
-            "--report",
-            "reports/dedup.json",
-        ],
-        "split": [
-            *cli,
-            "split",
-            "--in",
-            "build/dedup.parquet",
-            "--out",
-            "release/data",
-            "--report",
-            "reports/split.json",
-        ],
-        "validate": [
-            *cli,
-            "validate",
-            "--release-data",
-            "release/data",
-            "--suites",
-            "expectations",
-            "--report",
-            "reports/validation.json",
-        ],
-        "card": [*cli, "card", "--release", "release", "--card-dir", "dataset_card", "--reports", "reports"],
-    }
+    # The stage commands come from dvc.yaml, so the benchmark runs exactly what `dvc repro` runs.
+    dvc_stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    stages = {name: shlex.split(stage["cmd"]) for name, stage in dvc_stages.items()}
     results: dict[str, Any] = {}
     for name, command in stages.items():
         seconds, rss = run_measured(command)
@@ -230,6 +200,9 @@ def main() -> None:
             name: json.loads((WORK / "reports" / f"{name}.json").read_text()) for name in ("dedup", "split")
         },
     }
+    print("bench: dedup precision/recall on labelled pairs ...", file=sys.stderr)
+    report["dedup_quality"] = dedup_quality(WORK / "quality")
+    report["leaked_pairs"] = len(report["outputs"]["split"].get("leaked_pairs", []))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     print(

@@ -1,30 +1,148 @@
-"""Stage `card`: the dataset card `release/README.md`, generated from data and reports.
+"""Stage `card`: the dataset card `release/README.md` and `release/croissant.json`.
 
-Reads: the release data directory, `dataset_card/` (Jinja template and static metadata) and the
-stage reports (ingest, clean, dedup, split, validation). Writes: the card, whose YAML front
-matter (built with huggingface_hub's `DatasetCardData`) holds `configs` (data files per split)
-and `dataset_info` (features, per-split `num_examples` and `num_bytes`) computed from the parquet
-files. Params: `card` (pretty name, license, homepage) and `publish.repo_id`.
+Reads: the release data directory, `dataset_card/` (Jinja `template.md`, static facts in
+`metadata.yaml`, hand-written prose in `sections/*.md`), the stage reports (ingest, clean, dedup,
+validation) and, when present, the published-release records `releases/*.json` (the changelog).
+Writes: the card, whose YAML front matter (built with huggingface_hub's `DatasetCardData`) holds
+`configs` and a `dataset_info` computed from the parquet files, and an MLCommons Croissant 1.1
+JSON-LD description of the same files. Params: `card` (pretty name, license, homepage, version)
+and `publish.repo_id`.
+
+Nothing in either output is typed by hand per release: prose comes verbatim from
+`dataset_card/sections/`, numbers from the data and reports, so regenerating loses nothing.
+`check_card` recomputes what the card claims about the data; publish calls it before upload.
 """
 
 from __future__ import annotations
 
+import hashlib
+import html
 import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from pipeline.errors import BadInputError, ConfigError
-from pipeline.outputs import atomic_path
+from pipeline.errors import BadInputError, ConfigError, ValidationFailed
+from pipeline.outputs import atomic_path, write_json
 from pipeline.params import CardParams
 from pipeline.split import RELEASE_SCHEMA, SPLITS
 
 _ARROW_TO_HF = {pa.string(): "string", pa.int64(): "int64"}
-REQUIRED_METADATA = ("summary", "description", "citation", "limitations", "fields")
+_ARROW_TO_CROISSANT = {pa.string(): "sc:Text", pa.int64(): "sc:Integer"}
+REQUIRED_METADATA = ("citation", "fields")
+# Hand-written prose, one file per card section under dataset_card/sections/.
+SECTIONS = (
+    "summary",
+    "description",
+    "direct_use",
+    "out_of_scope_use",
+    "curation_rationale",
+    "source_data",
+    "personal_information",
+    "limitations",
+    "recommendations",
+)
+# Croissant wants a license URL; the Hub wants the SPDX-style id. Unknown ids are passed as text.
+_LICENSE_URLS = {
+    "cc-by-4.0": "https://creativecommons.org/licenses/by/4.0/",
+    "cc-by-sa-4.0": "https://creativecommons.org/licenses/by-sa/4.0/",
+    "cc0-1.0": "https://creativecommons.org/publicdomain/zero/1.0/",
+    "mit": "https://opensource.org/licenses/MIT",
+    "apache-2.0": "https://www.apache.org/licenses/LICENSE-2.0",
+}
+_SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?$")
+_CHANGELOG_KEYS = ("added", "removed", "changed", "moved")
+# Characters that start Markdown constructs inside a paragraph or table cell. `<`, `>` and `&`
+# are handled by HTML-escaping first, so raw HTML (`<script>`) never reaches the renderer.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]|~#$!])")
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_.:/-]+")
+# The JSON-LD context of Croissant 1.1, as `mlcroissant` writes it (mlcroissant._src.core.rdf).
+CROISSANT_CONTEXT: dict[str, Any] = {
+    "@language": "en",
+    "@vocab": "https://schema.org/",
+    "arrayShape": "cr:arrayShape",
+    "citeAs": "cr:citeAs",
+    "column": "cr:column",
+    "conformsTo": "dct:conformsTo",
+    "containedIn": "cr:containedIn",
+    "cr": "http://mlcommons.org/croissant/",
+    "rai": "http://mlcommons.org/croissant/RAI/",
+    "data": {"@id": "cr:data", "@type": "@json"},
+    "dataType": {"@id": "cr:dataType", "@type": "@vocab"},
+    "dct": "http://purl.org/dc/terms/",
+    "description": {"@container": "@language"},
+    "equivalentProperty": "cr:equivalentProperty",
+    "examples": {"@id": "cr:examples", "@type": "@json"},
+    "extract": "cr:extract",
+    "field": "cr:field",
+    "fileProperty": "cr:fileProperty",
+    "fileObject": "cr:fileObject",
+    "fileSet": "cr:fileSet",
+    "format": "cr:format",
+    "includes": "cr:includes",
+    "isArray": "cr:isArray",
+    "isLiveDataset": "cr:isLiveDataset",
+    "jsonPath": "cr:jsonPath",
+    "key": "cr:key",
+    "md5": "cr:md5",
+    "name": {"@container": "@language"},
+    "parentField": "cr:parentField",
+    "path": "cr:path",
+    "recordSet": "cr:recordSet",
+    "references": "cr:references",
+    "regex": "cr:regex",
+    "repeated": "cr:repeated",
+    "replace": "cr:replace",
+    "samplingRate": "cr:samplingRate",
+    "sc": "https://schema.org/",
+    "separator": "cr:separator",
+    "source": "cr:source",
+    "subField": "cr:subField",
+    "transform": "cr:transform",
+}
+
+
+@dataclass(frozen=True)
+class ChangelogEntry:
+    """One published (or about-to-be-published) release, as recorded in `releases/<version>.json`."""
+
+    version: str
+    added: int
+    removed: int
+    changed: int
+    moved: int
+
+
+def escape_markdown(text: str) -> str:
+    """`text` made inert inside a Markdown paragraph or table cell, on one line.
+
+    HTML is escaped (`<script>` shows as text), Markdown punctuation is backslash-escaped (a `|`
+    cannot end a table cell, `[x](y)` cannot become a link) and line breaks become spaces
+    because a newline ends a table row.
+    """
+    one_line = " ".join(text.split())
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(one_line, quote=False))
+
+
+def code_span(text: str) -> str:
+    """`text` as inline code when it is a plain identifier or path, else escaped text.
+
+    Backslash escapes do not work inside code spans, so only safe names get backticks.
+    """
+    return f"`{text}`" if _PLAIN_NAME.fullmatch(text) else escape_markdown(text)
+
+
+def table_cell(text: str) -> str:
+    """Trusted, hand-written Markdown on one line, with `|` escaped so it stays in its cell."""
+    return " ".join(text.split()).replace("|", "\\|")
 
 
 def size_category(rows: int) -> str:
@@ -40,12 +158,22 @@ def size_category(rows: int) -> str:
     return next((label for bound, label in bounds if rows < bound), "100M<n<1B")
 
 
+def _split_files(release: Path, split: str) -> list[Path]:
+    return sorted((release / "data").glob(f"{split}-*.parquet"))
+
+
 def dataset_info(release: Path) -> dict[str, Any]:
-    """`dataset_info` for the card, computed from the release parquet files."""
+    """`dataset_info` for the card, computed from the release parquet files.
+
+    Raises:
+        BadInputError: a split has no parquet file under `release/data`.
+    """
     splits = []
     download_size = 0
     for split in SPLITS:
-        files = sorted((release / "data").glob(f"{split}-*.parquet"))
+        files = _split_files(release, split)
+        if not files:
+            raise BadInputError(f"{release / 'data'}: no {split}-*.parquet file; run `dvc repro split` first")
         rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
         num_bytes = sum(pq.read_table(f).nbytes for f in files)
         download_size += sum(f.stat().st_size for f in files)
@@ -59,15 +187,54 @@ def dataset_info(release: Path) -> dict[str, Any]:
 
 
 def load_metadata(card_dir: Path) -> dict[str, Any]:
+    """`dataset_card/metadata.yaml`, checked for the required fields.
+
+    Raises:
+        BadInputError: the file cannot be read or parsed.
+        ConfigError: a required field (or a field description) is missing or empty.
+    """
     path = card_dir / "metadata.yaml"
     try:
         metadata = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as exc:
         raise BadInputError(f"{path}: cannot read card metadata ({exc})") from None
+    if not isinstance(metadata, dict):
+        raise BadInputError(f"{path}: must be a mapping of card fields")
     for key in REQUIRED_METADATA:
         if not metadata.get(key):
-            raise ConfigError(f"{path}: required field {key!r} is missing or empty")
+            raise ConfigError(f"{path}: required field {key!r} is missing or empty; add it")
+    for column in RELEASE_SCHEMA.names:
+        if not str(metadata["fields"].get(column) or "").strip():
+            raise ConfigError(f"{path}: fields.{column} needs a description of the release column")
     return metadata
+
+
+def load_sections(card_dir: Path) -> dict[str, str]:
+    """The hand-written prose sections, verbatim (trailing whitespace trimmed).
+
+    Raises:
+        ConfigError: a section file is missing or empty.
+    """
+    sections = {}
+    for name in SECTIONS:
+        path = card_dir / "sections" / f"{name}.md"
+        try:
+            text = path.read_text(encoding="utf-8").strip()
+        except OSError:
+            text = ""
+        if not text:
+            raise ConfigError(f"{path}: required card section {name!r} is missing or empty; write it")
+        sections[name] = text
+    return sections
+
+
+def _check_params(params: CardParams, repo_id: str) -> None:
+    # CardParams/PublishParams defaults must stay constructible, so emptiness is checked here.
+    for key in ("pretty_name", "license", "homepage", "version"):
+        if not str(getattr(params, key)).strip():
+            raise ConfigError(f"params.yaml: card.{key} is required for the card; set it")
+    if not repo_id.strip():
+        raise ConfigError("params.yaml: publish.repo_id is required for the card; set it")
 
 
 def _read_report(reports: Path, name: str) -> dict[str, Any]:
@@ -78,72 +245,448 @@ def _read_report(reports: Path, name: str) -> dict[str, Any]:
         raise BadInputError(f"{path}: cannot read report ({exc}); run `dvc repro` first") from None
 
 
-def render_card(release: Path, card_dir: Path, reports: Path, params: CardParams, repo_id: str) -> str:
-    metadata = load_metadata(card_dir)
-    info = dataset_info(release)
+def semver_key(version: str) -> tuple[int, int, int, int, str]:
+    """Sort key for `MAJOR.MINOR.PATCH[-PRE]`; a pre-release sorts before its release.
+
+    Raises:
+        BadInputError: `version` is not a semantic version.
+    """
+    match = _SEMVER.match(version)
+    if match is None:
+        raise BadInputError(f"release version {version!r} is not a semantic version (MAJOR.MINOR.PATCH)")
+    major, minor, patch, pre = match.groups()
+    return (int(major), int(minor), int(patch), 0 if pre else 1, pre or "")
+
+
+def parse_changelog_entry(record: Mapping[str, Any], origin: str) -> ChangelogEntry:
+    """A `ChangelogEntry` from a release record (`{"version": ..., "diff": {...}}`).
+
+    Raises:
+        BadInputError: a key is missing or has the wrong type; `origin` names the record.
+    """
+    version = record.get("version")
+    diff = record.get("diff")
+    if not isinstance(version, str):
+        raise BadInputError(f"{origin}: 'version' must be a string like \"1.0.0\"")
+    semver_key(version)
+    if not isinstance(diff, Mapping):
+        raise BadInputError(f"{origin}: 'diff' must be a mapping of {', '.join(_CHANGELOG_KEYS)}")
+    counts = {}
+    for key in _CHANGELOG_KEYS:
+        value = diff.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise BadInputError(f"{origin}: diff.{key} must be a non-negative integer, got {value!r}")
+        counts[key] = value
+    return ChangelogEntry(version=version, **counts)
+
+
+def load_changelog(releases: Path | None) -> list[ChangelogEntry]:
+    """Every `releases/*.json` record; a missing directory means nothing was published yet.
+
+    Raises:
+        BadInputError: a record cannot be read or lacks a required key.
+    """
+    if releases is None or not releases.is_dir():
+        return []
+    entries = []
+    for path in sorted(releases.glob("*.json")):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise BadInputError(f"{path}: cannot read release record ({exc})") from None
+        if not isinstance(record, dict):
+            raise BadInputError(f"{path}: a release record must be a JSON object")
+        entries.append(parse_changelog_entry(record, str(path)))
+    return entries
+
+
+def _changelog_rows(entries: Iterable[ChangelogEntry]) -> list[ChangelogEntry]:
+    by_version: dict[str, ChangelogEntry] = {}
+    for entry in entries:
+        # A pending entry passed by publish replaces a stale record of the same version.
+        by_version[entry.version] = entry
+    return sorted(by_version.values(), key=lambda e: semver_key(e.version), reverse=True)
+
+
+def _example_row(release: Path) -> dict[str, Any]:
+    for split in SPLITS:
+        for path in _split_files(release, split):
+            table = pq.read_table(path)
+            if table.num_rows:
+                row = table.slice(0, 1).to_pylist()[0]
+                return {
+                    "split": split,
+                    "fields": [
+                        {
+                            "name": name,
+                            "value": "*null*" if row[name] is None else escape_markdown(str(row[name])),
+                        }
+                        for name in RELEASE_SCHEMA.names
+                    ],
+                }
+    raise BadInputError(f"{release / 'data'}: every split is empty; there is no row to show in the card")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _files(release: Path) -> list[dict[str, Any]]:
+    return [
+        {
+            "path": f"data/{path.name}",
+            "split": split,
+            "rows": pq.ParquetFile(path).metadata.num_rows,
+            "bytes": path.stat().st_size,
+        }
+        for split in SPLITS
+        for path in _split_files(release, split)
+    ]
+
+
+def _target(result: Mapping[str, Any]) -> str:
+    # Reports from before the validate stage checked several tables carry no `table` key.
+    column = (result.get("kwargs") or {}).get("column")
+    table = result.get("table")
+    parts = [str(part) for part in (table, column) if isinstance(part, str)]
+    return code_span(".".join(parts)) if parts else "(table)"
+
+
+def _check(result: Mapping[str, Any]) -> str:
+    expectation = str(result["expectation"])
+    name = str(result.get("name") or expectation)
+    if name == expectation:
+        return code_span(expectation)
+    return f"{code_span(name)} ({code_span(expectation)})"
+
+
+def _quality(validation: Mapping[str, Any]) -> dict[str, Any]:
+    results = []
+    warnings = []
+    for result in validation["results"]:
+        unexpected = result.get("unexpected_count")
+        row = {
+            "suite": escape_markdown(str(result["suite"])),
+            "check": _check(result),
+            "target": _target(result),
+            "severity": escape_markdown(str(result["severity"])),
+            "outcome": "passed" if result["success"] else "failed",
+            "unexpected": "-" if unexpected is None else unexpected,
+        }
+        results.append(row)
+        if result["severity"] == "warning" and not result["success"]:
+            warnings.append(row)
+    failed = sum(1 for r in validation["results"] if not r["success"])
+    summary = (
+        f"{len(results)} expectations checked on {validation['rows']} rows, {len(results) - failed} passed "
+        f"(critical failures: {validation['critical_failures']}, warnings: {validation['warnings']})."
+    )
+    return {"summary": summary, "results": results, "warnings": warnings}
+
+
+def _funnel(
+    ingest: Mapping[str, Any], clean: Mapping[str, Any], dedup: Mapping[str, Any], info: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    totals = ingest["totals"]
+    funnel: list[dict[str, Any]] = [
+        {"name": f"raw lines in {totals['files']} dumps", "count": totals["lines"]},
+        {"name": "blank lines skipped", "count": totals["blank_lines"]},
+    ]
+    funnel += [
+        {"name": f"lines rejected: {code_span(reason)}", "count": count}
+        for reason, count in sorted(ingest["rejects_by_reason"].items())
+    ]
+    funnel += [
+        {"name": "raw records parsed", "count": totals["records"]},
+        {"name": "records after cleaning", "count": clean["rows"]},
+    ]
+    funnel += [
+        {"name": f"duplicates folded: {code_span(method)}", "count": count}
+        for method, count in sorted(dedup["folded_by_method"].items())
+    ]
+    funnel.append({"name": "rows after deduplication", "count": dedup["rows_out"]})
+    funnel += [{"name": f"rows in `{s['name']}`", "count": s["num_examples"]} for s in info["splits"]]
+    return funnel
+
+
+def _card_data(params: CardParams, metadata: Mapping[str, Any], info: Mapping[str, Any]) -> DatasetCardData:
     total = sum(s["num_examples"] for s in info["splits"])
-    card_data = DatasetCardData(
+    return DatasetCardData(
         pretty_name=params.pretty_name,
         license=params.license,
         language=metadata.get("language", ["en"]),
         task_categories=metadata.get("task_categories"),
+        task_ids=metadata.get("task_ids"),
         size_categories=[size_category(total)],
         source_datasets=metadata.get("source_datasets"),
         tags=metadata.get("tags"),
         configs=[
             {
                 "config_name": "default",
+                "default": True,
                 "data_files": [{"split": s, "path": f"data/{s}-*.parquet"} for s in SPLITS],
             }
         ],
-        dataset_info=info,
+        dataset_info=dict(info),
     )
+
+
+def render_card(
+    release: Path,
+    card_dir: Path,
+    reports: Path,
+    params: CardParams,
+    repo_id: str,
+    changelog: Sequence[ChangelogEntry] = (),
+) -> str:
+    """The full text of `release/README.md`.
+
+    Args:
+        release: release directory holding `data/`.
+        card_dir: `dataset_card/` (template, metadata, sections).
+        reports: directory of the stage reports.
+        params: the `card` params section.
+        repo_id: `publish.repo_id`, used in the `load_dataset` line.
+        changelog: published releases (`load_changelog`) plus, from publish, the pending one;
+            rendered newest first; a later entry replaces an earlier one of the same version.
+
+    Raises:
+        ConfigError: a required param, metadata field or prose section is missing.
+        BadInputError: a report or the release data cannot be read.
+    """
+    _check_params(params, repo_id)
+    metadata = load_metadata(card_dir)
+    sections = load_sections(card_dir)
+    info = dataset_info(release)
     ingest = _read_report(reports, "ingest.json")
     clean = _read_report(reports, "clean.json")
     dedup = _read_report(reports, "dedup.json")
     validation = _read_report(reports, "validation.json")
-    funnel = [
-        {"name": "raw lines", "count": ingest["totals"]["lines"]},
-        {"name": "blank lines", "count": ingest["totals"]["blank_lines"]},
-        {"name": "rejected lines", "count": ingest["totals"]["rejects"]},
-        {"name": "raw records", "count": ingest["totals"]["records"]},
-    ]
-    funnel += [
-        {"name": f"folded duplicates ({method})", "count": count}
-        for method, count in dedup["folded_by_method"].items()
-    ]
-    funnel += [{"name": f"rows in {s['name']}", "count": s["num_examples"]} for s in info["splits"]]
-    quality = (
-        f"{len(validation['results'])} expectations checked; "
-        f"{validation['critical_failures']} critical failures, {validation['warnings']} warnings."
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(card_dir),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,  # Markdown, not HTML: values from data are escaped by escape_markdown.
     )
-    card = DatasetCard.from_template(
-        card_data,
-        template_path=str(card_dir / "template.md"),
-        repo_id=repo_id,
-        summary=metadata["summary"],
-        description=metadata["description"],
-        curators=metadata.get("curators", ""),
-        license=params.license,
-        homepage=params.homepage or "-",
-        fields=[
-            {"name": f.name, "dtype": _ARROW_TO_HF[f.type], "description": metadata["fields"].get(f.name, "")}
-            for f in RELEASE_SCHEMA
+    try:
+        template = environment.get_template("template.md")
+    except jinja2.TemplateError as exc:
+        raise ConfigError(f"{card_dir / 'template.md'}: cannot load the card template ({exc})") from None
+    files = _files(release)
+    try:
+        content = template.render(
+            card_data=_card_data(params, metadata, info).to_yaml(),
+            pretty_name=escape_markdown(params.pretty_name),
+            sections=sections,
+            curators=escape_markdown(str(metadata.get("curators", "the maintainers"))),
+            languages=", ".join(escape_markdown(str(x)) for x in metadata.get("language", ["en"])),
+            license=escape_markdown(params.license),
+            version=params.version,
+            hub_url=f"https://huggingface.co/datasets/{repo_id}",
+            homepage=params.homepage,
+            repo_id=repo_id,
+            fields=[
+                {
+                    "name": f.name,
+                    "dtype": _ARROW_TO_HF[f.type],
+                    "description": table_cell(str(metadata["fields"][f.name])),
+                }
+                for f in RELEASE_SCHEMA
+            ],
+            files=[{**f, "name": code_span(f["path"])} for f in files],
+            example=_example_row(release),
+            funnel=_funnel(ingest, clean, dedup, info),
+            rules=[
+                {"name": code_span(n), "count": r["rows_changed"]} for n, r in sorted(clean["rules"].items())
+            ],
+            flags=[{"name": code_span(n), "count": c} for n, c in sorted(clean["flags"].items())],
+            folded=[{"name": code_span(m), "count": c} for m, c in sorted(dedup["folded_by_method"].items())],
+            quality=_quality(validation),
+            changelog=_changelog_rows(changelog),
+            citation=str(metadata["citation"]).strip(),
+        )
+    except jinja2.TemplateError as exc:
+        raise ConfigError(f"{card_dir / 'template.md'}: cannot render the card ({exc})") from None
+    except KeyError as exc:
+        raise BadInputError(f"{reports}: a report lacks the key {exc}; rerun `dvc repro`") from None
+    return content if content.endswith("\n") else content + "\n"
+
+
+def build_croissant(
+    release: Path, card_dir: Path, reports: Path, params: CardParams, repo_id: str
+) -> dict[str, Any]:
+    """The Croissant 1.1 JSON-LD document describing the release files and their records.
+
+    Raises:
+        ConfigError / BadInputError: as `render_card`.
+    """
+    _check_params(params, repo_id)
+    metadata = load_metadata(card_dir)
+    sections = load_sections(card_dir)
+    clean = _read_report(reports, "clean.json")
+    dedup = _read_report(reports, "dedup.json")
+    files = _files(release)
+    rules = ", ".join(f"{name} ({rule['rows_changed']} rows)" for name, rule in clean["rules"].items())
+    folded = ", ".join(f"{m} ({c} records)" for m, c in sorted(dedup["folded_by_method"].items()))
+    preprocessing = (
+        "Raw dumps are parsed per format, stray lines rejected with a reason; abstracts are repaired "
+        f"by named cleaning rules: {rules or 'none applied'}. Records of the same paper are folded "
+        f"into one row ({folded or 'none folded'}), keeping the richest source. Rows are assigned "
+        "to train/validation/test by a seeded hash of their id."
+    )
+    record_set = "abstracts"
+    fields: list[dict[str, Any]] = [
+        {
+            "@type": "cr:Field",
+            "@id": f"{record_set}/{f.name}",
+            "name": f.name,
+            "description": str(metadata["fields"][f.name]),
+            "dataType": _ARROW_TO_CROISSANT[f.type],
+            "source": {"fileSet": {"@id": "parquet-files"}, "extract": {"column": f.name}},
+        }
+        for f in RELEASE_SCHEMA
+    ]
+    fields.append(
+        {
+            "@type": "cr:Field",
+            "@id": f"{record_set}/split",
+            "name": "split",
+            "description": "The split the row belongs to (train, validation or test), from its file name.",
+            "dataType": "sc:Text",
+            "source": {
+                "fileSet": {"@id": "parquet-files"},
+                "extract": {"fileProperty": "fullpath"},
+                "transform": {"regex": r"^(?:.*/)?(train|validation|test)-\d+-of-\d+\.parquet$"},
+            },
+        }
+    )
+    distribution: list[dict[str, Any]] = [
+        {
+            "@type": "cr:FileObject",
+            "@id": f["path"],
+            "name": f["path"],
+            "description": f"{f['split']} split shard, {f['rows']} rows.",
+            "contentUrl": f["path"],
+            "contentSize": f"{f['bytes']} B",
+            "encodingFormat": "application/x-parquet",
+            "sha256": _sha256(release / f["path"]),
+        }
+        for f in files
+    ]
+    distribution.append(
+        {
+            "@type": "cr:FileSet",
+            "@id": "parquet-files",
+            "name": "parquet-files",
+            "description": "Every release parquet shard, all splits.",
+            "encodingFormat": "application/x-parquet",
+            "includes": "data/*.parquet",
+        }
+    )
+    return {
+        "@context": CROISSANT_CONTEXT,
+        "@type": "sc:Dataset",
+        "conformsTo": "http://mlcommons.org/croissant/1.1",
+        "name": params.pretty_name,
+        "alternateName": repo_id,
+        "description": sections["summary"],
+        "license": _LICENSE_URLS.get(params.license.lower(), params.license),
+        "url": params.homepage,
+        "sameAs": f"https://huggingface.co/datasets/{repo_id}",
+        "version": params.version,
+        "citeAs": str(metadata["citation"]).strip(),
+        "creator": {"@type": "sc:Organization", "name": str(metadata.get("curators", "the maintainers"))},
+        "keywords": list(metadata.get("tags") or []),
+        "inLanguage": list(metadata.get("language") or ["en"]),
+        "rai:dataCollection": sections["source_data"],
+        "rai:dataPreprocessingProtocol": preprocessing,
+        "rai:dataLimitations": sections["limitations"],
+        "distribution": distribution,
+        "recordSet": [
+            {
+                "@type": "cr:RecordSet",
+                "@id": record_set,
+                "name": record_set,
+                "description": "One row per paper: the cleaned abstract, its ids and provenance.",
+                "key": {"@id": f"{record_set}/id"},
+                "field": fields,
+            }
         ],
-        splits=[{"name": s["name"], "rows": s["num_examples"]} for s in info["splits"]],
-        funnel=funnel,
-        rules=[{"name": n, "count": r["rows_changed"]} for n, r in clean["rules"].items()],
-        quality=quality,
-        limitations=metadata["limitations"],
-        citation=metadata["citation"],
-    )
-    return str(card.content)
+    }
 
 
-def run_card(release: Path, card_dir: Path, reports: Path, params: CardParams, repo_id: str) -> Path:
-    """Write `release/README.md`."""
-    content = render_card(release, card_dir, reports, params, repo_id)
+def check_card(release: Path) -> None:
+    """Fail if `release/README.md` or `release/croissant.json` disagree with the release files.
+
+    Recomputes `dataset_info` from the parquet files and each file's sha256, so a card left
+    over from an earlier build (stale `num_examples`, a changed shard) never gets published.
+
+    Raises:
+        BadInputError: the card or its front matter cannot be read.
+        ValidationFailed: a field differs; the message names it and both values.
+    """
+    card_path = release / "README.md"
+    if not card_path.is_file():
+        raise BadInputError(f"{card_path}: no dataset card; run `dvc repro card`")
+    try:
+        card = DatasetCard.load(card_path)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise BadInputError(f"{card_path}: cannot parse the card front matter ({exc})") from None
+    claimed = card.data.to_dict().get("dataset_info")
+    if not isinstance(claimed, dict):
+        raise ValidationFailed(f"{card_path}: front matter has no dataset_info; run `dvc repro card`")
+    actual = dataset_info(release)
+    problems = []
+    for key in ("features", "download_size", "dataset_size"):
+        if claimed.get(key) != actual[key]:
+            problems.append(f"dataset_info.{key}: card says {claimed.get(key)!r}, files give {actual[key]!r}")
+    claimed_splits = {s.get("name"): s for s in claimed.get("splits") or []}
+    for split in actual["splits"]:
+        name = split["name"]
+        for key in ("num_examples", "num_bytes"):
+            value = claimed_splits.get(name, {}).get(key)
+            if value != split[key]:
+                problems.append(
+                    f"dataset_info.splits[{name}].{key}: card says {value!r}, files give {split[key]!r}"
+                )
+    croissant_path = release / "croissant.json"
+    if croissant_path.is_file():
+        try:
+            croissant = json.loads(croissant_path.read_text(encoding="utf-8"))
+            described = {d["contentUrl"]: d["sha256"] for d in croissant["distribution"] if "sha256" in d}
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise BadInputError(f"{croissant_path}: cannot read the file list ({exc!r})") from None
+        present = {f["path"]: _sha256(release / f["path"]) for f in _files(release)}
+        for path in sorted(set(described) | set(present)):
+            if described.get(path) != present.get(path):
+                problems.append(
+                    f"croissant.json {path} sha256: file says {described.get(path)!r}, "
+                    f"data gives {present.get(path)!r}"
+                )
+    if problems:
+        raise ValidationFailed(
+            f"{card_path}: the card does not match the release files; run `dvc repro card`:\n  "
+            + "\n  ".join(problems)
+        )
+
+
+def run_card(
+    release: Path,
+    card_dir: Path,
+    reports: Path,
+    params: CardParams,
+    repo_id: str,
+    releases: Path | None = None,
+) -> Path:
+    """Write `release/README.md` and `release/croissant.json`; return the card's path."""
+    content = render_card(release, card_dir, reports, params, repo_id, load_changelog(releases))
+    croissant = build_croissant(release, card_dir, reports, params, repo_id)
     target = release / "README.md"
     with atomic_path(target) as tmp:
-        tmp.write_text(content if content.endswith("\n") else content + "\n", encoding="utf-8")
+        tmp.write_text(content, encoding="utf-8")
+    write_json(croissant, release / "croissant.json")
     return target

@@ -1,18 +1,24 @@
 """Stage `clean`: raw abstract text -> publishable text, with every repair named and counted.
 
 Reads: the ingested records parquet. Writes: the cleaned parquet (ingest columns plus
-`abstract`, `clean_rules`, `flags`, `text_hash`) and `clean.json` (per-rule and per-flag counts
-with examples). Params: `clean` (workers, batch size, length thresholds).
+`abstract`, `clean_rules`, `flags`, `text_hash`) and `clean.json` (per rule: rows changed and
+before/after windows; per flag: count and example sources). Params: `clean` (workers, batch
+size, length thresholds, word-frequency thresholds of the dictionary rules).
 
-Every rule is a vectorised polars expression over the text column, applied in a fixed order to
-Arrow batches by the local executor (`pipeline.executor`). A rule that changed a row's text
-adds its name to that row's `clean_rules`; problems no rule can fix become `flags`.
+Rules run in a fixed order (`RULES`) over the text column of one Arrow batch. The regex rules
+are vectorised polars expressions, run only on the rows a cheap prefilter selects. The two
+dictionary rules (`dehyphenate`, `glued_words`) find candidate tokens with a regex, decide
+each distinct candidate once against the `wordfreq` English word list, and rewrite only the
+rows holding a candidate that changes. A rule that changed a row's text adds its name to that
+row's `clean_rules`; problems no rule can fix safely become `flags`.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import math
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +27,7 @@ from typing import Any
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pipeline.executor import map_batches
 from pipeline.ingest import RECORD_SCHEMA
@@ -37,14 +44,45 @@ CLEAN_SCHEMA = pa.schema(
     ]
 )
 EXAMPLES_PER_RULE = 5
+# Characters of context kept on each side of a change in the report's before/after windows.
+EXAMPLE_CONTEXT = 40
+
+FLAGS = (
+    "too_short",
+    "too_long",
+    "truncated",
+    "unbalanced_brackets",
+    "possible_glued_word",
+    "non_english",
+    "url",
+    "html_residue",
+    "latex_residue",
+)
 
 
 @dataclass(frozen=True)
 class Rule:
-    """A named repair: a pure function from the text expression to the repaired expression."""
+    """A named repair: texts in, repaired texts (same length and order) and glued-word flags out."""
 
     name: str
-    apply: Callable[[pl.Expr], pl.Expr]
+    apply: Callable[[pl.Series, CleanParams], tuple[pl.Series, pl.Series | None]]
+
+
+def _masked(texts: pl.Series, prefilter: str, repair: Callable[[pl.Expr], pl.Expr]) -> pl.Series:
+    """Apply `repair` only to rows matching `prefilter`: most rows need no repair at all."""
+    mask = texts.str.contains(prefilter)
+    if not mask.any():
+        return texts
+    rows = mask.arg_true()
+    fixed = pl.select(repair(pl.lit(texts.filter(mask)))).to_series()
+    return texts.clone().scatter(rows, fixed)
+
+
+def _regex_rule(prefilter: str, repair: Callable[[pl.Expr], pl.Expr]) -> Callable[..., Any]:
+    def apply(texts: pl.Series, params: CleanParams) -> tuple[pl.Series, pl.Series | None]:
+        return _masked(texts, prefilter, repair), None
+
+    return apply
 
 
 def _unicode(text: pl.Expr) -> pl.Expr:
@@ -59,7 +97,8 @@ def _unicode(text: pl.Expr) -> pl.Expr:
 
 def _strip_prefix(text: pl.Expr) -> pl.Expr:
     # Only a label followed by punctuation, or all caps: "Abstract reasoning is ..." is text.
-    return text.str.replace(r"^\s*(?:[Aa]bstract\s*[:.\-\u2013\u2014]|ABSTRACT\b)\s*", "")
+    # Repeated labels ("Abstract: ABSTRACT ...") all go, so that cleaning twice changes nothing.
+    return text.str.replace(r"^(?:\s*(?:[Aa]bstract\s*[:.\-\u2013\u2014]|ABSTRACT\b))+\s*", "")
 
 
 def _table_residue(text: pl.Expr) -> pl.Expr:
@@ -68,6 +107,54 @@ def _table_residue(text: pl.Expr) -> pl.Expr:
 
 def _whitespace(text: pl.Expr) -> pl.Expr:
     return text.str.replace_all(r"\s+", " ").str.strip_chars(" ")
+
+
+# LaTeX renders footnote mark 1 as a superscript that scrapes as "111" (mark 2 as "222", ...),
+# glued to the word or sentence end it follows; the footnote's text follows the mark directly.
+_MARK = "(?:" + "|".join(str(d) * 3 for d in range(1, 10)) + ")"
+_MARK_AFTER = r"([A-Za-z)\].,;:!?\u201d\"'])"
+# A footnote sentence: starts upper case and ends at a full stop followed by a space, an upper
+# case letter (the next sentence glued on) or the end; "1.3B" and "e.g.," do not end it.
+# A footnote that only announced a link ("Code is available at") ends where the URL was,
+# even when the next sentence follows without a full stop.
+_FOOTNOTE_LINK = (
+    r"[A-Z][^.!?]*?\b(?:available|released|provided|found|accessible|hosted)"
+    r"(?:\s+(?:online|publicly))?\s+(?:at|from|on|via|here)(?:\s+Git[Hh]ub)?\s*:?(\s+[A-Z]|\s*$)"
+)
+_FOOTNOTE_TEXT = r"[A-Z](?:[^.!?]|[.!?][^\sA-Z])*(?:[.!?]|$)"
+
+
+def _footnotes(text: pl.Expr) -> pl.Expr:
+    return (
+        # A leaked `\footnotetext` line ("00footnotetext:" and a mark, then "Work performed ...").
+        text.str.replace_all(r"\d*footnotetext:\s*[\u2020\u2021\u2217*]?\s*(?:[^.!?]|[.!?]\S)*[.!?]?", " ")
+        .str.replace_all(_MARK_AFTER + _MARK + _FOOTNOTE_LINK, "$1$2")
+        .str.replace_all(_MARK_AFTER + _MARK + _FOOTNOTE_TEXT, "$1 ")
+        .str.replace_all(_MARK_AFTER + _MARK + r"(\s|$)", "$1$2")
+        # Dagger and asterisk operators are affiliation/equal-contribution marks, never text.
+        .str.replace_all(r"([A-Za-z)\].,])[\u2020\u2021\u2217]+", "$1")
+        .str.replace_all(r"^[\u2020\u2021\u2217]+\s*", "")
+        .str.replace_all(r"  +", " ")
+        .str.strip_chars(" ")
+    )
+
+
+# A sentence that announced a link and lost it: it names code/data/a page and ends on the
+# preposition or colon that led to the URL. Removed whole, with nothing else in it.
+_LINK_WORDS = (
+    r"(?i:code|codes|data|dataset|datasets|model|models|checkpoints?|weights|available|released?|"
+    r"page|website|github|project|demo|samples|implementation|repository|visit)"
+)
+_DANGLING_END = (
+    r"(?:\b(?:at|from|via|here|on|in|online)\s*:?|:|\bat\s*https?://|\bGit[Hh]ub\s*:?"
+    r"|\b(?:at|on)\s+(?:our|the)\s+(?:demo|project|web|github)?\s*(?:page|site|website)?)\s*$"
+)
+
+
+def _dangling_link(text: pl.Expr) -> pl.Expr:
+    return text.str.replace(
+        r"(^|[.!?])\s*[^.!?]*\b" + _LINK_WORDS + r"\b[^.!?]*" + _DANGLING_END, "$1"
+    ).str.strip_chars(" ")
 
 
 def _empty_citation(text: pl.Expr) -> pl.Expr:
@@ -81,20 +168,366 @@ def _empty_citation(text: pl.Expr) -> pl.Expr:
     )
 
 
-RULES: tuple[Rule, ...] = (
-    Rule("unicode", _unicode),
-    Rule("strip_prefix", _strip_prefix),
-    Rule("table_residue", _table_residue),
-    Rule("whitespace", _whitespace),
-    Rule("empty_citation", _empty_citation),
+# ---- dictionary rules ---------------------------------------------------------------------------
+
+
+@functools.cache
+def _zipf_table() -> dict[str, float]:
+    """wordfreq's English list (web, books, subtitles, Wikipedia...) as Zipf values (log10 per 1e9)."""
+    import wordfreq  # imported here: only the dictionary rules need it
+
+    return {w: math.log10(f) + 9 for w, f in wordfreq.get_frequency_dict("en", wordlist="large").items()}
+
+
+def _zipf(word: str) -> float:
+    return _zipf_table().get(word.lower(), 0.0)
+
+
+def _is_word(part: str, params: CleanParams) -> bool:
+    return _zipf(part) >= params.word_min_zipf
+
+
+def _is_function_word(part: str, params: CleanParams) -> bool:
+    # The closed-class words ("the", "of", "is", "on") are the most frequent words of English;
+    # a single letter other than "a" is too ambiguous ("iPhone", "kHz").
+    return (len(part) <= 4 and (len(part) > 1 or part == "a")) and _zipf(
+        part
+    ) >= params.function_word_min_zipf
+
+
+_HYPHENATED = r"\b[A-Za-z]+- ?[a-z]+\b"
+
+
+@functools.cache
+def _dehyphenate_token(token: str, params: CleanParams) -> str:
+    left, right = (part.strip() for part in token.split("-", 1))
+    joined = left + right
+    if not _is_word(joined, params):
+        return token  # "state-of", "zero-shot", "data- and"
+    if " " in token:
+        return joined  # a hyphen before a line break inside a word
+    # Without the break, only a joined word whose halves are not words: "re-use", "co-ordinate"
+    # and "multi-lingual" are the author's spelling, "incor-porates" is not.
+    if _is_word(left, params) or _is_word(right, params):
+        return token
+    return joined
+
+
+def _dehyphenate(texts: pl.Series, params: CleanParams) -> tuple[pl.Series, pl.Series | None]:
+    decide = functools.partial(_dehyphenate_token, params=params)
+    return _token_rule(texts, _candidates(texts, _HYPHENATED).to_list(), decide), None
+
+
+# Three shapes of words glued by lost spacing around emphasis: a word before a name
+# ("proposeReflexion", "theMuJoCo"), a word after an acronym ("HyDEsignificantly", "DDPGwithout"),
+# and two or three lower-case words ("isusually", "onshorttexts").
+_LOWER_THEN_UPPER = r"\b[a-z]{2,}[A-Z][A-Za-z0-9]*\b"
+_ACRONYM_THEN_LOWER = r"\b[A-Za-z0-9]*[A-Z][A-Z0-9][a-z]{2,}\b"
+_LONG_LOWER = r"(?-u:\b)[a-z]{12,}(?-u:\b)"
+_ACRONYM_TAIL = re.compile(r"^(.*[A-Z][A-Z0-9])([a-z]{2,})$")
+_FLAGGED = "\x00"  # decision marker: leave the token, flag the row
+# Function words that double as English affixes ("in-exactly", "graph-on", "segment-or",
+# "general-is-able", "a-typical"): a split may not put them where the affix would be.
+_NOT_FIRST = frozenset(
+    [
+        "a",
+        "an",
+        "as",
+        "at",
+        "be",
+        "he",
+        "i",
+        "in",
+        "it",
+        "me",
+        "my",
+        "one",
+        "so",
+        "we",
+        "all",
+        "can",
+        "like",
+        "will",
+        "or",
+        "up",
+        "out",
+    ]
+)
+_NOT_LAST = frozenset(
+    [
+        "a",
+        "an",
+        "as",
+        "at",
+        "be",
+        "he",
+        "i",
+        "in",
+        "it",
+        "me",
+        "my",
+        "one",
+        "so",
+        "we",
+        "all",
+        "can",
+        "like",
+        "will",
+        "is",
+        "on",
+        "or",
+        "up",
+        "out",
+    ]
+)
+# Word endings of verbs and adjectives that precede a product name in prose ("we propose X",
+# "a model called X", "an effective X"); nouns such as "mini", "small", "sign", "pixel" start
+# names ("miniImageNet", "smallNORB", "signSGD", "pixelCNN") and must not be split off.
+_VERB_ENDINGS = ("ed", "ing", "ose", "uce", "ugh", "ide", "ve")
+# English derivational affixes that are also words: "push-for-ward", "computation-ally" and
+# "over-fitting" are one word, so such a part may not start or end a split.
+_SUFFIX_WORDS = frozenset(
+    [
+        "ward",
+        "wards",
+        "ally",
+        "able",
+        "ably",
+        "ness",
+        "less",
+        "ment",
+        "ship",
+        "wise",
+        "like",
+        "hood",
+        "some",
+        "ever",
+    ]
+)
+_PREFIX_WORDS = frozenset(
+    [
+        "over",
+        "under",
+        "anti",
+        "semi",
+        "multi",
+        "super",
+        "inter",
+        "intra",
+        "hyper",
+        "auto",
+        "mini",
+        "meta",
+        "post",
+        "para",
+        "self",
+    ]
 )
 
 
-def _flags(text: pl.Expr, params: CleanParams) -> pl.Expr:
+def _split_tail(token: str, params: CleanParams) -> str | None:
+    match = _ACRONYM_TAIL.match(token)
+    if match is None:
+        return None
+    head, tail = match.groups()
+    if _is_function_word(tail, params) or (len(tail) >= 7 and _is_word(tail, params)):
+        return f"{head} {tail}"
+    return None
+
+
+def _lower_splits(token: str, params: CleanParams) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
+    """(safe, other) splits of `token` into 2 or 3 words of English.
+
+    A safe split goes through a function word in a place where it cannot be an affix; content
+    parts have at least 4 letters.
+    """
+
+    def content(part: str) -> bool:
+        return len(part) >= 4 and _is_word(part, params)
+
+    def ok(part: str) -> bool:
+        return _is_function_word(part, params) or content(part)
+
+    def safe(parts: tuple[str, ...]) -> bool:
+        function = [_is_function_word(p, params) for p in parts]
+        if not any(function) or parts[-1] in _SUFFIX_WORDS or parts[0] in _PREFIX_WORDS:
+            return False
+        for i, part in enumerate(parts):
+            if not function[i] or all(function):
+                continue
+            if i == 0 and part in _NOT_FIRST:
+                return False
+            if i == len(parts) - 1 and part in _NOT_LAST:
+                return False
+            if 0 < i < len(parts) - 1 and (part in _NOT_FIRST or part in _NOT_LAST):
+                return False
+        return True
+
+    found: list[tuple[str, ...]] = []
+    n = len(token)
+    for i in range(1, n):
+        if not ok(token[:i]):
+            continue
+        if ok(token[i:]):
+            found.append((token[:i], token[i:]))
+        for j in range(i + 1, n):
+            if ok(token[i:j]) and ok(token[j:]):
+                found.append((token[:i], token[i:j], token[j:]))
+    return [s for s in found if safe(s)], [s for s in found if not safe(s)]
+
+
+@functools.cache
+def _glued_token(token: str, params: CleanParams) -> str:
+    """The repaired token, the token itself (leave), or `_FLAGGED` (leave and flag the row)."""
+    if token.lower() in _zipf_table():
+        return token  # "iPhone", "YouTube", "softmax": any word the list knows is not glued
+    if token.islower():
+        safe, other = _lower_splits(token, params)
+        if safe:
+            best = max(safe, key=lambda s: (min(_zipf(p) for p in s), -len(s), s))
+            return " ".join(best)
+        return _FLAGGED if other else token
+    head = re.match(r"[a-z]*", token)
+    assert head is not None
+    prefix, rest = head.group(), token[head.end() :]
+    if prefix and rest:
+        function = _is_function_word(prefix, params) and prefix not in _NOT_FIRST
+        verb = len(prefix) >= 4 and _is_word(prefix, params) and prefix.endswith(_VERB_ENDINGS)
+        if function or verb:
+            return f"{prefix} {_split_tail(rest, params) or rest}"
+        return _FLAGGED if len(prefix) >= 3 and _is_word(prefix, params) else token
+    return _split_tail(token, params) or token
+
+
+@functools.cache
+def _lower_pattern(params: CleanParams) -> str:
+    """Lower-case tokens that start or end with a function word: every safe split does."""
+    words = [w for w, z in _zipf_table().items() if w.isascii() and w.isalpha()]
+    function = sorted((w for w in words if _is_function_word(w, params)), key=lambda w: (-len(w), w))
+    first = "|".join(w for w in function if w not in _NOT_FIRST)
+    last = "|".join(w for w in function if w not in _NOT_LAST)
+    return rf"(?-u:\b)(?:(?:{first})[a-z]{{2,}}|[a-z]{{2,}}(?:{last}))(?-u:\b)"
+
+
+def _candidates(texts: pl.Series, pattern: str) -> pl.Series:
+    return texts.str.extract_all(pattern).explode().drop_nulls().unique()
+
+
+# Characters that may bound a repaired token: prose, not identifiers, LaTeX commands, URLs or
+# hyphenated compounds ("\\textit", "github.com/antoyang", "leaveone-out" are left alone).
+_LEFT = (" ", "(", "[", "\u201c", '"')
+_RIGHT = (" ", ", ", ". ", "; ", ": ", "? ", "! ", ")", "]", "\u201d", '"')
+
+
+def _bounded(tokens: list[str], values: list[str]) -> tuple[list[str], list[str]]:
+    """Every token between every pair of bounding characters, and the same for its value."""
+    patterns, replacements = [], []
+    for token, value in zip(tokens, values, strict=True):
+        for left in _LEFT:
+            for right in _RIGHT:
+                patterns.append(left + token + right)
+                replacements.append(left + value + right)
+    return patterns, replacements
+
+
+def _padded(texts: pl.Series) -> pl.Series:
+    # A space on each side, so that a token at the start or end is bounded like any other.
+    return (" " + texts + " ").alias(texts.name)
+
+
+def _token_rule(texts: pl.Series, candidates: list[str], decide: Callable[[str], str]) -> pl.Series:
+    """Rewrite each whole-token occurrence of a candidate to `decide(candidate)`, where it changes."""
+    changes = {t: d for t in sorted(candidates) if (d := decide(t)) not in (t, _FLAGGED)}
+    if not changes:
+        return texts
+    # Aho-Corasick (polars `replace_many`) over the tokens with their bounding characters: one
+    # pass, no per-row Python. Twice, as adjacent tokens share the space between them.
+    mask = texts.str.contains_any(list(changes)).fill_null(False)
+    if not mask.any():
+        return texts
+    patterns, replacements = _bounded(list(changes), list(changes.values()))
+    fixed = _padded(texts.filter(mask))
+    for _ in range(2):
+        fixed = fixed.str.replace_many(patterns, replacements, leftmost=True)
+    fixed = fixed.str.slice(1).str.slice(0, fixed.str.len_chars() - 2)
+    return texts.clone().scatter(mask.arg_true(), fixed)
+
+
+def _glued_words(texts: pl.Series, params: CleanParams) -> tuple[pl.Series, pl.Series | None]:
+    decide = functools.partial(_glued_token, params=params)
+    # Only distinct lower-case tokens the word list does not know are candidates, so the
+    # per-word Python work is a few hundred set lookups per batch.
+    # Tokens of 12+ letters are few: all of them are candidates, so that a glued pair without
+    # a function word ("introduceiris") is at least flagged.
+    lower = pl.concat([_candidates(texts, _lower_pattern(params)), _candidates(texts, _LONG_LOWER)]).unique()
+    table = _zipf_table()
+    unknown = sorted(t for t in lower.to_list() if t not in table)
+    mixed = _candidates(texts, f"{_LOWER_THEN_UPPER}|{_ACRONYM_THEN_LOWER}").to_list()
+    flagged = sorted({t for t in (*unknown, *mixed) if decide(t) == _FLAGGED})
+    fixed = _token_rule(texts, mixed + unknown, decide)
+    flag = pl.Series([False] * len(texts), dtype=pl.Boolean)
+    if flagged:
+        maybe = fixed.str.contains_any(flagged).fill_null(False)
+        patterns, _ = _bounded(flagged, flagged)
+        flag = flag.scatter(maybe.arg_true(), _padded(fixed.filter(maybe)).str.contains_any(patterns))
+    return fixed, flag
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("unicode", _regex_rule(r"[^\t\n\r\x20-\x7e]", _unicode)),
+    Rule("strip_prefix", _regex_rule(r"^\s*(?:[Aa]bstract|ABSTRACT)", _strip_prefix)),
+    Rule("table_residue", _regex_rule(r"\|\s*$", _table_residue)),
+    Rule("whitespace", _regex_rule(r"[^\S ]|  |^ | $", _whitespace)),
+    Rule("footnotes", _regex_rule(_MARK + r"|footnotetext|[\u2020\u2021\u2217]", _footnotes)),
+    Rule("dangling_link", _regex_rule(_DANGLING_END, _dangling_link)),
+    Rule("dehyphenate", _dehyphenate),
+    Rule("empty_citation", _regex_rule(r" [,.;:]( |$)|\(\s*[,;]?\s*\)", _empty_citation)),
+    Rule("glued_words", _glued_words),
+)
+
+# The commonest English words; their share of an abstract's words tells English prose apart.
+_STOPWORDS = r"\b(?:the|of|and|in|to|a|an|is|are|we|for|that|with|on|by|this|from|as|our|be)\b"
+
+
+# List items written "a) ... b) ..." or "1) ... 2) ..." close a bracket nobody opened.
+_ENUMERATOR = r"(?:^| )(?:[a-z]|[0-9]{1,2}|[ivx]{1,4})\) "
+
+
+def _non_english(texts: pl.Series, params: CleanParams) -> pl.Series:
+    """Rows with too few common English words; only rows lacking " the " or " of " are counted."""
+    text = pl.col("t")
+    maybe = (
+        pl.DataFrame({"t": texts})
+        .select(~(text.str.contains(" the ", literal=True) & text.str.contains(" of ", literal=True)))
+        .to_series()
+    )
+    flag = pl.Series([False] * len(texts), dtype=pl.Boolean)
+    if not maybe.any():
+        return flag
+    words = text.str.count_matches(" ", literal=True) + 1
+    found = (
+        pl.DataFrame({"t": texts.filter(maybe)})
+        .select(
+            (words >= params.non_english_min_words)
+            & (text.str.count_matches(_STOPWORDS) < words * params.english_min_stopword_share)
+        )
+        .to_series()
+    )
+    return flag.scatter(maybe.arg_true(), found)
+
+
+def _flags(text: pl.Expr, glued: pl.Expr, non_english: pl.Expr, params: CleanParams) -> pl.Expr:
     checks = {
         "too_short": text.str.len_chars() < params.min_chars,
         "too_long": text.str.len_chars() > params.max_chars,
         "truncated": ~text.str.contains(r"[.!?)\]\"'\u201d\u2019]$"),
+        "unbalanced_brackets": (
+            text.str.count_matches("(", literal=True)
+            != text.str.count_matches(")", literal=True) - text.str.count_matches(_ENUMERATOR)
+        )
+        | (text.str.count_matches("[", literal=True) != text.str.count_matches("]", literal=True)),
+        "possible_glued_word": glued,
+        "non_english": non_english,
         "url": text.str.contains(r"(?i)\bhttps?://|\bwww\.[a-z0-9-]+\."),
         "html_residue": text.str.contains(r"</?[a-zA-Z][a-zA-Z0-9]*(?:\s[^<>]*)?/?>"),
         "latex_residue": text.str.contains(r"\\[a-zA-Z]+|\$[^$\s][^$]*\$"),
@@ -106,38 +539,85 @@ def _flags(text: pl.Expr, params: CleanParams) -> pl.Expr:
 
 def normalised_text(text: pl.Expr) -> pl.Expr:
     """Text folded for exact-duplicate detection: Unicode compatibility, case, punctuation, spaces."""
+    return _fold(text.str.normalize("NFKC"))
+
+
+def _fold(text: pl.Expr) -> pl.Expr:
+    # Same result as folding every run of non-alphanumerics to one space, with far fewer
+    # replacements: single spaces, the commonest separator, are left in place.
     return (
-        text.str.normalize("NFKC")
-        .str.to_lowercase()
-        .str.replace_all(r"[^\p{L}\p{N}]+", " ")
+        text.str.to_lowercase()
+        .str.replace_all(r"[^\p{L}\p{N} ]+", " ")
+        .str.replace_all(r"  +", " ")
         .str.strip_chars(" ")
     )
 
 
 def text_hashes(normalised: list[str]) -> list[str]:
     # blake2b is stable across Python and library versions, unlike polars' own hash.
-    return [hashlib.blake2b(t.encode("utf-8"), digest_size=8).hexdigest() for t in normalised]
+    blake2b = hashlib.blake2b
+    return [blake2b(t.encode("utf-8"), digest_size=8).hexdigest() for t in normalised]
+
+
+# Rules whose output can give an earlier rule (or themselves) new work: removing a footnote or
+# a sentence, joining or splitting words. Rows they changed are cleaned again.
+_REPEAT_AFTER = ("footnotes", "dangling_link", "dehyphenate", "empty_citation", "glued_words")
+MAX_PASSES = 3
+
+
+def _one_pass(texts: pl.Series, params: CleanParams) -> tuple[pl.Series, pl.DataFrame]:
+    changed: dict[str, pl.Series] = {}
+    unchanged = pl.Series([False] * len(texts), dtype=pl.Boolean)
+    glued = unchanged
+    for rule in RULES:
+        fixed, flag = rule.apply(texts, params)
+        changed[rule.name] = unchanged if fixed is texts else (fixed != texts).fill_null(False)
+        if flag is not None:
+            glued = flag
+        texts = fixed
+    return texts, pl.DataFrame({**changed, "_glued": glued})
+
+
+def clean_texts(texts: pl.Series, params: CleanParams) -> tuple[pl.Series, pl.DataFrame]:
+    """Run every rule in order; return the cleaned texts and one boolean column per rule (changed).
+
+    Rows that a text-removing or word-joining rule changed are cleaned again, up to
+    `MAX_PASSES` passes, so that cleaning is idempotent: cleaning the output changes nothing.
+    """
+    texts, changed = _one_pass(texts, params)
+    again = changed.select(pl.any_horizontal(_REPEAT_AFTER)).to_series()
+    for _ in range(MAX_PASSES - 1):
+        if not again.any():
+            break
+        rows = again.arg_true()
+        fixed, more = _one_pass(texts.filter(again), params)
+        texts = texts.clone().scatter(rows, fixed)
+        update = {
+            name: changed[name].clone().scatter(rows, changed[name].filter(again) | more[name])
+            for name in changed.columns
+            if name != "_glued"
+        }
+        update["_glued"] = changed["_glued"].clone().scatter(rows, more["_glued"])
+        changed = pl.DataFrame(update)
+        repeat = more.select(pl.any_horizontal(r.name for r in RULES)).to_series()
+        again = pl.Series([False] * len(texts), dtype=pl.Boolean).scatter(rows, repeat)
+    return texts.alias("abstract"), changed
 
 
 def clean_frame(frame: pl.DataFrame, params: CleanParams) -> pl.DataFrame:
     """Apply every rule in order to `raw_text`; add `abstract`, `clean_rules`, `flags`, `text_hash`."""
-    out = frame.with_columns(pl.col("raw_text").alias("_text"))
-    for rule in RULES:
-        out = out.with_columns(rule.apply(pl.col("_text")).alias("_next")).with_columns(
-            (pl.col("_next") != pl.col("_text")).alias(f"_changed_{rule.name}"),
-            pl.col("_next").alias("_text"),
-        )
-    applied = [
-        pl.when(pl.col(f"_changed_{rule.name}")).then(pl.lit(rule.name)).otherwise(pl.lit(None))
-        for rule in RULES
-    ]
-    out = out.with_columns(
-        pl.col("_text").alias("abstract"),
-        pl.concat_list(applied).list.drop_nulls().alias("clean_rules"),
-        _flags(pl.col("_text"), params).alias("flags"),
-        normalised_text(pl.col("_text")).alias("_normalised"),
+    texts, changed = clean_texts(frame["raw_text"], params)
+    applied = [pl.when(pl.col(rule.name)).then(pl.lit(rule.name)).otherwise(pl.lit(None)) for rule in RULES]
+    out = frame.with_columns(texts).with_columns(
+        changed.select(pl.concat_list(applied).list.drop_nulls().alias("clean_rules")).to_series(),
+        pl.DataFrame({"abstract": texts, "_glued": changed["_glued"], "_en": _non_english(texts, params)})
+        .select(_flags(pl.col("abstract"), pl.col("_glued"), pl.col("_en"), params).alias("flags"))
+        .to_series(),
     )
-    hashes = pl.Series("text_hash", text_hashes(out["_normalised"].to_list()), dtype=pl.String)
+    # NFKC only where it can change something (non-ASCII rows): same hashes, less work.
+    folded = _masked(texts, r"[^\x00-\x7f]", lambda text: text.str.normalize("NFKC"))
+    normalised = pl.select(_fold(pl.lit(folded))).to_series()
+    hashes = pl.Series("text_hash", text_hashes(normalised.to_list()), dtype=pl.String)
     return out.with_columns(hashes).select(CLEAN_SCHEMA.names)
 
 
@@ -150,23 +630,82 @@ def clean_batch(batch: pa.RecordBatch, params: CleanParams) -> pa.RecordBatch:
     return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=CLEAN_SCHEMA)
 
 
-def summarise(cleaned: Path) -> dict[str, Any]:
+def _window(before: str, after: str) -> dict[str, str]:
+    """The changed span of `before` -> `after` with `EXAMPLE_CONTEXT` characters around it."""
+    start = 0
+    while start < min(len(before), len(after)) and before[start] == after[start]:
+        start += 1
+    end = 0
+    while end < min(len(before), len(after)) - start and before[-1 - end] == after[-1 - end]:
+        end += 1
+    low = max(0, start - EXAMPLE_CONTEXT)
+
+    # A rule that changed several places shows the first one; the window stays short.
+    def high(text: str) -> int:
+        return min(len(text) - end, start + EXAMPLE_CONTEXT) + EXAMPLE_CONTEXT
+
+    return {"before": before[low : high(before)], "after": after[low : high(after)]}
+
+
+def _rule_examples(raw: list[str], name: str, params: CleanParams) -> list[dict[str, str]]:
+    """Before/after windows of rule `name` alone, replaying the rules before it on `raw`."""
+    texts = pl.Series(raw, dtype=pl.String)
+    for rule in RULES:
+        fixed, _ = rule.apply(texts, params)
+        if rule.name == name:
+            return [_window(b, a) for b, a in zip(texts.to_list(), fixed.to_list(), strict=True)]
+        texts = fixed
+    raise KeyError(name)
+
+
+def summarise(cleaned: Path, params: CleanParams) -> dict[str, Any]:
     """Per-rule and per-flag counts, with a few before/after examples, from the cleaned file."""
-    frame = pl.read_parquet(cleaned, columns=["source", "raw_text", "abstract", "clean_rules", "flags"])
+    frame = pl.read_parquet(cleaned, columns=["source", "clean_rules", "flags"]).with_row_index("_row")
+    wanted: dict[str, pl.DataFrame] = {}
+    for rule in RULES:
+        wanted[rule.name] = frame.filter(pl.col("clean_rules").list.contains(rule.name))
+    example_rows = sorted({r for hits in wanted.values() for r in hits["_row"].head(EXAMPLES_PER_RULE)})
+    raw = _read_rows(cleaned, "raw_text", example_rows)
     rules: dict[str, Any] = {}
     for rule in RULES:
-        hits = frame.filter(pl.col("clean_rules").list.contains(rule.name))
+        hits = wanted[rule.name].head(EXAMPLES_PER_RULE)
+        windows = _rule_examples([raw[r] for r in hits["_row"]], rule.name, params)
         rules[rule.name] = {
-            "rows_changed": hits.height,
-            "examples": hits.head(EXAMPLES_PER_RULE).select("source", "raw_text", "abstract").to_dicts(),
+            "rows_changed": wanted[rule.name].height,
+            "examples": [
+                {"source": source, **window} for source, window in zip(hits["source"], windows, strict=True)
+            ],
         }
-    flag_counts = frame.select(pl.col("flags").explode()).drop_nulls().group_by("flags").len().sort("flags")
+    flags: dict[str, int] = {}
+    flag_examples: dict[str, list[str]] = {}
+    exploded = frame.select("source", "flags").explode("flags").drop_nulls()
+    for name in FLAGS:
+        sources = exploded.filter(pl.col("flags") == name)["source"]
+        flags[name] = sources.len()
+        flag_examples[name] = sources.head(EXAMPLES_PER_RULE).to_list()
+    # `flags` stays a name -> count mapping (the card reads it); sources are kept beside it.
     return {
         "rows": frame.height,
         "rows_changed": frame.filter(pl.col("clean_rules").list.len() > 0).height,
         "rules": rules,
-        "flags": {row["flags"]: row["len"] for row in flag_counts.to_dicts()},
+        "flags": flags,
+        "flag_examples": flag_examples,
     }
+
+
+def _read_rows(path: Path, column: str, rows: list[int]) -> dict[int, str]:
+    """`column` of the given row numbers, reading only the row groups that hold them."""
+    parquet = pq.ParquetFile(path)
+    values: dict[int, str] = {}
+    start = 0
+    for group in range(parquet.metadata.num_row_groups):
+        size = parquet.metadata.row_group(group).num_rows
+        inside = [r for r in rows if start <= r < start + size]
+        if inside:
+            column_values = parquet.read_row_group(group, columns=[column]).column(0)
+            values.update({r: column_values[r - start].as_py() for r in inside})
+        start += size
+    return values
 
 
 def run_clean(ingested: Path, out: Path, report_out: Path, params: CleanParams) -> dict[str, Any]:
@@ -180,7 +719,7 @@ def run_clean(ingested: Path, out: Path, report_out: Path, params: CleanParams) 
         batch_rows=params.batch_rows,
         label="clean",
     )
-    report = summarise(out)
+    report = summarise(out, params)
     write_json(report, report_out)
     print(f"clean: {rows:,} rows, {report['rows_changed']:,} changed", file=sys.stderr)
     return report

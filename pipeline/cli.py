@@ -31,25 +31,50 @@ def _clean(args: argparse.Namespace, params: Params) -> None:
 def _dedup(args: argparse.Namespace, params: Params) -> None:
     from pipeline.dedup import run_dedup
 
-    run_dedup(args.input, args.out, args.duplicates, args.report, params.dedup)
+    run_dedup(args.input, args.out, args.minhash, args.duplicates, args.report, params.dedup)
 
 
 def _split(args: argparse.Namespace, params: Params) -> None:
     from pipeline.split import run_split
 
-    run_split(args.input, args.out, args.report, params.split)
+    run_split(args.input, args.out, args.report, params.split, params.dedup)
 
 
 def _validate(args: argparse.Namespace, params: Params) -> None:
     from pipeline.validate import run_validate
 
-    run_validate(args.release_data, args.suites, args.report, params.validate)
+    run_validate(
+        args.release_data,
+        args.suites,
+        args.report,
+        params.validate,
+        dedup=args.dedup,
+        split_report=args.split_report,
+        data_docs=args.data_docs,
+    )
 
 
 def _card(args: argparse.Namespace, params: Params) -> None:
     from pipeline.card import run_card
 
-    run_card(args.release, args.card_dir, args.reports, params.card, params.publish.repo_id)
+    run_card(args.release, args.card_dir, args.reports, params.card, params.publish.repo_id, args.releases)
+
+
+def _publish(args: argparse.Namespace, params: Params) -> None:
+    from pipeline.publish import PublishPaths, run_publish
+
+    paths = PublishPaths(params=args.params)
+    run_publish(paths, params, args.repo_id, args.version, args.private, args.dry_run)
+
+
+def _review(args: argparse.Namespace, params: Params) -> None:
+    from pipeline.review import render_markdown, run_review
+
+    review = run_review(
+        args.reports, args.clean, args.release_data, args.out, params.review, params.clean, args.previous_data
+    )
+    if args.markdown:
+        print(render_markdown(review), end="")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,10 +109,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--report", type=Path, required=True, help="clean report JSON to write")
 
     sub = command(
-        "dedup", "Fold records of the same paper (same arXiv id, identical text) into one row.", _dedup
+        "dedup", "Fold records of one paper (same arXiv id, same or near-duplicate text) into a row.", _dedup
     )
     sub.add_argument("--in", dest="input", type=Path, required=True, help="cleaned parquet")
     sub.add_argument("--out", type=Path, required=True, help="deduplicated parquet to write")
+    sub.add_argument("--minhash", type=Path, required=True, help="LSH band keys parquet to write")
     sub.add_argument("--duplicates", type=Path, required=True, help="folded-records parquet to write")
     sub.add_argument("--report", type=Path, required=True, help="dedup report JSON to write")
 
@@ -102,11 +128,42 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--release-data", type=Path, required=True, help="release data directory")
     sub.add_argument("--suites", type=Path, required=True, help="directory of suite JSON files")
     sub.add_argument("--report", type=Path, required=True, help="validation report JSON to write")
+    sub.add_argument("--dedup", type=Path, required=True, help="deduplicated parquet (text hashes, flags)")
+    sub.add_argument("--split-report", type=Path, required=True, help="split report JSON (leaked_pairs)")
+    sub.add_argument("--data-docs", type=Path, help="directory to write offline Data Docs HTML to (optional)")
 
     sub = command("card", "Generate the dataset card (release/README.md) from the data and reports.", _card)
     sub.add_argument("--release", type=Path, required=True, help="release directory (holds data/)")
     sub.add_argument("--card-dir", type=Path, required=True, help="card template and metadata directory")
     sub.add_argument("--reports", type=Path, required=True, help="directory of stage reports")
+    sub.add_argument(
+        "--releases", type=Path, default=None, help="published release records for the changelog (optional)"
+    )
+
+    sub = command("review", "Render the release review page (one HTML file) from reports and data.", _review)
+    sub.add_argument("--reports", type=Path, required=True, help="directory of stage reports")
+    sub.add_argument("--clean", type=Path, required=True, help="cleaned parquet (before/after texts)")
+    sub.add_argument("--release-data", type=Path, required=True, help="release data directory")
+    sub.add_argument("--out", type=Path, required=True, help="review HTML page to write")
+    sub.add_argument(
+        "--previous-data", type=Path, help="previous release's data directory, to compare length histograms"
+    )
+    sub.add_argument(
+        "--markdown", action="store_true", help="also print a short Markdown summary for a PR comment"
+    )
+
+    sub = command(
+        "publish",
+        "Publish release/ to the Hugging Face Hub (HF_ENDPOINT) as one commit tagged vX.Y.Z. "
+        "Not a dvc stage: refuses unless `dvc status` is clean and validation passed.",
+        _publish,
+    )
+    sub.add_argument("--repo-id", help="Hub dataset repository ORG/NAME (default: publish.repo_id)")
+    sub.add_argument(
+        "--version", help="release version X.Y.Z; may only raise the proposed one (default: proposed)"
+    )
+    sub.add_argument("--private", action="store_true", help="create the repository private")
+    sub.add_argument("--dry-run", action="store_true", help="print the plan; upload and write nothing")
     return parser
 
 

@@ -31,15 +31,17 @@ def map_batches(
     workers: int,
     batch_rows: int,
     label: str,
+    columns: list[str] | None = None,
 ) -> int:
     """Apply `function` to every batch of `source`, writing the results to `target` in order.
 
     `function` must be picklable (a module-level function or a `functools.partial` of one).
+    `columns` limits what is read from `source` (default: every column).
     Returns the number of rows written.
     """
     parquet = pq.ParquetFile(source)
     total_rows = parquet.metadata.num_rows
-    batches = parquet.iter_batches(batch_size=batch_rows)
+    batches = parquet.iter_batches(batch_size=batch_rows, columns=columns)
     done = 0
 
     def report(batch: pa.RecordBatch) -> None:
@@ -49,7 +51,8 @@ def map_batches(
         print(f"{label}: {done:,}/{total_rows:,} rows", file=sys.stderr)
 
     with parquet_writer(target, schema) as writer:
-        if workers == 1:
+        # One batch gains nothing from worker processes but their start-up time.
+        if workers == 1 or total_rows <= batch_rows:
             for batch in batches:
                 report(function(batch).cast(schema))
             return done

@@ -366,10 +366,16 @@ def raw_files(raw_dir: Path) -> list[Path]:
     files = sorted(
         p
         for p in raw_dir.rglob("*")
-        if p.is_file()
+        if (p.is_file() or p.is_symlink())
         and not any(part.startswith(".") for part in p.relative_to(raw_dir).parts)
         and p.suffix != ".dvc"
     )
+    for path in files:
+        if not path.exists():
+            raise BadInputError(
+                f"{path.relative_to(raw_dir)}: cannot read (broken link); restore its target "
+                "(`dvc pull` for a DVC-tracked dump) or remove it"
+            )
     if not files:
         raise BadInputError(f"{raw_dir}: no raw dumps found; copy at least one dump into it")
     return files
@@ -449,16 +455,21 @@ def run_ingest(
         buffer = RecordBuffer(writer, params.batch_rows)
         for index, path in enumerate(files, start=1):
             name = path.relative_to(raw_dir).as_posix()
-            fmt = params.formats.get(name) or sniff_format(path, name)
-            stats = per_file[name] = FileStats(format=fmt)
-            for item in parse_file(path, name, fmt, params, stats):
-                if isinstance(item, Record):
-                    stats.records += 1
-                    buffer.add(item)
-                else:
-                    stats.rejects += 1
-                    stats.rejects_by_reason[item.reason] += 1
-                    rejects.append(item)
+            try:
+                fmt = params.formats.get(name) or sniff_format(path, name)
+                stats = per_file[name] = FileStats(format=fmt)
+                for item in parse_file(path, name, fmt, params, stats):
+                    if isinstance(item, Record):
+                        stats.records += 1
+                        buffer.add(item)
+                    else:
+                        stats.rejects += 1
+                        stats.rejects_by_reason[item.reason] += 1
+                        rejects.append(item)
+            except OSError as exc:
+                raise BadInputError(
+                    f"{name}: cannot read ({exc.strerror or exc}); check the file's permissions"
+                ) from None
             print(
                 f"ingest: [{index}/{len(files)}] {name}: {fmt}, {stats.records} records, "
                 f"{stats.rejects} rejects",

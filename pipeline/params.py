@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -59,12 +60,26 @@ class CleanParams:
     min_chars: int = 200
     # Abstracts longer than this (characters, after cleaning) are flagged `too_long`.
     max_chars: int = 5_000
+    # Zipf frequency (wordfreq, log10 per billion words) from which a string counts as a word
+    # when dehyphenating and splitting glued words; 3 is about once per million words.
+    word_min_zipf: float = 3.0
+    # Zipf frequency from which a word of at most 4 letters is a function word ("is", "on"); only
+    # splits through a function word are repaired, other glued-looking words are flagged.
+    function_word_min_zipf: float = 6.4
+    # Abstracts with fewer words are never flagged `non_english` (too little evidence).
+    non_english_min_words: int = 20
+    # Share of words that are common English function words below which a row is `non_english`.
+    english_min_stopword_share: float = 0.08
 
     def __post_init__(self) -> None:
         _check_range("clean.workers", self.workers, 1, 64)
         _check_range("clean.batch_rows", self.batch_rows, 1, 10_000_000)
         _check_range("clean.min_chars", self.min_chars, 0, 1_000_000)
         _check_range("clean.max_chars", self.max_chars, self.min_chars + 1, 1_000_000)
+        _check_range("clean.word_min_zipf", self.word_min_zipf, 0.0, 8.0)
+        _check_range("clean.function_word_min_zipf", self.function_word_min_zipf, self.word_min_zipf, 8.0)
+        _check_range("clean.non_english_min_words", self.non_english_min_words, 1, 100_000)
+        _check_range("clean.english_min_stopword_share", self.english_min_stopword_share, 0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -79,10 +94,31 @@ class DedupParams:
         "abstract_lines",
     )
 
+    # Rows whose word-shingle Jaccard similarity is at least this are near duplicates.
+    near_threshold: float = 0.7
+    # Words per shingle (word n-grams of the normalised text).
+    shingle_words: int = 5
+    # LSH bands x rows per band = MinHash permutations; 20 x 5 finds a pair of similarity 0.7
+    # with probability 0.975 and one of 0.8 with probability 0.9997.
+    bands: int = 20
+    rows_per_band: int = 5
+    # MinHash seed: changing it changes which borderline pairs become candidates.
+    seed: int = 42
+    # Worker processes and rows per batch for the MinHash pass; output is identical for any value.
+    workers: int = 2
+    batch_rows: int = 50_000
+
     def __post_init__(self) -> None:
         unknown = [f for f in self.format_priority if f not in KNOWN_FORMATS]
         if unknown:
             raise ConfigError(f"dedup.format_priority: unknown format(s) {unknown}")
+        _check_range("dedup.near_threshold", self.near_threshold, 0.05, 1.0)
+        _check_range("dedup.shingle_words", self.shingle_words, 1, 20)
+        _check_range("dedup.bands", self.bands, 1, 512)
+        _check_range("dedup.rows_per_band", self.rows_per_band, 1, 64)
+        _check_range("dedup.seed", self.seed, 0, 2**32 - 1)
+        _check_range("dedup.workers", self.workers, 1, 64)
+        _check_range("dedup.batch_rows", self.batch_rows, 1, 10_000_000)
 
 
 @dataclass(frozen=True)
@@ -114,22 +150,37 @@ class ValidateParams:
     # Bounds on the total number of release rows (all splits).
     min_rows: int = 1
     max_rows: int = 10_000_000
+    # Bounds on one published abstract, in characters and in space-separated words.
+    min_chars: int = 200
+    max_chars: int = 5_000
+    min_words: int = 20
+    max_words: int = 1_000
 
     def __post_init__(self) -> None:
         _check_range("validate.min_rows", self.min_rows, 0, 10**12)
         _check_range("validate.max_rows", self.max_rows, self.min_rows, 10**12)
+        _check_range("validate.min_chars", self.min_chars, 0, 10**7)
+        _check_range("validate.max_chars", self.max_chars, self.min_chars, 10**7)
+        _check_range("validate.min_words", self.min_words, 0, 10**6)
+        _check_range("validate.max_words", self.max_words, self.min_words, 10**6)
 
 
 @dataclass(frozen=True)
 class CardParams:
     pretty_name: str = "ML Abstracts"
     license: str = "cc-by-4.0"
+    # Project homepage shown in the card and as the Croissant `url`; the card stage requires it.
     homepage: str = ""
+    # Version of the release this card describes (MAJOR.MINOR.PATCH); the card's load line pins
+    # revision="v<version>", so bump it before publishing. Publish tags the Hub revision with it.
+    version: str = "0.1.0"
 
     def __post_init__(self) -> None:
         for key in ("pretty_name", "license"):
             if not getattr(self, key).strip():
                 raise ConfigError(f"card.{key} is required and must not be empty")
+        if not re.fullmatch(r"\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?", self.version):
+            raise ConfigError(f"card.version must be a semantic version like 1.2.0, got {self.version!r}")
 
 
 @dataclass(frozen=True)
@@ -144,6 +195,40 @@ class PublishParams:
 
 
 @dataclass(frozen=True)
+class ReviewParams:
+    # Seed of the reproducible row sampling (rule examples, flagged rows).
+    seed: int = 20261123
+    # Before/after pairs shown per cleaning rule.
+    examples_per_rule: int = 5
+    # Flagged rows shown per flag, spread over the raw files.
+    rows_per_flag: int = 10
+    # Rejected lines shown per reject reason.
+    rejects_per_reason: int = 5
+    # Largest duplicate clusters shown.
+    clusters: int = 10
+    # Folded rows shown per duplicate cluster.
+    folded_per_cluster: int = 5
+    # Example rows shown per kind of release diff (added/removed/changed/moved).
+    diff_examples: int = 5
+    # Longest text shown for one abstract or rejected line; longer ones are cut with "…".
+    text_chars: int = 600
+    # Bars per length histogram.
+    histogram_bins: int = 50
+    # Most rows whose words are counted for the words histogram (every k-th row of each split).
+    word_sample_rows: int = 200_000
+
+    def __post_init__(self) -> None:
+        for key in ("examples_per_rule", "rows_per_flag", "rejects_per_reason", "clusters"):
+            _check_range(f"review.{key}", getattr(self, key), 0, 1_000)
+        _check_range("review.folded_per_cluster", self.folded_per_cluster, 0, 1_000)
+        _check_range("review.diff_examples", self.diff_examples, 0, 1_000)
+        _check_range("review.text_chars", self.text_chars, 20, 100_000)
+        _check_range("review.histogram_bins", self.histogram_bins, 5, 500)
+        _check_range("review.word_sample_rows", self.word_sample_rows, 1, 100_000_000)
+        _check_range("review.seed", self.seed, 0, 2**63 - 1)
+
+
+@dataclass(frozen=True)
 class Params:
     ingest: IngestParams = field(default_factory=IngestParams)
     clean: CleanParams = field(default_factory=CleanParams)
@@ -152,6 +237,7 @@ class Params:
     validate: ValidateParams = field(default_factory=ValidateParams)
     card: CardParams = field(default_factory=CardParams)
     publish: PublishParams = field(default_factory=PublishParams)
+    review: ReviewParams = field(default_factory=ReviewParams)
 
 
 def _check_range(key: str, value: float, low: float, high: float) -> None:

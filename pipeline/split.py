@@ -2,7 +2,9 @@
 
 Reads: the deduplicated parquet. Writes: the release data directory
 (`{split}-NNNNN-of-NNNNN.parquet`, release columns only) and `split.json` (rows and shards per
-split). Params: `split` (seed, fractions, rows per shard).
+split, and `leaked_pairs`: near-duplicate pairs that ended in different splits, which must be
+empty). Params: `split` (seed, fractions, rows per shard) and `dedup` (the near-duplicate
+threshold and LSH layout, to check for leaks exactly as dedup folds).
 
 A row's split is a pure function of its `id` and `split.seed`: the id is hashed to a number in
 [0, 1) and compared with the cumulative fractions. Adding or removing other rows never moves a
@@ -22,13 +24,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipeline.dedup import read_texts
+from pipeline.minhash import candidate_pairs, jaccard, keys_from_arrow, shingle_sets
 from pipeline.outputs import PARQUET_OPTIONS, write_json
-from pipeline.params import SplitParams
+from pipeline.params import DedupParams, SplitParams
 
 SPLITS = ("train", "validation", "test")
 RELEASE_SCHEMA = pa.schema(
@@ -116,11 +121,40 @@ class ShardWriter:
             self.writer = None
 
 
-def run_split(deduped: Path, release_data: Path, report_out: Path, params: SplitParams) -> dict[str, Any]:
-    """Write the release shards for every split and the split report."""
+def leaked_pairs(deduped: Path, splits: list[str], dedup: DedupParams) -> list[dict[str, Any]]:
+    """Near-duplicate pairs (verified Jaccard >= dedup.near_threshold) across different splits.
+
+    Uses the band keys dedup stored for each kept row: only rows sharing a band key with a row
+    of another split are read back and verified.
+    """
+    table = pq.read_table(deduped, columns=["id", "band_keys"])
+    keys = keys_from_arrow(table["band_keys"], dedup.bands)
+    rows = np.arange(table.num_rows, dtype=np.int64)
+    pairs = candidate_pairs(rows, keys)
+    split_codes = np.array([SPLITS.index(s) for s in splits], dtype=np.int8)
+    pairs = pairs[split_codes[pairs[:, 0]] != split_codes[pairs[:, 1]]] if len(pairs) else pairs
+    if not len(pairs):
+        return []
+    texts = read_texts(deduped, pairs.reshape(-1))
+    rows_read = sorted(texts)
+    sets = dict(zip(rows_read, shingle_sets((texts[r] for r in rows_read), dedup.shingle_words), strict=True))
+    ids = table["id"].to_pylist()
+    leaks = []
+    for a, b in pairs.tolist():
+        similarity = jaccard(sets[a], sets[b])
+        if similarity >= dedup.near_threshold:
+            leaks.append({"id": ids[a], "other_id": ids[b], "similarity": round(similarity, 6)})
+    return sorted(leaks, key=lambda leak: (leak["id"], leak["other_id"]))
+
+
+def run_split(
+    deduped: Path, release_data: Path, report_out: Path, params: SplitParams, dedup: DedupParams
+) -> dict[str, Any]:
+    """Write the release shards for every split and the split report (with the leak check)."""
     ids = pl.read_parquet(deduped, columns=["id"])["id"].to_list()
     splits = assign_split(ids, params)
     del ids
+    leaks = leaked_pairs(deduped, splits, dedup)
     totals = {name: splits.count(name) for name in SPLITS}
     with atomic_directory(release_data) as directory:
         writers = {name: ShardWriter(directory, name, totals[name], params.rows_per_shard) for name in SPLITS}
@@ -134,7 +168,7 @@ def run_split(deduped: Path, release_data: Path, report_out: Path, params: Split
         for writer in writers.values():
             writer.close()
         shards = {name: writers[name].names for name in SPLITS}
-    report = {"seed": params.seed, "rows": totals, "shards": shards}
+    report = {"seed": params.seed, "rows": totals, "shards": shards, "leaked_pairs": leaks}
     write_json(report, report_out)
-    print(f"split: {totals}", file=sys.stderr)
+    print(f"split: {totals}, {len(leaks)} near-duplicate pairs across splits", file=sys.stderr)
     return report

@@ -70,12 +70,20 @@ def seed_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_dedup(
         build / "clean.parquet",
         build / "dedup.parquet",
+        build / "minhash.parquet",
         reports / "duplicates.parquet",
         reports / "dedup.json",
         params.dedup,
     )
-    run_split(build / "dedup.parquet", root / "release" / "data", reports / "split.json", params.split)
+    run_split(
+        build / "dedup.parquet", root / "release" / "data", reports / "split.json", params.split, params.dedup
+    )
     run_validate(
-        root / "release" / "data", REPO_ROOT / "expectations", reports / "validation.json", params.validate
+        root / "release" / "data",
+        REPO_ROOT / "expectations",
+        reports / "validation.json",
+        params.validate,
+        dedup=build / "dedup.parquet",
+        split_report=reports / "split.json",
     )
     return root

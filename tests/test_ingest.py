@@ -161,3 +161,10 @@ def test_seed_dumps_account_for_every_line(raw_dir: Path) -> None:
     table = records.filter(pl.col("file") == "001_003d3115494660d1.txt")
     lines_in_records = sum(text.count("\n") + 1 for text in table["raw_text"])
     assert lines_in_records + report["files"]["001_003d3115494660d1.txt"]["rejects"] == 327
+
+
+def test_broken_link_is_an_error_not_a_silent_skip(raw_dir: Path, ingest_data: Path) -> None:
+    copy_into(raw_dir, ingest_data / "lines.txt")
+    (raw_dir / "gone.txt").symlink_to(raw_dir / "missing.txt")
+    with pytest.raises(BadInputError, match=r"gone.txt: cannot read .*broken link"):
+        ingest(raw_dir)

@@ -7,9 +7,30 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.dedup import DEDUP_SCHEMA
+from pipeline.minhash import band_keys, keys_to_arrow
 from pipeline.outputs import write_parquet
-from pipeline.params import SplitParams
+from pipeline.params import DedupParams, SplitParams
 from pipeline.split import RELEASE_SCHEMA, assign_split, run_split
+
+
+def dedup_table(ids: list[str], texts: list[str]) -> pa.Table:
+    n = len(ids)
+    params = DedupParams()
+    keys = band_keys(pl.Series(texts), params.shingle_words, params.bands, params.rows_per_band, params.seed)
+    return pa.table(
+        {
+            "id": ids,
+            "arxiv_id": ids,
+            "arxiv_version": [1] * n,
+            "abstract": texts,
+            "source": [f"a.txt:{i}" for i in range(n)],
+            "duplicate_count": [0] * n,
+            "flags": [[] for _ in range(n)],
+            "text_hash": [f"{i:016x}" for i in range(n)],
+            "band_keys": keys_to_arrow(keys),
+        },
+        schema=DEDUP_SCHEMA,
+    )
 
 
 def test_assignment_is_a_pure_function_of_id_and_seed() -> None:
@@ -29,22 +50,16 @@ def test_assignment_is_a_pure_function_of_id_and_seed() -> None:
 
 def test_release_shards(tmp_path: Path) -> None:
     n = 230
-    table = pa.table(
-        {
-            "id": [f"2301.{i:05d}" for i in range(n)],
-            "arxiv_id": [f"2301.{i:05d}" for i in range(n)],
-            "arxiv_version": [1] * n,
-            "abstract": [f"Abstract {i}." for i in range(n)],
-            "source": [f"a.txt:{i}" for i in range(n)],
-            "duplicate_count": [0] * n,
-            "flags": [[] for _ in range(n)],
-            "text_hash": [f"{i:016x}" for i in range(n)],
-        },
-        schema=DEDUP_SCHEMA,
+    table = dedup_table(
+        [f"2301.{i:05d}" for i in range(n)], [f"Abstract number {i} about topic {i}." for i in range(n)]
     )
     write_parquet(table, tmp_path / "dedup.parquet")
     report = run_split(
-        tmp_path / "dedup.parquet", tmp_path / "data", tmp_path / "split.json", SplitParams(rows_per_shard=50)
+        tmp_path / "dedup.parquet",
+        tmp_path / "data",
+        tmp_path / "split.json",
+        SplitParams(rows_per_shard=50),
+        DedupParams(),
     )
     files = sorted(p.name for p in (tmp_path / "data").iterdir())
     train_rows = report["rows"]["train"]
@@ -57,3 +72,25 @@ def test_release_shards(tmp_path: Path) -> None:
     assert sorted(released["id"].to_list()) == sorted(table["id"].to_pylist())
     assert pq.read_schema(tmp_path / "data" / files[0]).names == RELEASE_SCHEMA.names
     assert sum(report["rows"].values()) == n
+
+
+def test_near_duplicates_across_splits_are_reported(tmp_path: Path) -> None:
+    text = (
+        "We introduce a benchmark of long documents for question answering and show that current "
+        "retrieval augmented models fail when the answer requires combining evidence from distant "
+        "passages, and we release the data, the evaluation code and strong baselines for it."
+    )
+    params = SplitParams()
+    ids = [f"2302.{i:05d}" for i in range(200)]
+    splits = assign_split(ids, params)
+    first, other = ids[0], next(i for i, s in zip(ids, splits, strict=True) if s != splits[0])
+    near = text.replace("strong baselines", "several strong baselines")
+    table = dedup_table([first, other, "2303.00001"], [text, near, "An unrelated abstract about graphs."])
+    write_parquet(table, tmp_path / "dedup.parquet")
+    report = run_split(
+        tmp_path / "dedup.parquet", tmp_path / "data", tmp_path / "split.json", params, DedupParams()
+    )
+    assert len(report["leaked_pairs"]) == 1
+    leak = report["leaked_pairs"][0]
+    assert {leak["id"], leak["other_id"]} == {first, other}
+    assert leak["similarity"] >= 0.7

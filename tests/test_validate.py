@@ -1,25 +1,47 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import REPO_ROOT
 
+from pipeline.cli import main
 from pipeline.errors import BadInputError, ValidationFailed
 from pipeline.params import ValidateParams
-from pipeline.validate import run_validate
+from pipeline.validate import find_artifacts, load_suites, run_validate
+
+SUITES = REPO_ROOT / "expectations"
+DATA = Path(__file__).resolve().parent / "data" / "validate"
 
 
-def test_seed_release_passes(seed_build: Path) -> None:
-    report = json.loads((seed_build / "reports" / "validation.json").read_text())
-    assert report["success"] is True
-    assert report["critical_failures"] == 0
-    assert {r["suite"] for r in report["results"]} == {"schema", "uniqueness", "text_quality"}
+def validate(
+    seed_build: Path,
+    release_data: Path,
+    report: Path,
+    *,
+    split_report: Path | None = None,
+    dedup: Path | None = None,
+    params: ValidateParams | None = None,
+    data_docs: Path | None = None,
+) -> dict[str, Any]:
+    return run_validate(
+        release_data,
+        SUITES,
+        report,
+        params or ValidateParams(),
+        dedup=dedup or seed_build / "build" / "dedup.parquet",
+        split_report=split_report or seed_build / "reports" / "split.json",
+        data_docs=data_docs,
+    )
 
 
 def corrupt(seed_build: Path, tmp_path: Path, change: Callable[[pa.Table], pa.Table]) -> Path:
@@ -39,20 +61,73 @@ def set_value(table: pa.Table, column: str, row: int, value: object) -> pa.Table
     )
 
 
+def failed(report_path: Path) -> list[dict[str, Any]]:
+    return [r for r in json.loads(report_path.read_text())["results"] if not r["success"]]
+
+
+def test_seed_release_passes_every_suite(seed_build: Path) -> None:
+    report = json.loads((seed_build / "reports" / "validation.json").read_text())
+    assert report["success"] is True
+    assert report["critical_failures"] == 0
+    assert {r["suite"] for r in report["results"]} == {
+        "schema",
+        "uniqueness",
+        "text_quality",
+        "leakage",
+        "intermediate",
+    }
+    # Every expectation of every suite file is reported: none dropped as a "duplicate" (the
+    # text_quality suite has eight regex expectations on the same column).
+    declared = [e for suite in load_suites(SUITES) for e in suite["expectations"]]
+    assert len(report["results"]) == len(declared)
+    artifact_checks = [r for r in report["results"] if r["kwargs"].get("column") == "artifacts"]
+    assert len({r["kwargs"]["regex"] for r in artifact_checks}) == len(artifact_checks) >= 8
+
+
 @pytest.mark.parametrize(
-    ("change", "expectation", "bad_id"),
+    ("change", "name", "expectation", "row"),
     [
-        (lambda t: set_value(t, "id", 1, t["id"][0].as_py()), "expect_column_values_to_be_unique", "row0"),
+        (
+            lambda t: set_value(t, "id", 1, t["id"][0].as_py()),
+            "id_unique",
+            "expect_column_values_to_be_unique",
+            0,
+        ),
         (
             lambda t: set_value(t, "abstract", 2, "Abstract: " + t["abstract"][2].as_py()),
-            "expect_column_values_to_not_match_regex_list",
-            "row2",
+            "no_abstract_prefix",
+            "expect_column_values_to_not_match_regex",
+            2,
         ),
-        (lambda t: set_value(t, "abstract", 3, ""), "expect_column_value_lengths_to_be_between", "row3"),
+        (
+            lambda t: set_value(t, "abstract", 3, ""),
+            "abstract_chars",
+            "expect_column_values_to_be_between",
+            3,
+        ),
         (
             lambda t: set_value(t, "arxiv_id", 4, "2201.12288v2"),
+            "arxiv_id_format",
             "expect_column_values_to_match_regex",
-            "row4",
+            4,
+        ),
+        (
+            lambda t: set_value(t, "abstract", 5, t["abstract"][5].as_py() + " |"),
+            "no_table_residue",
+            "expect_column_values_to_not_match_regex",
+            5,
+        ),
+        (
+            lambda t: set_value(t, "abstract", 6, t["abstract"][6].as_py().replace(" ", " <b>", 1)),
+            "no_html_tags",
+            "expect_column_values_to_not_match_regex",
+            6,
+        ),
+        (
+            lambda t: set_value(t, "abstract", 7, t["abstract"][7].as_py().replace(" ", "\x07 ", 1)),
+            "no_control_characters",
+            "expect_column_values_to_not_match_regex",
+            7,
         ),
     ],
 )
@@ -61,49 +136,176 @@ def test_corrupted_release_fails_naming_expectation_and_row(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     change: Callable[[pa.Table], pa.Table],
+    name: str,
     expectation: str,
-    bad_id: str,
+    row: int,
 ) -> None:
     data = corrupt(seed_build, tmp_path, change)
     train = pq.read_table(next(data.glob("train-*.parquet")))
-    expected_id = train["id"][int(bad_id[3:])].as_py()
+    bad_id = train["id"][row].as_py()
     report_path = tmp_path / "validation.json"
     with pytest.raises(ValidationFailed, match=r"critical expectation\(s\) failed"):
-        run_validate(data, REPO_ROOT / "expectations", report_path, ValidateParams())
-    report = json.loads(report_path.read_text())
-    failed = [r for r in report["results"] if not r["success"]]
-    assert expectation in {r["expectation"] for r in failed}
-    failing_ids = {row["id"] for r in failed for row in r["failing_rows"]}
-    assert expected_id in failing_ids
-    assert all(row["source"] for r in failed for row in r["failing_rows"])
+        validate(seed_build, data, report_path)
+    by_name = {r["name"]: r for r in failed(report_path)}
+    assert by_name[name]["expectation"] == expectation
+    assert by_name[name]["severity"] == "critical"
+    assert bad_id in {row["id"] for row in by_name[name]["failing_rows"]}
+    assert all(row["source"] for row in by_name[name]["failing_rows"])
     printed = capsys.readouterr().err
-    assert expectation in printed and expected_id in printed
+    line = next(line for line in printed.splitlines() if line.split()[2:3] == [f"{name}:"])
+    assert expectation in line and bad_id in line
 
 
-def test_wrong_column_type_fails(seed_build: Path, tmp_path: Path) -> None:
+def test_wrong_column_type_fails_naming_the_column(seed_build: Path, tmp_path: Path) -> None:
     def to_string(table: pa.Table) -> pa.Table:
         index = table.schema.get_field_index("duplicate_count")
         return table.set_column(index, "duplicate_count", table["duplicate_count"].cast(pa.string()))
 
     data = corrupt(seed_build, tmp_path, to_string)
+    with pytest.raises(ValidationFailed, match="critical expectation"):
+        validate(seed_build, data, tmp_path / "v.json")
+    by_name = {r["name"]: r for r in failed(tmp_path / "v.json")}
+    assert by_name["duplicate_count_is_integer"]["expectation"] == "expect_column_values_to_be_in_type_list"
+    assert by_name["duplicate_count_is_integer"]["kwargs"]["column"] == "duplicate_count"
+
+
+def test_leaked_pair_across_splits_fails_naming_both_rows(seed_build: Path, tmp_path: Path) -> None:
+    release = seed_build / "release" / "data"
+    train_id = pq.read_table(next(release.glob("train-*.parquet")))["id"][0].as_py()
+    test_id = pq.read_table(next(release.glob("test-*.parquet")))["id"][0].as_py()
+    split_report = json.loads((seed_build / "reports" / "split.json").read_text())
+    split_report["leaked_pairs"] = [{"id": train_id, "other_id": test_id, "similarity": 0.93}]
+    (tmp_path / "split.json").write_text(json.dumps(split_report))
+    with pytest.raises(ValidationFailed, match="1 critical expectation"):
+        validate(seed_build, release, tmp_path / "v.json", split_report=tmp_path / "split.json")
+    [leak] = [r for r in failed(tmp_path / "v.json") if r["severity"] == "critical"]
+    assert (leak["suite"], leak["name"]) == ("leakage", "no_near_duplicate_across_splits")
+    assert {row["id"] for row in leak["failing_rows"]} == {train_id, test_id}
+    assert leak["unexpected_count"] == 2
+
+
+def test_empty_leaked_pairs_pass(seed_build: Path, tmp_path: Path) -> None:
+    split_report = json.loads((seed_build / "reports" / "split.json").read_text())
+    split_report["leaked_pairs"] = []
+    (tmp_path / "split.json").write_text(json.dumps(split_report))
+    report = validate(
+        seed_build, seed_build / "release" / "data", tmp_path / "v.json", split_report=tmp_path / "split.json"
+    )
+    assert report["success"] is True
+
+
+def test_malformed_leaked_pairs_are_rejected(seed_build: Path, tmp_path: Path) -> None:
+    (tmp_path / "split.json").write_text(json.dumps({"leaked_pairs": [{"id": "a"}]}))
+    with pytest.raises(BadInputError, match=r"split.json: leaked_pairs\[0\] must be an object"):
+        validate(
+            seed_build,
+            seed_build / "release" / "data",
+            tmp_path / "v.json",
+            split_report=tmp_path / "split.json",
+        )
+
+
+def test_flag_tolerances_use_mostly(seed_build: Path, tmp_path: Path) -> None:
+    dedup = pq.read_table(seed_build / "build" / "dedup.parquet")
+    flags = dedup["flags"].to_pylist()
+    # 2 of ~118 rows (> 1%) unbalanced, and one non-English row (0% allowed).
+    flags[0] = [*flags[0], "unbalanced_brackets"]
+    flags[1] = [*flags[1], "unbalanced_brackets"]
+    flags[2] = [*flags[2], "non_english"]
+    index = dedup.schema.get_field_index("flags")
+    pq.write_table(
+        dedup.set_column(index, dedup.schema.field(index), pa.array(flags, pa.list_(pa.string()))),
+        tmp_path / "dedup.parquet",
+    )
+    with pytest.raises(ValidationFailed, match="2 critical expectation"):
+        validate(
+            seed_build, seed_build / "release" / "data", tmp_path / "v.json", dedup=tmp_path / "dedup.parquet"
+        )
+    by_name = {r["name"]: r for r in failed(tmp_path / "v.json")}
+    assert by_name["unbalanced_brackets_at_most_1_percent"]["unexpected_count"] == 2
+    assert by_name["no_non_english"]["failing_rows"][0]["id"] == dedup["id"][2].as_py()
+    # truncated is over its 2% tolerance in the seeds too, but its severity is warning.
+    assert by_name["truncated_at_most_2_percent"]["severity"] == "warning"
+
+
+def test_release_row_missing_from_dedup_and_text_hash_duplicates_fail(
+    seed_build: Path, tmp_path: Path
+) -> None:
+    dedup = pq.read_table(seed_build / "build" / "dedup.parquet")
+    hashes = dedup["text_hash"].to_pylist()
+    hashes[1] = hashes[0]
+    index = dedup.schema.get_field_index("text_hash")
+    changed = dedup.set_column(index, dedup.schema.field(index), pa.array(hashes, pa.string())).slice(
+        0, dedup.num_rows - 1
+    )
+    pq.write_table(changed, tmp_path / "dedup.parquet")
     with pytest.raises(ValidationFailed):
-        run_validate(data, REPO_ROOT / "expectations", tmp_path / "v.json", ValidateParams())
-    failed = {
-        r["expectation"] for r in json.loads((tmp_path / "v.json").read_text())["results"] if not r["success"]
+        validate(
+            seed_build, seed_build / "release" / "data", tmp_path / "v.json", dedup=tmp_path / "dedup.parquet"
+        )
+    by_name = {r["name"]: r for r in failed(tmp_path / "v.json")}
+    assert {dedup["id"][0].as_py(), dedup["id"][1].as_py()} <= {
+        r["id"] for r in by_name["text_hash_unique"]["failing_rows"]
     }
-    assert "expect_column_values_to_be_in_type_list" in failed
+    assert by_name["dedup_text_hash_unique"]["suite"] == "intermediate"
+    assert [r["id"] for r in by_name["release_row_in_dedup"]["failing_rows"]] == [dedup["id"][-1].as_py()]
 
 
 def test_row_count_bounds_come_from_params(seed_build: Path, tmp_path: Path) -> None:
     with pytest.raises(ValidationFailed):
-        run_validate(
+        validate(
+            seed_build,
             seed_build / "release" / "data",
-            REPO_ROOT / "expectations",
             tmp_path / "v.json",
-            ValidateParams(min_rows=10_000),
+            params=ValidateParams(min_rows=10_000),
         )
-    failed = [r for r in json.loads((tmp_path / "v.json").read_text())["results"] if not r["success"]]
-    assert [r["expectation"] for r in failed] == ["expect_table_row_count_to_be_between"]
+    assert {r["name"] for r in failed(tmp_path / "v.json") if r["severity"] == "critical"} == {
+        "row_count",
+        "dedup_row_count",
+    }
+
+
+def test_report_and_data_docs_are_deterministic_and_offline(seed_build: Path, tmp_path: Path) -> None:
+    release = seed_build / "release" / "data"
+    validate(seed_build, release, tmp_path / "a.json", data_docs=tmp_path / "docs_a")
+    validate(seed_build, release, tmp_path / "b.json", data_docs=tmp_path / "docs_b")
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+    pages = sorted(p.name for p in (tmp_path / "docs_a").iterdir())
+    assert "index.html" in pages and "text_quality.rows.html" in pages
+    for page in pages:
+        html = (tmp_path / "docs_a" / page).read_text()
+        assert html == (tmp_path / "docs_b" / page).read_text(), page
+        assert not re.search(r"(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}", html, re.IGNORECASE), page
+    text_quality = (tmp_path / "docs_a" / "text_quality.rows.html").read_text()
+    assert "<style>" in text_quality and "artifacts" in text_quality
+
+
+def test_cli_prints_the_table_and_exits_non_zero(
+    seed_build: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = corrupt(seed_build, tmp_path, lambda t: set_value(t, "id", 1, t["id"][0].as_py()))
+    code = main(
+        [
+            "--params",
+            str(REPO_ROOT / "params.yaml"),
+            "validate",
+            "--release-data",
+            str(data),
+            "--suites",
+            str(SUITES),
+            "--report",
+            str(tmp_path / "v.json"),
+            "--dedup",
+            str(seed_build / "build" / "dedup.parquet"),
+            "--split-report",
+            str(seed_build / "reports" / "split.json"),
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == ValidationFailed.exit_code
+    assert "Traceback" not in err
+    assert re.search(r"uniqueness\s+critical\s+id_unique: expect_column_values_to_be_unique\(id\)\s+2 ", err)
+    assert "abstracts validate: error: " in err
 
 
 def test_suite_without_severity_is_rejected(seed_build: Path, tmp_path: Path) -> None:
@@ -111,11 +313,34 @@ def test_suite_without_severity_is_rejected(seed_build: Path, tmp_path: Path) ->
     suites.mkdir()
     (suites / "bad.json").write_text(
         json.dumps(
-            {
-                "name": "bad",
-                "expectations": [{"type": "expect_column_values_to_be_unique", "kwargs": {"column": "id"}}],
-            }
+            {"expectations": [{"type": "expect_column_values_to_be_unique", "kwargs": {"column": "id"}}]}
         )
     )
     with pytest.raises(BadInputError, match=r"bad.json: expectation 0 .* needs meta.severity"):
-        run_validate(seed_build / "release" / "data", suites, tmp_path / "v.json", ValidateParams())
+        load_suites(suites)
+
+
+def test_invalid_suite_files_are_rejected() -> None:
+    with pytest.raises(BadInputError, match=r"unknown_table.json: expectation 0 .* has table 'text'"):
+        load_suites(DATA / "unknown_table")
+    with pytest.raises(BadInputError, match=r"bad_artifact.json: artifacts.broken is not a valid regex"):
+        load_suites(DATA / "bad_artifact")
+
+
+def test_find_artifacts_names_every_match() -> None:
+    import polars as pl
+
+    patterns = {"prefix": "^Abstract:", "space_comma": " ,"}
+    texts = pl.Series(["Abstract: we , show.", "Clean text.", None, "Ends , here."])
+    assert find_artifacts(texts, patterns).to_list() == ["|prefix|space_comma|", "", "", "|space_comma|"]
+
+
+def test_great_expectations_is_not_imported_by_the_cli_or_other_stages() -> None:
+    code = (
+        "import sys, pipeline.cli, pipeline.ingest, pipeline.clean, pipeline.dedup, pipeline.split\n"
+        "import pipeline.validate\n"
+        "pipeline.cli.build_parser().format_help()\n"
+        "assert 'great_expectations' not in sys.modules, 'imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stderr

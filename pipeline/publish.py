@@ -1,0 +1,637 @@
+"""`abstracts publish`: put `release/` on a Hugging Face Hub dataset repo as one tagged commit.
+
+Not a DVC stage (publishing is a deliberate act), but it reads only DVC outputs and refuses to
+run when they are stale. Reads: `release/` (data shards, card, Croissant file), the stage
+reports, `dataset_card/` (to re-render the card with this version and its changelog entry),
+`releases/*.json` (earlier records), `dvc status`, and the Hub: its refs and the previous tag's
+parquet files, downloaded with the real `huggingface_hub` client from `HF_ENDPOINT`.
+Writes: `reports/release_diff.json`, `releases/<version>.json` and a line in `CHANGELOG.md`;
+on the Hub, one commit on `main` and one tag `v<version>`. Params: `publish` (repo id) and
+`card` (to render the published card).
+
+Order of work, chosen so that a failure anywhere leaves the Hub as it was or complete:
+local preconditions -> refs of the repo -> "already published?" -> row diff against the previous
+tag -> version -> one commit (skipped when `main` already holds exactly this release, which is
+how a run whose tag call failed is resumed) -> tag on that commit's oid -> local records.
+The token is handed to the client and never printed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import hashlib
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+from pipeline.errors import PipelineError, PublishError
+from pipeline.outputs import atomic_path, write_json
+from pipeline.params import Params
+
+if TYPE_CHECKING:
+    from huggingface_hub import HfApi
+
+Version = tuple[int, int, int]
+REPO_TYPE = "dataset"
+# Files the Hub manages itself; never compared, deleted or uploaded by publish.
+HUB_MANAGED = frozenset({".gitattributes"})
+_TAG = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
+_VERSION = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
+# The card's changelog section differs between two renderings of the same release (it lists
+# the releases published so far), so "same release" compares cards without it.
+_CHANGELOG_SECTION = re.compile(r"^## Changelog\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
+CHANGELOG_HEADER = (
+    "# Changelog\n\n"
+    "Published dataset versions, newest first: Hub commit, row diff against the previous version,\n"
+    "and the code commit and `params.yaml` that built it (written by `abstracts publish`).\n\n"
+)
+
+
+@dataclass(frozen=True)
+class PublishPaths:
+    """Where publish reads and writes; relative to the project root (the defaults of the CLI)."""
+
+    root: Path = Path(".")
+    release: Path = Path("release")
+    reports: Path = Path("reports")
+    card_dir: Path = Path("dataset_card")
+    releases: Path = Path("releases")
+    changelog: Path = Path("CHANGELOG.md")
+    params: Path = Path("params.yaml")
+
+    def at(self, path: Path) -> Path:
+        return path if path.is_absolute() else self.root / path
+
+
+@dataclass(frozen=True)
+class ReleaseDiff:
+    """Row-by-row difference between two releases, keyed by `id` (sorted id lists)."""
+
+    previous: str | None
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    moved: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "added": len(self.added),
+            "removed": len(self.removed),
+            "changed": len(self.changed),
+            "moved": len(self.moved),
+        }
+
+    def summary(self) -> str:
+        counts = self.counts()
+        against = f"against {self.previous}" if self.previous else "first release"
+        return (
+            f"{counts['added']} added, {counts['removed']} removed, {counts['changed']} changed, "
+            f"{counts['moved']} moved split ({against})"
+        )
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """What a run did: `action` is one of planned, published, tagged, already_published."""
+
+    action: str
+    repo_id: str
+    version: str
+    commit: str | None
+    diff: ReleaseDiff | None
+
+
+# -- pure core ------------------------------------------------------------------------------------
+
+
+def parse_version(text: str) -> Version:
+    """`1.2.3` or `v1.2.3` as a tuple.
+
+    Raises:
+        PublishError: `text` is not MAJOR.MINOR.PATCH.
+    """
+    match = _VERSION.match(text.strip())
+    if match is None:
+        raise PublishError(f"--version {text!r} is not a semantic version; use MAJOR.MINOR.PATCH, e.g. 1.2.0")
+    major, minor, patch = (int(g) for g in match.groups())
+    return (major, minor, patch)
+
+
+def format_version(version: Version) -> str:
+    return ".".join(str(part) for part in version)
+
+
+def tag_name(version: Version) -> str:
+    return f"v{format_version(version)}"
+
+
+def diff_releases(old: pl.DataFrame, new: pl.DataFrame, previous: str | None = None) -> ReleaseDiff:
+    """Compare two releases (release columns plus `split`) row by row, keyed by `id`.
+
+    A row is `added`/`removed` when its id is only in one release, `changed` when any release
+    column differs, and `moved` when its split differs (a row can be both changed and moved).
+    """
+    content = [c for c in new.columns if c not in ("id", "split") and c in old.columns]
+    old_ids, new_ids = set(old["id"].to_list()), set(new["id"].to_list())
+    both = old.join(new, on="id", how="inner", suffix="__new")
+    # A column added or dropped changes every record that both releases share.
+    changed_mask = pl.lit(set(old.columns) != set(new.columns))
+    for column in content:
+        changed_mask = changed_mask | pl.col(column).ne_missing(pl.col(f"{column}__new"))
+    changed = both.filter(changed_mask)["id"].to_list()
+    moved = both.filter(pl.col("split") != pl.col("split__new"))["id"].to_list()
+    return ReleaseDiff(
+        previous=previous,
+        added=sorted(new_ids - old_ids),
+        removed=sorted(old_ids - new_ids),
+        changed=sorted(changed),
+        moved=sorted(moved),
+    )
+
+
+def propose_version(previous: Version | None, diff: ReleaseDiff) -> Version:
+    """The next version by the Croissant 1.1 rules.
+
+    Patch: the same records; minor: records only added; major: any record removed, changed or
+    moved to another split. The first release is 1.0.0.
+    """
+    if previous is None:
+        return (1, 0, 0)
+    major, minor, patch = previous
+    if diff.removed or diff.changed or diff.moved:
+        return (major + 1, 0, 0)
+    if diff.added:
+        return (major, minor + 1, 0)
+    return (major, minor, patch + 1)
+
+
+def strip_changelog(card: str) -> str:
+    """The card text without its `## Changelog` section body (see `_CHANGELOG_SECTION`)."""
+    return _CHANGELOG_SECTION.sub("## Changelog\n", card)
+
+
+def content_key(files: Mapping[str, bytes | Path]) -> dict[str, str]:
+    """path -> sha256 of what makes a release: every file, the card without its changelog."""
+    key = {}
+    for path, source in files.items():
+        if path in HUB_MANAGED:
+            continue
+        if isinstance(source, Path) and path != "README.md":
+            key[path] = sha256_file(source)
+            continue
+        data = source if isinstance(source, bytes) else source.read_bytes()
+        if path == "README.md":
+            data = strip_changelog(data.decode("utf-8")).encode("utf-8")
+        key[path] = hashlib.sha256(data).hexdigest()
+    return key
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_release_rows(files: dict[str, Path]) -> pl.DataFrame:
+    """Every row of the release shards among `files` (repo paths), with its `split` column."""
+    frames = []
+    for path, local in sorted(files.items()):
+        match = re.fullmatch(r"data/([a-z]+)-\d+-of-\d+\.parquet", path)
+        if match is None:
+            continue
+        frames.append(pl.read_parquet(local).with_columns(pl.lit(match.group(1)).alias("split")))
+    if not frames:
+        return pl.DataFrame({"id": [], "split": []}, schema={"id": pl.String, "split": pl.String})
+    return pl.concat(frames, how="vertical")
+
+
+# -- preconditions --------------------------------------------------------------------------------
+
+
+def check_validation(report: Path) -> None:
+    """Refuse unless `reports/validation.json` says every critical expectation passed."""
+    try:
+        validation = json.loads(report.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise PublishError(f"{report}: cannot read the validation report ({exc}); run `dvc repro`") from None
+    failures = validation.get("critical_failures")
+    if failures != 0 or validation.get("success") is False:
+        raise PublishError(
+            f"{report}: validation failed ({failures} critical failure(s)); a failed release is never "
+            "published. Fix the data or the rule, run `dvc repro`, then publish again"
+        )
+
+
+def check_dvc_status(root: Path) -> None:
+    """Refuse unless `dvc status` reports every pipeline stage up to date (real DVC CLI)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "dvc", "status", "--json"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise PublishError(f"`dvc status` failed in {root}: {result.stderr.strip()[-500:]}")
+    try:
+        status = json.loads(result.stdout or "{}")
+    except json.JSONDecodeError:
+        raise PublishError(f"`dvc status --json` printed no JSON: {result.stdout[-500:]!r}") from None
+    if status:
+        stale = ", ".join(sorted(status))
+        raise PublishError(
+            f"the pipeline is not up to date (`dvc status`: {stale} changed); "
+            "run `dvc repro` so that release/ matches the code, params and raw data, then publish"
+        )
+
+
+def check_card_matches(release: Path) -> None:
+    """Refuse when the card or the Croissant file disagree with the data (card.check_card)."""
+    from pipeline.card import check_card
+
+    try:
+        check_card(release)
+    except PipelineError as exc:
+        raise PublishError(f"stale or missing dataset card: {exc}") from None
+    if not (release / "croissant.json").is_file():
+        raise PublishError(f"{release / 'croissant.json'}: no Croissant file; run `dvc repro card`")
+
+
+def find_token() -> str:
+    """The Hub token from `HF_TOKEN` or the huggingface_hub login, never echoed."""
+    from huggingface_hub import get_token
+
+    token = get_token()
+    if not token:
+        raise PublishError(
+            "no Hugging Face token: set HF_TOKEN to a token with write access, or run `hf auth login`"
+        )
+    return token
+
+
+# -- the Hub side ---------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def hub_errors(action: str, endpoint: str, token: str) -> Iterator[None]:
+    """Turn client exceptions into a `PublishError` that says what happened and what to do."""
+    import httpx2
+    from huggingface_hub.errors import HfHubHTTPError
+
+    def clean(text: str) -> str:
+        # Belt and braces: client messages carry URLs, not headers, but never echo a token.
+        return text.replace(token, "***")[-600:]
+
+    try:
+        yield
+    except HfHubHTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else None
+        if status == 401:
+            raise PublishError(
+                f"{action}: the Hub at {endpoint} rejected the token (401 Unauthorized); set HF_TOKEN "
+                "to a valid token with write access, or run `hf auth login`"
+            ) from None
+        if status == 403:
+            raise PublishError(
+                f"{action}: the token has no write access to this repository on {endpoint} (403)"
+            ) from None
+        raise PublishError(f"{action}: the Hub at {endpoint} answered {status}: {clean(str(exc))}") from None
+    except (OSError, httpx2.HTTPError) as exc:
+        # Connection errors of the client: nothing half-done is left on the Hub (a commit is
+        # atomic and the tag is the last step), so a rerun finishes the job.
+        raise PublishError(
+            f"{action}: network failure talking to {endpoint} ({type(exc).__name__}: {clean(str(exc))}); "
+            "the repository is unchanged or this step completed; rerun `abstracts publish` to finish"
+        ) from None
+
+
+@dataclass
+class Hub:
+    """The dataset repo on the Hub, read and written with the real `huggingface_hub` client."""
+
+    api: HfApi
+    repo_id: str
+    workdir: Path
+
+    def refs(self) -> tuple[dict[str, str], dict[str, str]] | None:
+        """(branches, tags) as name -> commit oid; None when the repository does not exist."""
+        from huggingface_hub.errors import RepositoryNotFoundError
+
+        try:
+            refs = self.api.list_repo_refs(self.repo_id, repo_type=REPO_TYPE)
+        except RepositoryNotFoundError:
+            return None
+        return (
+            {ref.name: ref.target_commit for ref in refs.branches},
+            {ref.name: ref.target_commit for ref in refs.tags},
+        )
+
+    def _download(self, commit: str, patterns: list[str]) -> dict[str, Path]:
+        local = self.workdir / commit
+        self.api.snapshot_download(
+            self.repo_id, repo_type=REPO_TYPE, revision=commit, allow_patterns=patterns, local_dir=local
+        )
+        return {
+            p.relative_to(local).as_posix(): p
+            for p in sorted(local.rglob("*"))
+            if p.is_file() and ".cache" not in p.relative_to(local).parts
+        }
+
+    def content_key(self, commit: str) -> dict[str, str]:
+        """`content_key` of the files at `commit`: LFS files by their sha256, others downloaded."""
+        from huggingface_hub.hf_api import RepoFile
+
+        key: dict[str, str] = {}
+        small: list[str] = []
+        for entry in self.api.list_repo_tree(
+            self.repo_id, repo_type=REPO_TYPE, revision=commit, recursive=True
+        ):
+            if not isinstance(entry, RepoFile) or entry.path in HUB_MANAGED:
+                continue
+            if entry.lfs is not None and entry.path != "README.md":
+                key[entry.path] = entry.lfs.sha256
+            else:
+                small.append(entry.path)
+        if small:
+            downloaded = self._download(commit, small)
+            key.update(content_key({path: downloaded[path] for path in small}))
+        return key
+
+    def rows(self, commit: str) -> pl.DataFrame:
+        return read_release_rows(self._download(commit, ["data/*.parquet"]))
+
+
+# -- the command ----------------------------------------------------------------------------------
+
+
+def local_files(release: Path) -> dict[str, Path]:
+    """Every file of `release/` by repo path; hidden files (atomic writers' temporaries) excluded."""
+    return {
+        p.relative_to(release).as_posix(): p
+        for p in sorted(release.rglob("*"))
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(release).parts)
+    }
+
+
+def render_published(
+    paths: PublishPaths, params: Params, repo_id: str, version: Version, diff: ReleaseDiff | None
+) -> dict[str, bytes]:
+    """README.md and croissant.json as published: this version, this repo, this changelog entry."""
+    from pipeline.card import ChangelogEntry, build_croissant, load_changelog, render_card
+
+    card_params = dataclasses.replace(params.card, version=format_version(version))
+    changelog = load_changelog(paths.at(paths.releases))
+    if diff is not None:
+        changelog.append(ChangelogEntry(version=format_version(version), **diff.counts()))
+    release, card_dir, reports = paths.at(paths.release), paths.at(paths.card_dir), paths.at(paths.reports)
+    card = render_card(release, card_dir, reports, card_params, repo_id, changelog)
+    croissant = build_croissant(release, card_dir, reports, card_params, repo_id)
+    croissant_text = json.dumps(croissant, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+    return {"README.md": card.encode("utf-8"), "croissant.json": croissant_text.encode("utf-8")}
+
+
+def _git_commit(root: Path) -> str:
+    result = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=False
+    )
+    return result.stdout.strip() if result.returncode == 0 else "unknown"
+
+
+def write_records(
+    paths: PublishPaths,
+    repo_id: str,
+    endpoint: str,
+    version: Version,
+    commit: str,
+    planned: dict[str, bytes | Path],
+    diff: ReleaseDiff,
+    previous: tuple[str, str] | None,
+) -> Path:
+    """`releases/<version>.json` and a line at the top of `CHANGELOG.md`; returns the record."""
+    params_file = paths.at(paths.params)
+    code = _git_commit(paths.root)
+    params_sha = sha256_file(params_file) if params_file.is_file() else "unknown"
+    record = {
+        "version": format_version(version),
+        "tag": tag_name(version),
+        "repo_id": repo_id,
+        "endpoint": endpoint,
+        "commit": commit,
+        "previous": {"tag": previous[0], "commit": previous[1]} if previous else None,
+        "files": {
+            path: hashlib.sha256(src).hexdigest() if isinstance(src, bytes) else sha256_file(src)
+            for path, src in sorted(planned.items())
+        },
+        "diff": diff.counts(),
+        "code_commit": code,
+        "params_sha256": params_sha,
+    }
+    target = paths.at(paths.releases) / f"{format_version(version)}.json"
+    write_json(record, target)
+    changelog = paths.at(paths.changelog)
+    text = changelog.read_text(encoding="utf-8") if changelog.is_file() else CHANGELOG_HEADER
+    line = (
+        f"- **{tag_name(version)}** ({datetime.date.today().isoformat()}): `{repo_id}` commit "
+        f"`{commit[:12]}`; {diff.summary()}; code `{code[:12]}`, params.yaml sha256 `{params_sha[:12]}`\n"
+    )
+    if f"`{repo_id}` commit `{commit[:12]}`" not in text:
+        # Newest first: the new line goes above the first existing entry.
+        first = text.find("\n- ")
+        text = text + line if first < 0 else text[: first + 1] + line + text[first + 1 :]
+        with atomic_path(changelog) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+    return target
+
+
+def print_plan(
+    out: Callable[[str], None],
+    repo_id: str,
+    endpoint: str,
+    private: bool,
+    version: Version,
+    proposed: Version,
+    diff: ReleaseDiff,
+    planned: dict[str, bytes | Path],
+    deletions: list[str],
+) -> None:
+    out(f"repo:     {repo_id} (dataset, {'private' if private else 'public'}) on {endpoint}")
+    note = "" if version == proposed else f" (proposed {tag_name(proposed)}, raised by --version)"
+    out(f"version:  {tag_name(version)}{note}")
+    out(f"diff:     {diff.summary()}")
+    out("files:")
+    for path, src in sorted(planned.items()):
+        if isinstance(src, bytes):
+            size, digest = len(src), hashlib.sha256(src).hexdigest()
+        else:
+            size, digest = src.stat().st_size, sha256_file(src)
+        out(f"  {path}  {size} bytes  sha256:{digest}")
+    for path in deletions:
+        out(f"  {path}  (delete: no longer in release/)")
+
+
+def run_publish(
+    paths: PublishPaths,
+    params: Params,
+    repo_id: str | None = None,
+    version: str | None = None,
+    private: bool = False,
+    dry_run: bool = False,
+    out: Callable[[str], None] = print,
+) -> PublishResult:
+    """Publish `release/` as one commit tagged `v<version>` on the Hub (`HF_ENDPOINT`).
+
+    Args:
+        paths: project paths (defaults are relative to the current directory).
+        params: all params; `publish.repo_id` is the default repository.
+        repo_id: override of `publish.repo_id` (`ORG/NAME`).
+        version: requested version; may only raise the proposed one.
+        private: create the repository private (ignored if it exists).
+        dry_run: print the plan and touch nothing, locally or remotely.
+        out: where progress lines go.
+
+    Raises:
+        PublishError: a precondition failed or the Hub refused or failed; the message says which.
+    """
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, constants
+    from huggingface_hub.hf_api import RepoFile
+
+    repo_id = repo_id or params.publish.repo_id
+    if len(repo_id.split("/")) != 2 or not all(repo_id.split("/")):
+        raise PublishError(f"--repo-id must look like ORG/NAME, got {repo_id!r}")
+    requested = parse_version(version) if version is not None else None
+    release = paths.at(paths.release)
+    check_validation(paths.at(paths.reports) / "validation.json")
+    check_card_matches(release)
+    token = find_token()
+    check_dvc_status(paths.root)
+    endpoint = constants.ENDPOINT
+    api = HfApi(endpoint=endpoint, token=token)
+
+    with tempfile.TemporaryDirectory(prefix="abstracts-publish-") as tmp:
+        hub = Hub(api, repo_id, Path(tmp))
+        with hub_errors("reading the repository's refs", endpoint, token):
+            refs = hub.refs()
+        branches, tags = refs if refs is not None else ({}, {})
+        versions = sorted((parse_version(t), t) for t in tags if _TAG.match(t))
+        previous = versions[-1] if versions else None
+        files = local_files(release)
+
+        if previous is not None:
+            prev_version, prev_tag = previous
+            prev_commit = tags[prev_tag]
+            with hub_errors(f"reading {prev_tag}", endpoint, token):
+                remote_key = hub.content_key(prev_commit)
+                same: dict[str, bytes | Path] = {
+                    **files,
+                    **render_published(paths, params, repo_id, prev_version, None),
+                }
+                if remote_key == content_key(same) and (requested is None or requested == prev_version):
+                    out(
+                        f"release already published as {prev_tag} ({repo_id} commit {prev_commit[:12]}); "
+                        "nothing to do"
+                    )
+                    return PublishResult(
+                        "already_published", repo_id, format_version(prev_version), prev_commit, None
+                    )
+                old_rows = hub.rows(prev_commit)
+        new_rows = read_release_rows(files)
+        if previous is None:
+            old_rows = new_rows.clear()
+        diff = diff_releases(old_rows, new_rows, previous[1] if previous else None)
+        proposed = propose_version(previous[0] if previous else None, diff)
+        chosen = requested or proposed
+        tag = tag_name(chosen)
+        if tag in tags:
+            raise PublishError(
+                f"tag {tag} already exists on {repo_id} (commit {tags[tag][:12]}); published versions are "
+                "immutable: choose a higher --version"
+            )
+        if chosen < proposed:
+            raise PublishError(
+                f"--version {format_version(chosen)} is lower than the proposed {format_version(proposed)} "
+                f"({diff.summary()}); a version may only be raised"
+            )
+
+        planned: dict[str, bytes | Path] = {
+            **files,
+            **render_published(paths, params, repo_id, chosen, diff),
+        }
+        head = branches.get("main")
+        with hub_errors("listing the files on main", endpoint, token):
+            head_files = (
+                [
+                    e.path
+                    for e in api.list_repo_tree(repo_id, repo_type=REPO_TYPE, revision=head, recursive=True)
+                    if isinstance(e, RepoFile)
+                ]
+                if head
+                else []
+            )
+        deletions = sorted(p for p in head_files if p not in planned and p not in HUB_MANAGED)
+        print_plan(out, repo_id, endpoint, private, chosen, proposed, diff, planned, deletions)
+        if params.card.version != format_version(chosen):
+            out(
+                f"note: params.yaml card.version is {params.card.version}; the published card and "
+                f"croissant.json say {format_version(chosen)}. Set card.version: {format_version(chosen)} "
+                "and run `dvc repro` so that the local card matches"
+            )
+        if dry_run:
+            out("dry run: nothing was uploaded or written")
+            return PublishResult("planned", repo_id, format_version(chosen), None, diff)
+
+        write_json(
+            {"version": format_version(chosen), "repo_id": repo_id, "counts": diff.counts(), **diff.__dict__},
+            paths.at(paths.reports) / "release_diff.json",
+        )
+        with hub_errors("creating the repository", endpoint, token):
+            api.create_repo(repo_id, repo_type=REPO_TYPE, private=private, exist_ok=True)
+            refs = hub.refs()
+        branches = refs[0] if refs is not None else {}
+        head = branches.get("main")
+        commit: str | None = None
+        if head is not None:
+            with hub_errors("reading main", endpoint, token):
+                if hub.content_key(head) == content_key(planned) and head != (
+                    tags[previous[1]] if previous else None
+                ):
+                    # An earlier run's commit landed but its tag did not: only tag it.
+                    commit = head
+                    out(f"main already holds this release (commit {head[:12]}); tagging it")
+        action = "tagged" if commit else "published"
+        if commit is None:
+            operations: list[CommitOperationAdd | CommitOperationDelete] = [
+                CommitOperationAdd(path_in_repo=path, path_or_fileobj=src) for path, src in planned.items()
+            ]
+            operations += [CommitOperationDelete(path_in_repo=path) for path in deletions]
+            with hub_errors("uploading the release commit", endpoint, token):
+                info = api.create_commit(
+                    repo_id,
+                    operations,
+                    repo_type=REPO_TYPE,
+                    commit_message=f"Release {tag}",
+                    commit_description=diff.summary(),
+                    parent_commit=head,
+                )
+            commit = info.oid
+            out(f"committed {len(planned)} file(s), {len(deletions)} deletion(s): {commit}")
+        with hub_errors(
+            f"creating tag {tag} (commit {commit[:12]} is on main; rerun to tag it)", endpoint, token
+        ):
+            api.create_tag(repo_id, tag=tag, revision=commit, repo_type=REPO_TYPE, tag_message=diff.summary())
+        prev_ref = (previous[1], tags[previous[1]]) if previous else None
+        record = write_records(paths, repo_id, endpoint, chosen, commit, planned, diff, prev_ref)
+        out(f"published {repo_id}@{tag} (commit {commit}); record: {record}")
+        out(f'load it with: load_dataset("{repo_id}", revision="{tag}")')
+        return PublishResult(action, repo_id, format_version(chosen), commit, diff)

@@ -1,0 +1,432 @@
+"""`abstracts publish` against a Hub-compatible server, with the real clients and the real CLI.
+
+`tests/hub_server.py` runs on 127.0.0.1; `abstracts publish` and `load_dataset` run in
+subprocesses with `HF_ENDPOINT` pointing at it (the HF libraries read their endpoint and offline
+flags at import, and conftest sets them offline for every other test). The project is a copy of
+this working tree built with the real `dvc repro`, as in test_e2e.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+from conftest import REPO_ROOT
+from hub_server import HubServer
+
+from pipeline.publish import ReleaseDiff, diff_releases, propose_version, strip_changelog
+
+TOKEN = "hf_publish_test_token_5f0c1d2e3a"
+REPO = "test-org/ml-abstracts"
+NEW_DUMP = Path(__file__).parent / "data" / "publish" / "004_new_papers.txt"
+NEW_IDS = ["2511.00101", "2511.00102", "2511.00103", "2511.00104"]
+BIN = Path(sys.executable).parent
+TAG_ROUTE = "/api/{type}s/{repo}/tag/{rev}"
+
+
+# -- pure core ----------------------------------------------------------------------------------
+
+
+def _rows(*rows: tuple[str, str, str]) -> pl.DataFrame:
+    return pl.DataFrame(
+        {"id": [r[0] for r in rows], "abstract": [r[1] for r in rows], "split": [r[2] for r in rows]}
+    )
+
+
+def test_diff_classifies_rows_and_proposes_the_croissant_bump() -> None:
+    old = _rows(("a", "x", "train"), ("b", "y", "train"), ("c", "z", "test"), ("d", "w", "test"))
+    new = _rows(("a", "x", "train"), ("b", "y2", "train"), ("c", "z", "validation"), ("e", "v", "test"))
+    diff = diff_releases(old, new, "v1.2.3")
+    assert (diff.added, diff.removed, diff.changed, diff.moved) == (["e"], ["d"], ["b"], ["c"])
+    assert propose_version((1, 2, 3), diff) == (2, 0, 0)
+    assert propose_version((1, 2, 3), diff_releases(old, old)) == (1, 2, 4)
+    grown = diff_releases(old, pl.concat([old, _rows(("f", "u", "train"))]))
+    assert grown.counts() == {"added": 1, "removed": 0, "changed": 0, "moved": 0}
+    assert propose_version((1, 2, 3), grown) == (1, 3, 0)
+    assert propose_version(None, ReleaseDiff(previous=None, added=["a"])) == (1, 0, 0)
+    # A new column changes every shared record: a major release.
+    widened = diff_releases(old, old.with_columns(pl.lit(1).alias("duplicate_count")))
+    assert widened.changed == ["a", "b", "c", "d"]
+
+
+def test_strip_changelog_drops_only_the_changelog_section() -> None:
+    card = "# T\n\n## Changelog\n\n| v | added |\n| 1.0.0 | 3 |\n\n## Citation\n\nx\n"
+    assert strip_changelog(card) == "# T\n\n## Changelog\n## Citation\n\nx\n"
+    assert strip_changelog(card.replace("| 1.0.0 | 3 |", "| 1.1.0 | 4 |")) == strip_changelog(card)
+
+
+# -- fixtures -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubServer]:
+    """The server, and this process's environment pointed at it (inherited by subprocesses)."""
+    server = HubServer(TOKEN).start()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_ENDPOINT", server.url)
+        patch.setenv("HF_HUB_DISABLE_XET", "1")
+        patch.setenv("HF_HOME", str(tmp_path_factory.mktemp("hf-home")))
+        patch.setenv("HF_HUB_OFFLINE", "0")
+        patch.setenv("HF_DATASETS_OFFLINE", "0")
+        patch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        patch.setenv("HF_TOKEN", TOKEN)
+        patch.setenv("PATH", f"{BIN}{os.pathsep}{os.environ['PATH']}")
+        yield server
+    server.stop()
+
+
+def run(cmd: list[str], cwd: Path, **env: str | None) -> subprocess.CompletedProcess[str]:
+    environ = dict(os.environ)
+    for name, value in env.items():
+        if value is None:
+            environ.pop(name, None)
+        else:
+            environ[name] = value
+    return subprocess.run(cmd, cwd=cwd, env=environ, capture_output=True, text=True, check=False)
+
+
+def publish(project: Path, *args: str, **env: str | None) -> subprocess.CompletedProcess[str]:
+    return run(["abstracts", "publish", "--repo-id", REPO, *args], project, **env)
+
+
+def copy_project(target: Path, extra_raw: list[Path]) -> Path:
+    """A copy of this working tree with outputs and release records removed, as a git repo."""
+    names = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    for name in names:
+        source = REPO_ROOT / name
+        top = name.split("/")[0]
+        if source.is_file() and top not in ("build", "releases") and not name.startswith("release/"):
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    (target / "CHANGELOG.md").unlink(missing_ok=True)
+    for raw in extra_raw:
+        shutil.copy(raw, target / "raw" / raw.name)
+    for command in (
+        ["git", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "copy"],
+    ):
+        subprocess.run(command, cwd=target, check=True, capture_output=True)
+    return target
+
+
+@pytest.fixture(scope="module")
+def projects(hub: HubServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Two projects built with the real `dvc repro`, side by side to halve the wait: `seed` (the
+    seed dumps) and `grown` (the seed dumps plus one dump of four new papers)."""
+    roots = {
+        "seed": copy_project(tmp_path_factory.mktemp("seed"), []),
+        "grown": copy_project(tmp_path_factory.mktemp("grown"), [NEW_DUMP]),
+    }
+    builds = {
+        name: subprocess.Popen(
+            ["dvc", "repro"], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for name, root in roots.items()
+    }
+    for build in builds.values():
+        output, _ = build.communicate()
+        assert build.returncode == 0, output[-4000:]
+    return roots
+
+
+@pytest.fixture(scope="module")
+def seed_project(projects: dict[str, Path]) -> Path:
+    return projects["seed"]
+
+
+@pytest.fixture(scope="module")
+def grown_project(projects: dict[str, Path]) -> Path:
+    return projects["grown"]
+
+
+@pytest.fixture(scope="module")
+def published_v1(seed_project: Path) -> subprocess.CompletedProcess[str]:
+    result = publish(seed_project)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def published_v2(published_v1: Any, grown_project: Path) -> subprocess.CompletedProcess[str]:
+    result = publish(grown_project)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def load_remote(revision: str, cwd: Path) -> dict[str, Any]:
+    """`load_dataset(REPO, revision=...)` in a fresh interpreter: split -> features and rows."""
+    code = (
+        "import json, sys\n"
+        "from datasets import load_dataset\n"
+        "d = load_dataset(sys.argv[1], revision=sys.argv[2])\n"
+        "print(json.dumps({n: {'features': {k: f.dtype for k, f in s.features.items()},"
+        " 'rows': s.to_list()} for n, s in d.items()}))\n"
+    )
+    result = run([sys.executable, "-c", code, REPO, revision], cwd)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return dict(json.loads(result.stdout.splitlines()[-1]))
+
+
+def local_rows(project: Path) -> dict[str, list[dict[str, Any]]]:
+    rows: dict[str, list[dict[str, Any]]] = {}
+    for path in sorted((project / "release" / "data").glob("*.parquet")):
+        rows.setdefault(path.name.split("-")[0], []).extend(pq.read_table(path).to_pylist())
+    return rows
+
+
+@pytest.fixture(scope="module")
+def loaded(published_v2: Any, grown_project: Path) -> dict[str, dict[str, Any]]:
+    return {tag: load_remote(tag, grown_project) for tag in ("v1.0.0", "v1.1.0")}
+
+
+# -- end to end ---------------------------------------------------------------------------------
+
+
+def test_first_release_is_v1_and_loads_the_same_rows(
+    hub: HubServer, seed_project: Path, published_v1: subprocess.CompletedProcess[str]
+) -> None:
+    assert "v1.0.0" in published_v1.stdout
+    assert TOKEN not in published_v1.stdout + published_v1.stderr
+    remote = load_remote("v1.0.0", seed_project)
+    expected = local_rows(seed_project)
+    assert sorted(remote) == sorted(expected)
+    for split, rows in expected.items():
+        assert remote[split]["rows"] == rows
+        assert remote[split]["features"] == {
+            "id": "string",
+            "arxiv_id": "string",
+            "arxiv_version": "int64",
+            "abstract": "string",
+            "source": "string",
+            "duplicate_count": "int64",
+        }
+    record = json.loads((seed_project / "releases" / "1.0.0.json").read_text())
+    repo = hub.state.repos[f"datasets/{REPO}"]
+    assert record["tag"] == "v1.0.0" and repo.tags["v1.0.0"] == record["commit"]
+    assert record["diff"] == {
+        "added": sum(map(len, expected.values())),
+        "removed": 0,
+        "changed": 0,
+        "moved": 0,
+    }
+    published = repo.commits[record["commit"]].files
+    assert set(record["files"]) == set(published) - {".gitattributes"}
+    assert (
+        published["data/train-00000-of-00001.parquet"].lfs_oid
+        == record["files"]["data/train-00000-of-00001.parquet"]
+    )
+    # The published card pins this version and lists it in its changelog.
+    card = published["README.md"].data.decode()
+    assert 'revision="v1.0.0"' in card
+    assert "| 1.0.0 |" in card
+    assert "**v1.0.0**" in (seed_project / "CHANGELOG.md").read_text()
+
+
+def test_publishing_the_same_release_twice_is_a_no_op(
+    hub: HubServer, seed_project: Path, published_v1: Any
+) -> None:
+    commits = hub.state.commit_count("datasets", REPO)
+    again = publish(seed_project)
+    assert again.returncode == 0, again.stderr
+    assert "already published as v1.0.0" in again.stdout
+    assert hub.state.commit_count("datasets", REPO) == commits
+
+
+def test_dry_run_prints_the_plan_and_touches_nothing(
+    hub: HubServer, grown_project: Path, published_v1: Any
+) -> None:
+    if (grown_project / "releases" / "1.1.0.json").exists():
+        pytest.skip("the grown release was published before this test ran")
+    commits = hub.state.commit_count("datasets", REPO)
+    result = publish(grown_project, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "version:  v1.1.0" in result.stdout
+    assert "4 added, 0 removed, 0 changed, 0 moved split (against v1.0.0)" in result.stdout
+    assert "data/train-00000-of-00001.parquet" in result.stdout and "sha256:" in result.stdout
+    assert hub.state.commit_count("datasets", REPO) == commits
+    assert "v1.1.0" not in hub.state.repos[f"datasets/{REPO}"].tags
+    assert not (grown_project / "releases").exists()
+    assert not (grown_project / "reports" / "release_diff.json").exists()
+
+
+def test_added_dump_is_a_minor_release_and_old_tags_keep_their_rows(
+    hub: HubServer, grown_project: Path, published_v2: subprocess.CompletedProcess[str], loaded: Any
+) -> None:
+    assert "version:  v1.1.0" in published_v2.stdout
+    diff = json.loads((grown_project / "reports" / "release_diff.json").read_text())
+    assert diff["added"] == NEW_IDS
+    assert diff["counts"] == {"added": 4, "removed": 0, "changed": 0, "moved": 0}
+    assert diff["previous"] == "v1.0.0"
+    old_ids = {row["id"] for split in loaded["v1.0.0"].values() for row in split["rows"]}
+    new_ids = {row["id"] for split in loaded["v1.1.0"].values() for row in split["rows"]}
+    assert new_ids - old_ids == set(NEW_IDS)
+    assert old_ids <= new_ids
+    expected = local_rows(grown_project)
+    assert {s: v["rows"] for s, v in loaded["v1.1.0"].items()} == expected
+    repo = hub.state.repos[f"datasets/{REPO}"]
+    assert repo.tags["v1.1.0"] == repo.branches["main"] != repo.tags["v1.0.0"]
+
+
+def test_the_server_saw_every_route_the_clients_need(hub: HubServer, loaded: Any) -> None:
+    """Fails loudly when a client upgrade calls a route the test server does not implement."""
+    seen = set(hub.state.routes)
+    assert not [r for r in seen if "UNKNOWN" in r], sorted(seen)
+    assert {
+        "POST /api/repos/create",
+        "POST /api/validate-yaml",
+        "POST /api/{type}s/{repo}/preupload/{rev}",
+        "POST /{type}s/{repo}.git/info/lfs/objects/batch",
+        "PUT /lfs-upload/{oid}",
+        "POST /api/{type}s/{repo}/commit/{rev}",
+        f"POST {TAG_ROUTE}",
+        "GET /api/{type}s/{repo}/refs",
+        "GET /api/{type}s/{repo}/revision/{rev}",
+        "GET /api/{type}s/{repo}/tree/{rev}/{path}",
+        "HEAD /{type}s/{repo}/resolve/{rev}/{path}",
+        "GET /{type}s/{repo}/resolve/{rev}/{path}",
+    } <= seen
+
+
+# -- refusals -----------------------------------------------------------------------------------
+
+
+def _copy(project: Path, tmp_path: Path) -> Path:
+    target = tmp_path / "copy"
+    shutil.copytree(project, target, symlinks=True)
+    return target
+
+
+def test_refuses_a_failed_validation(hub: HubServer, seed_project: Path, tmp_path: Path) -> None:
+    project = _copy(seed_project, tmp_path)
+    report = project / "reports" / "validation.json"
+    validation = json.loads(report.read_text())
+    validation.update(critical_failures=1, success=False)
+    report.write_text(json.dumps(validation))
+    result = publish(project)
+    assert result.returncode == 5
+    assert "validation failed (1 critical failure(s))" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_refuses_a_stale_pipeline(hub: HubServer, seed_project: Path, tmp_path: Path) -> None:
+    project = _copy(seed_project, tmp_path)
+    params = project / "params.yaml"
+    text = params.read_text()
+    assert "min_chars: 200" in text
+    params.write_text(text.replace("min_chars: 200", "min_chars: 201"))
+    result = publish(project)
+    assert result.returncode == 5
+    assert "not up to date" in result.stderr and "clean" in result.stderr and "dvc repro" in result.stderr
+
+
+def test_refuses_without_a_token(hub: HubServer, seed_project: Path, tmp_path: Path) -> None:
+    result = publish(seed_project, HF_TOKEN=None, HF_HOME=str(tmp_path / "empty-home"))
+    assert result.returncode == 5
+    assert "no Hugging Face token" in result.stderr
+
+
+def test_a_wrong_token_surfaces_the_servers_401(hub: HubServer, seed_project: Path) -> None:
+    wrong = "hf_wrong_token_do_not_print_me"
+    result = publish(seed_project, HF_TOKEN=wrong)
+    assert result.returncode == 5
+    assert "rejected the token (401 Unauthorized)" in result.stderr
+    assert wrong not in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_refuses_an_existing_tag_and_a_lower_version(
+    hub: HubServer, grown_project: Path, published_v1: Any
+) -> None:
+    existing = publish(grown_project, "--version", "1.0.0")
+    assert existing.returncode == 5
+    assert "tag v1.0.0 already exists" in existing.stderr
+    lower = publish(grown_project, "--version", "1.0.5")
+    assert lower.returncode == 5
+    assert "--version 1.0.5 is lower than the proposed 1.1." in lower.stderr
+
+
+# -- faults -------------------------------------------------------------------------------------
+
+
+def test_a_dropped_tag_call_is_finished_by_a_rerun_without_a_second_commit(
+    hub: HubServer, seed_project: Path, tmp_path: Path
+) -> None:
+    project = _copy(seed_project, tmp_path)
+    shutil.rmtree(project / "releases", ignore_errors=True)
+    (project / "CHANGELOG.md").unlink(missing_ok=True)
+    repo_id = "test-org/flaky"
+    hub.state.drop_connection[TAG_ROUTE] = 1
+    first = run(["abstracts", "publish", "--repo-id", repo_id], project)
+    assert first.returncode == 5
+    assert "creating tag v1.0.0" in first.stderr and "network failure" in first.stderr
+    repo = hub.state.repos[f"datasets/{repo_id}"]
+    assert repo.tags == {} and len(repo.commits) == 2  # the initial commit and the release
+    assert not (project / "releases" / "1.0.0.json").exists()
+    second = run(["abstracts", "publish", "--repo-id", repo_id], project)
+    assert second.returncode == 0, second.stderr
+    assert "tagging it" in second.stdout
+    assert len(repo.commits) == 2
+    assert repo.tags == {"v1.0.0": repo.branches["main"]}
+    record = json.loads((project / "releases" / "1.0.0.json").read_text())
+    assert record["commit"] == repo.branches["main"]
+
+
+# -- the server itself --------------------------------------------------------------------------
+
+
+def test_server_answers_like_the_hub(hub: HubServer, published_v1: Any) -> None:
+    base = f"{hub.url}/datasets/{REPO}/resolve/v1.0.0"
+
+    def fetch(path: str, method: str = "GET", **headers: str) -> tuple[int, dict[str, str], bytes]:
+        request = urllib.request.Request(f"{base}/{path}", method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request) as response:
+                return response.status, dict(response.headers), response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, dict(exc.headers), exc.read()
+
+    status, headers, body = fetch("README.md", "GET", Range="bytes=0-2")
+    assert (status, body, headers["Content-Range"].split("/")[0]) == (206, b"---", "bytes 0-2")
+    assert headers["ETag"].startswith('"') and len(headers["X-Repo-Commit"]) == 40
+    status, headers, _ = fetch("missing.txt", "HEAD")
+    assert (status, headers["X-Error-Code"]) == (404, "EntryNotFound")
+    status, _, _ = fetch("README.md", "HEAD", Authorization="Bearer nope")
+    assert status == 401
+
+    def post(path: str, body: bytes, content_type: str) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": content_type}
+        request = urllib.request.Request(f"{hub.url}{path}", data=body, method="POST", headers=headers)
+        try:
+            with urllib.request.urlopen(request) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())
+
+    form = b"paths=README.md&paths=data&paths=nope&expand=False"
+    status, entries = post(
+        f"/api/datasets/{REPO}/paths-info/v1.0.0", form, "application/x-www-form-urlencoded"
+    )
+    assert status == 200
+    assert [(e["type"], e["path"]) for e in entries] == [("file", "README.md"), ("directory", "data")]
+    org, name = REPO.split("/")
+    payload = json.dumps({"name": name, "organization": org, "type": "dataset"}).encode()
+    status, answer = post("/api/repos/create", payload, "application/json")
+    assert status == 409 and answer["url"].endswith(f"/datasets/{REPO}")
