@@ -38,7 +38,7 @@ test: lint
 
 ## bench: benchmark the pipeline on N generated abstracts (default 200000)
 bench: $(VENV)/.installed
-	$(BIN)/python benchmarks/bench.py --docs $(N)
+	$(BIN)/python -m benchmarks.bench --docs $(N)
 
 clean-venv:
 	rm -rf $(VENV)

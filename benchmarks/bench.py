@@ -39,7 +39,13 @@ def load_sentences(corpus: Path) -> list[str]:
     with corpus.open(encoding="utf-8") as handle:
         for line in handle:
             abstract = json.loads(line)["abstract"]
-            sentences.extend(s for s in re.split(r"(?<=[.!?])\s+", abstract) if len(s) > 30)
+            # A split inside "(e.g. ...)" leaves half a bracket pair: keep balanced sentences only,
+            # or the corpus would carry damage the generator made, not damage it injected.
+            sentences.extend(
+                s
+                for s in re.split(r"(?<=[.!?])\s+", abstract)
+                if len(s) > 30 and s.count("(") == s.count(")") and s.count("[") == s.count("]")
+            )
     return sentences
 
 

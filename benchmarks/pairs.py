@@ -19,6 +19,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import polars as pl
+import pyarrow as pa
+
 from pipeline.params import DedupParams
 
 CORPUS = (
@@ -162,27 +165,24 @@ def score(
     }
 
 
-def dedup_rows(rows: list[Row], workdir: Path, params: DedupParams) -> dict[str, str]:
-    """Run the real dedup stage on `rows` (as text-only records); map each key to its kept key."""
-    import polars as pl
-    import pyarrow as pa
+def cleaned_table(rows: list[tuple[str, str, str | None, int | None, str]]) -> pa.Table:
+    """A table in the clean stage's schema, as if cleaning changed nothing.
 
+    rows: (source `file:line`, format, arxiv_id, arxiv_version, abstract).
+    """
     from pipeline.clean import CLEAN_SCHEMA, normalised_text, text_hashes
-    from pipeline.dedup import run_dedup
-    from pipeline.outputs import write_parquet
 
-    texts = [row.text for row in rows]
+    texts = [r[4] for r in rows]
     normalised = pl.DataFrame({"t": texts}).select(normalised_text(pl.col("t")))["t"].to_list()
-    n = len(rows)
-    table = pa.table(
+    return pa.table(
         {
-            "source": [row.key for row in rows],
-            "file": ["pairs"] * n,
-            "line": list(range(1, n + 1)),
-            "format": ["jsonl"] * n,
-            "raw_id": [None] * n,
-            "arxiv_id": [None] * n,
-            "arxiv_version": [None] * n,
+            "source": [r[0] for r in rows],
+            "file": [r[0].rsplit(":", 1)[0] for r in rows],
+            "line": [int(r[0].rsplit(":", 1)[1]) for r in rows],
+            "format": [r[1] for r in rows],
+            "raw_id": [r[2] for r in rows],
+            "arxiv_id": [r[2] for r in rows],
+            "arxiv_version": [r[3] for r in rows],
             "raw_text": texts,
             "abstract": texts,
             "clean_rules": [[] for _ in rows],
@@ -190,6 +190,16 @@ def dedup_rows(rows: list[Row], workdir: Path, params: DedupParams) -> dict[str,
             "text_hash": text_hashes(normalised),
         },
         schema=CLEAN_SCHEMA,
+    )
+
+
+def dedup_rows(rows: list[Row], workdir: Path, params: DedupParams) -> dict[str, str]:
+    """Run the real dedup stage on `rows` (as text-only records); map each key to its kept key."""
+    from pipeline.dedup import run_dedup
+    from pipeline.outputs import write_parquet
+
+    table = cleaned_table(
+        [(f"{row.key}:{i + 1}", "jsonl", None, None, row.text) for i, row in enumerate(rows)]
     )
     workdir.mkdir(parents=True, exist_ok=True)
     write_parquet(table, workdir / "clean.parquet")
@@ -201,9 +211,8 @@ def dedup_rows(rows: list[Row], workdir: Path, params: DedupParams) -> dict[str,
         workdir / "dedup.json",
         params,
     )
-    kept_of = {key: key for key in pl.read_parquet(workdir / "dedup.parquet")["source"].to_list()}
-    for source, kept in (
-        pl.read_parquet(workdir / "duplicates.parquet").select("source", "kept_source").rows()
-    ):
-        kept_of[source] = kept
+    key_of = {f"{row.key}:{i + 1}": row.key for i, row in enumerate(rows)}
+    kept_of = {key_of[s]: key_of[s] for s in pl.read_parquet(workdir / "dedup.parquet")["source"].to_list()}
+    folded = pl.read_parquet(workdir / "duplicates.parquet").select("source", "kept_source").rows()
+    kept_of.update({key_of[source]: key_of[kept] for source, kept in folded})
     return kept_of

@@ -33,7 +33,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.executor import map_batches
-from pipeline.minhash import band_keys, candidate_pairs, jaccard, keys_from_arrow, keys_to_arrow, shingle_sets
+from pipeline.minhash import (
+    U64,
+    band_keys,
+    candidate_pairs,
+    jaccard,
+    keys_from_arrow,
+    keys_to_arrow,
+    shingle_sets,
+)
 from pipeline.outputs import parquet_writer, write_json, write_parquet
 from pipeline.params import DedupParams
 
@@ -64,7 +72,14 @@ DUPLICATES_SCHEMA = pa.schema(
 )
 
 
-MINHASH_SCHEMA = pa.schema([pa.field("band_keys", pa.list_(pa.uint64()), nullable=False)])
+MINHASH_SCHEMA = pa.schema(
+    [
+        pa.field("band_keys", pa.list_(pa.uint64()), nullable=False),
+        # Characters of the abstract: the keep order needs it, and the global step must not
+        # read the texts again to get it.
+        pa.field("length", pa.int64(), nullable=False),
+    ]
+)
 
 
 def text_id(text_hash: pl.Expr) -> pl.Expr:
@@ -76,10 +91,11 @@ def minhash_batch(batch: pa.RecordBatch, params: DedupParams) -> pa.RecordBatch:
     """Row-local unit of work: the LSH band keys of every abstract in the batch."""
     texts = pl.Series("abstract", batch.column("abstract"))
     keys = band_keys(texts, params.shingle_words, params.bands, params.rows_per_band, params.seed)
-    return pa.RecordBatch.from_arrays([keys_to_arrow(keys)], schema=MINHASH_SCHEMA)
+    lengths = pa.array(texts.str.len_chars().cast(pl.Int64).to_numpy(), pa.int64())
+    return pa.RecordBatch.from_arrays([keys_to_arrow(keys), lengths], schema=MINHASH_SCHEMA)
 
 
-def read_keys(cleaned: Path, params: DedupParams) -> pl.DataFrame:
+def read_keys(cleaned: Path, lengths: pa.Array, params: DedupParams) -> pl.DataFrame:
     """The key table: one small row per record, text replaced by its length, with sort ranks."""
     rank = {fmt: i for i, fmt in enumerate(params.format_priority)}
     return (
@@ -89,7 +105,7 @@ def read_keys(cleaned: Path, params: DedupParams) -> pl.DataFrame:
             "source",
             "arxiv_id",
             "arxiv_version",
-            pl.col("abstract").str.len_chars().alias("length"),
+            pl.lit(pl.Series("length", lengths)).alias("length"),
             "text_hash",
             pl.col("format")
             .replace_strict(rank, default=len(rank), return_dtype=pl.Int64)
@@ -184,28 +200,26 @@ def read_texts(cleaned: Path, rows: npt.NDArray[np.int64]) -> dict[int, str]:
     return texts
 
 
-def verify_pairs(
-    pairs: npt.NDArray[np.int64], texts: dict[int, str], shingle_words: int
-) -> npt.NDArray[np.float64]:
+def pair_similarity(pairs: npt.NDArray[np.int64], sets: dict[int, U64]) -> npt.NDArray[np.float64]:
     """Exact word-shingle Jaccard similarity of every pair."""
-    rows = sorted(texts)
-    sets = dict(zip(rows, shingle_sets((texts[r] for r in rows), shingle_words), strict=True))
     return np.array([jaccard(sets[a], sets[b]) for a, b in pairs.tolist()], dtype=np.float64)
 
 
 def near_duplicate_pairs(
     cleaned: Path, all_keys: npt.NDArray[np.uint64], survivors: npt.NDArray[np.int64], params: DedupParams
-) -> tuple[npt.NDArray[np.int64], dict[int, str]]:
-    """Verified near-duplicate pairs among `survivors`, and the texts read to verify them."""
+) -> tuple[npt.NDArray[np.int64], dict[int, U64]]:
+    """Verified near-duplicate pairs among `survivors`, and the shingle sets of their rows."""
     candidates = candidate_pairs(survivors, all_keys[survivors])
     texts = read_texts(cleaned, candidates.reshape(-1))
-    similarity = verify_pairs(candidates, texts, params.shingle_words)
+    rows = sorted(texts)
+    sets = dict(zip(rows, shingle_sets((texts[r] for r in rows), params.shingle_words), strict=True))
+    similarity = pair_similarity(candidates, sets)
     print(
         f"dedup: {len(candidates):,} candidate pairs, "
         f"{int((similarity >= params.near_threshold).sum()):,} verified",
         file=sys.stderr,
     )
-    return candidates[similarity >= params.near_threshold], texts
+    return candidates[similarity >= params.near_threshold], sets
 
 
 def run_dedup(
@@ -227,11 +241,13 @@ def run_dedup(
         label="dedup: minhash",
         columns=["abstract"],
     )
-    keys = read_keys(cleaned, params)
+    minhash = pq.read_table(minhash_out)
+    band_column = minhash["band_keys"].combine_chunks()
+    keys = read_keys(cleaned, minhash["length"].combine_chunks(), params)
+    del minhash
     folded = fold_exact(keys)
     survivors = folded.filter(pl.col("row") == pl.col("exact_winner"))["row"].to_numpy().astype(np.int64)
-    band_column = pq.read_table(minhash_out)["band_keys"].combine_chunks()
-    verified, texts = near_duplicate_pairs(
+    verified, sets = near_duplicate_pairs(
         cleaned, keys_from_arrow(band_column, params.bands), survivors, params
     )
     folded = fold_near(folded, verified)
@@ -243,7 +259,7 @@ def run_dedup(
     )
     folded = folded.join(kept_ids, on="winner").sort("row")
     near = folded.filter(pl.col("method") == "near").select("row", "winner").to_numpy()
-    near_similarity = verify_pairs(near, texts, params.shingle_words) if len(near) else np.zeros(0)
+    near_similarity = pair_similarity(near, sets) if len(near) else np.zeros(0)
     similarity = {int(r): float(s) for (r, _), s in zip(near.tolist(), near_similarity, strict=True)}
     duplicates = folded.filter(pl.col("method").is_not_null()).select(
         "source",

@@ -38,6 +38,35 @@ def raw_dir(tmp_path: Path) -> Path:
     return directory
 
 
+def copy_project(target: Path, exclude: tuple[str, ...] = (), extra_raw: tuple[Path, ...] = ()) -> Path:
+    """This working tree as a fresh git repository at `target`: the files git tracks or would
+    track (so no outputs DVC ignores), minus paths starting with any of `exclude`, plus
+    `extra_raw` dumps copied into raw/."""
+    import subprocess
+
+    names = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    for name in names:
+        source = REPO_ROOT / name
+        if source.is_file() and not name.startswith(exclude):
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    for raw in extra_raw:
+        shutil.copy(raw, target / "raw" / raw.name)
+    for command in (
+        ["git", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "copy"],
+    ):
+        subprocess.run(command, cwd=target, check=True, capture_output=True)
+    return target
+
+
 def copy_into(directory: Path, *files: Path) -> None:
     for file in files:
         shutil.copy(file, directory / file.name)

@@ -3,35 +3,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import polars as pl
-import pyarrow as pa
 
-from pipeline.clean import CLEAN_SCHEMA, normalised_text, text_hashes
+from benchmarks.pairs import cleaned_table as cleaned
 from pipeline.dedup import run_dedup
 from pipeline.outputs import write_parquet
 from pipeline.params import DedupParams
-
-
-def cleaned(rows: list[tuple[str, str, str | None, int | None, str]]) -> pa.Table:
-    """rows: (source, format, arxiv_id, arxiv_version, abstract)."""
-    texts = [r[4] for r in rows]
-    normalised = pl.DataFrame({"t": texts}).select(normalised_text(pl.col("t")))["t"].to_list()
-    return pa.table(
-        {
-            "source": [r[0] for r in rows],
-            "file": [r[0].split(":")[0] for r in rows],
-            "line": [int(r[0].split(":")[1]) for r in rows],
-            "format": [r[1] for r in rows],
-            "raw_id": [r[2] for r in rows],
-            "arxiv_id": [r[2] for r in rows],
-            "arxiv_version": [r[3] for r in rows],
-            "raw_text": texts,
-            "abstract": texts,
-            "clean_rules": [[] for _ in rows],
-            "flags": [[] for _ in rows],
-            "text_hash": text_hashes(normalised),
-        },
-        schema=CLEAN_SCHEMA,
-    )
 
 
 def dedup(tmp_path: Path, rows: list) -> tuple[pl.DataFrame, pl.DataFrame, dict]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import REPO_ROOT
+from conftest import copy_project
 
 from pipeline.split import RELEASE_SCHEMA
 
@@ -26,29 +26,7 @@ def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def repo_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh checkout of the committed tree plus this working tree's changes, outputs removed."""
-    target = tmp_path_factory.mktemp("repo") / "ml-abstracts"
-    tracked = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.splitlines()
-    for name in tracked:
-        source = REPO_ROOT / name
-        if source.is_file():
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target / name)
-    for generated in ("build", "release/data", "release/README.md"):
-        shutil.rmtree(target / generated, ignore_errors=True) if (target / generated).is_dir() else (
-            target / generated
-        ).unlink(missing_ok=True)
-    for command in (
-        ["git", "init", "-q"],
-        ["git", "add", "-A"],
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "copy"],
-    ):
-        subprocess.run(command, cwd=target, check=True, capture_output=True)
+    target = copy_project(tmp_path_factory.mktemp("repo") / "ml-abstracts")
     result = run(["dvc", "repro"], target)
     assert result.returncode == 0, result.stdout + result.stderr
     return target

@@ -22,7 +22,7 @@ from typing import Any
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
-from conftest import REPO_ROOT
+from conftest import copy_project as copy_tree
 from hub_server import HubServer
 
 from pipeline.publish import ReleaseDiff, diff_releases, propose_version, strip_changelog
@@ -102,29 +102,9 @@ def publish(project: Path, *args: str, **env: str | None) -> subprocess.Complete
 
 def copy_project(target: Path, extra_raw: list[Path]) -> Path:
     """A copy of this working tree with outputs and release records removed, as a git repo."""
-    names = subprocess.run(
-        ["git", "ls-files", "-co", "--exclude-standard"],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.splitlines()
-    for name in names:
-        source = REPO_ROOT / name
-        top = name.split("/")[0]
-        if source.is_file() and top not in ("build", "releases") and not name.startswith("release/"):
-            (target / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target / name)
-    (target / "CHANGELOG.md").unlink(missing_ok=True)
-    for raw in extra_raw:
-        shutil.copy(raw, target / "raw" / raw.name)
-    for command in (
-        ["git", "init", "-q"],
-        ["git", "add", "-A"],
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "copy"],
-    ):
-        subprocess.run(command, cwd=target, check=True, capture_output=True)
-    return target
+    return copy_tree(
+        target, exclude=("build/", "releases/", "release/", "CHANGELOG.md"), extra_raw=tuple(extra_raw)
+    )
 
 
 @pytest.fixture(scope="module")
