@@ -13,11 +13,13 @@ Ullman, Mining of Massive Datasets, ch. 3.4).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
 import rensa
 
 U64 = npt.NDArray[np.uint64]
@@ -104,21 +106,44 @@ def keys_to_arrow(keys: U64) -> pa.ListArray:
 
 
 def keys_from_arrow(column: pa.ChunkedArray | pa.Array, bands: int) -> U64:
-    array = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    return np.asarray(array.flatten().to_numpy(zero_copy_only=False), dtype=np.uint64).reshape(-1, bands)
+    """Band keys as one (rows, bands) array, copied chunk by chunk (no combined Arrow copy)."""
+    chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
+    keys = np.empty((sum(len(c) for c in chunks), bands), dtype=np.uint64)
+    offset = 0
+    for chunk in chunks:
+        values = chunk.flatten().to_numpy(zero_copy_only=False)
+        keys[offset : offset + len(chunk)] = values.reshape(-1, bands)
+        offset += len(chunk)
+    return keys
+
+
+def read_band_keys(path: Path, bands: int) -> U64:
+    """The `band_keys` column of a parquet file as one array, read one row group at a time."""
+    parquet = pq.ParquetFile(path)
+    keys = np.empty((parquet.metadata.num_rows, bands), dtype=np.uint64)
+    offset = 0
+    for batch in parquet.iter_batches(columns=["band_keys"], batch_size=100_000):
+        keys[offset : offset + batch.num_rows] = keys_from_arrow(batch.column(0), bands)
+        offset += batch.num_rows
+    return keys
 
 
 def candidate_pairs(rows: npt.NDArray[np.int64], keys: U64) -> npt.NDArray[np.int64]:
     """Pairs (a, b), a < b, of `rows` that share at least one band key; unique and sorted.
+
+    `keys` holds the band keys of every row of the table (indexed by row number), so callers
+    need not copy the keys of a subset.
 
     Each bucket contributes star pairs (its smallest row with every other member), which is
     enough for connected components while keeping a large bucket linear, not quadratic.
     """
     found: list[npt.NDArray[np.int64]] = []
     for band in range(keys.shape[1]):
-        frame = pl.DataFrame({"row": rows, "key": keys[:, band]})
+        frame = pl.DataFrame({"row": rows, "key": keys[rows, band]})
+        # Most keys are unique; grouping only the repeated ones keeps this light at 2.7M rows.
         buckets = (
-            frame.group_by("key")
+            frame.filter(pl.col("key").is_duplicated())
+            .group_by("key")
             .agg(pl.col("row").min().alias("first"), pl.col("row"))
             .filter(pl.col("row").list.len() > 1)
             .explode("row")
@@ -132,9 +157,19 @@ def candidate_pairs(rows: npt.NDArray[np.int64], keys: U64) -> npt.NDArray[np.in
     return pairs
 
 
-def shingle_sets(texts: Iterable[str], shingle_words: int) -> list[U64]:
-    """The distinct shingle hashes of each text (sorted), for exact Jaccard."""
-    series = pl.Series(list(texts), dtype=pl.String)
+def shingle_sets(texts: Iterable[str], shingle_words: int, chunk_rows: int = 20_000) -> list[U64]:
+    """The distinct shingle hashes of each text (sorted), for exact Jaccard.
+
+    Texts are shingled `chunk_rows` at a time so that memory stays bounded.
+    """
+    texts = list(texts)
+    if len(texts) > chunk_rows:
+        return [
+            shingles
+            for start in range(0, len(texts), chunk_rows)
+            for shingles in shingle_sets(texts[start : start + chunk_rows], shingle_words, chunk_rows)
+        ]
+    series = pl.Series(texts, dtype=pl.String)
     shingles, offsets = shingle_hashes(series, shingle_words)
     counts = offsets[1:].astype(np.int64) - offsets[:-1].astype(np.int64)
     owner = np.repeat(np.arange(len(series)), counts)

@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.dedup import read_texts
-from pipeline.minhash import candidate_pairs, jaccard, keys_from_arrow, shingle_sets
+from pipeline.minhash import candidate_pairs, jaccard, read_band_keys, shingle_sets
 from pipeline.outputs import PARQUET_OPTIONS, write_json
 from pipeline.params import DedupParams, SplitParams
 
@@ -127,9 +127,8 @@ def leaked_pairs(deduped: Path, splits: list[str], dedup: DedupParams) -> list[d
     Uses the band keys dedup stored for each kept row: only rows sharing a band key with a row
     of another split are read back and verified.
     """
-    table = pq.read_table(deduped, columns=["id", "band_keys"])
-    keys = keys_from_arrow(table["band_keys"], dedup.bands)
-    rows = np.arange(table.num_rows, dtype=np.int64)
+    keys = read_band_keys(deduped, dedup.bands)
+    rows = np.arange(len(keys), dtype=np.int64)
     pairs = candidate_pairs(rows, keys)
     split_codes = np.array([SPLITS.index(s) for s in splits], dtype=np.int8)
     pairs = pairs[split_codes[pairs[:, 0]] != split_codes[pairs[:, 1]]] if len(pairs) else pairs
@@ -138,12 +137,14 @@ def leaked_pairs(deduped: Path, splits: list[str], dedup: DedupParams) -> list[d
     texts = read_texts(deduped, pairs.reshape(-1))
     rows_read = sorted(texts)
     sets = dict(zip(rows_read, shingle_sets((texts[r] for r in rows_read), dedup.shingle_words), strict=True))
-    ids = table["id"].to_pylist()
+    ids = pq.read_table(deduped, columns=["id"])["id"]
     leaks = []
     for a, b in pairs.tolist():
         similarity = jaccard(sets[a], sets[b])
         if similarity >= dedup.near_threshold:
-            leaks.append({"id": ids[a], "other_id": ids[b], "similarity": round(similarity, 6)})
+            leaks.append(
+                {"id": ids[a].as_py(), "other_id": ids[b].as_py(), "similarity": round(similarity, 6)}
+            )
     return sorted(leaks, key=lambda leak: (leak["id"], leak["other_id"]))
 
 
