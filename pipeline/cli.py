@@ -50,6 +50,7 @@ def _validate(args: argparse.Namespace, params: Params) -> None:
         params.validate,
         dedup=args.dedup,
         split_report=args.split_report,
+        clean=args.clean,
         data_docs=args.data_docs,
     )
 
@@ -130,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--report", type=Path, required=True, help="validation report JSON to write")
     sub.add_argument("--dedup", type=Path, required=True, help="deduplicated parquet (text hashes, flags)")
     sub.add_argument("--split-report", type=Path, required=True, help="split report JSON (leaked_pairs)")
+    sub.add_argument(
+        "--clean", type=Path, required=True, help="cleaned records parquet (build/clean.parquet)"
+    )
     sub.add_argument("--data-docs", type=Path, help="directory to write offline Data Docs HTML to (optional)")
 
     sub = command("card", "Generate the dataset card (release/README.md) from the data and reports.", _card)

@@ -1,13 +1,14 @@
 """Stage `validate`: Great Expectations suites gate the release.
 
 Reads: the release data directory, the deduplicated table (`build/dedup.parquet`: normalised
-text hash and clean flags per row), the split report (`leaked_pairs`) and the suites in
+text hash and clean flags per row), the cleaned records (`build/clean.parquet`, without their
+texts), the split report (`leaked_pairs`) and the suites in
 `expectations/*.json`. Writes: `validation.json` (every expectation: suite, table, severity,
 success, observed value, unexpected count and up to 20 failing rows with their `source`) and,
 when asked, offline Data Docs HTML. Params: `validate` (row-count, length and word bounds,
 passed to the suites as `$PARAMETER`s).
 
-Each expectation runs on one of three tables (`TABLES`):
+Each expectation runs on one of four tables (`TABLES`):
 - `release`: every release split, concatenated, exactly as published, plus `split`. Only
   table-level and type expectations run here: GX filters the whole frame for every column
   expectation, and copying 3 GB of abstracts per expectation does not fit the time budget.
@@ -17,6 +18,7 @@ Each expectation runs on one of three tables (`TABLES`):
   text), `text_hash` and `flags` (from the dedup table), `id_splits` (how many splits hold the
   id) and `leaked_with` (the other side of a near-duplicate pair across splits).
 - `dedup`: the intermediate dedup table (without `abstract`, which the release checks).
+- `clean`: the intermediate clean table, one row per raw record (without its texts).
 
 A failed `critical` expectation prints a table of every failure and exits non-zero, so
 `dvc repro` stops before the card is written; a failed `warning` is only reported.
@@ -50,7 +52,7 @@ from pipeline.outputs import write_json
 from pipeline.params import ValidateParams
 
 SEVERITIES = ("critical", "warning")
-TABLES = ("release", "rows", "dedup")
+TABLES = ("release", "rows", "dedup", "clean")
 MAX_FAILING_ROWS = 20
 # Row identity in every table and in the report; `source` says which dump to look at.
 INDEX_COLUMNS = ["id", "source"]
@@ -72,6 +74,8 @@ ROWS_COLUMNS = [
 ]
 # The dedup columns the gate reads and checks (the `dedup` table).
 DEDUP_COLUMNS = ("id", "arxiv_id", "arxiv_version", "source", "duplicate_count", "flags", "text_hash")
+# The clean table without its two text columns (raw and cleaned), which would double memory.
+CLEAN_COLUMNS = ("source", "format", "line", "arxiv_id", "arxiv_version", "clean_rules", "flags", "text_hash")
 _ARTIFACT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -359,10 +363,28 @@ def read_dedup(dedup_path: Path) -> pl.DataFrame:
     return frame.with_columns(pl.col(pl.Int64).cast(pl.Float64))
 
 
+def read_clean(clean_path: Path) -> pl.DataFrame:
+    """The clean stage's record table without its texts: provenance, hash, rules and flags.
+
+    Rule and flag lists become `|a|b|` text, so one regex expectation can check membership.
+    """
+    try:
+        names = pq.read_schema(clean_path).names
+    except FileNotFoundError:
+        raise BadInputError(f"{clean_path}: clean table not found; run the clean stage first") from None
+    except pa.ArrowInvalid as exc:
+        raise BadInputError(f"{clean_path}: not a parquet file ({exc})") from None
+    frame = pl.read_parquet(clean_path, columns=[n for n in CLEAN_COLUMNS if n in names])
+    for column in ("clean_rules", "flags"):
+        if column in frame.columns and isinstance(frame.schema[column], pl.List):
+            frame = frame.with_columns(_flags_text(column))
+    return frame.with_columns(pl.col(pl.Int64).cast(pl.Float64))
+
+
 def read_tables(
-    release_data: Path, dedup_path: Path, split_report: Path, patterns: dict[str, str]
+    release_data: Path, dedup_path: Path, split_report: Path, clean_path: Path, patterns: dict[str, str]
 ) -> dict[str, pd.DataFrame]:
-    """The three tables the suites run on, as pandas frames."""
+    """The tables the suites run on, as pandas frames."""
     release = read_release_table(release_data)
     dedup = read_dedup(dedup_path)
     rows = build_rows(release, dedup, read_leaked_pairs(split_report), patterns)
@@ -370,6 +392,7 @@ def read_tables(
         "release": _to_pandas(release),
         "rows": _to_pandas(rows.to_arrow()),
         "dedup": _to_pandas(dedup.to_arrow()),
+        "clean": _to_pandas(read_clean(clean_path).to_arrow()),
     }
 
 
@@ -573,6 +596,7 @@ def run_validate(
     *,
     dedup: Path,
     split_report: Path,
+    clean: Path,
     data_docs: Path | None = None,
 ) -> dict[str, Any]:
     """Validate the release and the build tables; write the report (and Data Docs).
@@ -582,7 +606,7 @@ def run_validate(
         ValidationFailed: a critical expectation failed (after writing the report).
     """
     suites = load_suites(suites_dir)
-    tables = read_tables(release_data, dedup, split_report, artifact_patterns(suites))
+    tables = read_tables(release_data, dedup, split_report, clean, artifact_patterns(suites))
     results, suite_results = run_suites(tables, suites, params)
     critical = [r for r in results if not r["success"] and r["severity"] == "critical"]
     warnings = [r for r in results if not r["success"] and r["severity"] == "warning"]

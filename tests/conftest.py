@@ -114,5 +114,6 @@ def seed_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
         params.validate,
         dedup=build / "dedup.parquet",
         split_report=reports / "split.json",
+        clean=build / "clean.parquet",
     )
     return root

@@ -40,6 +40,7 @@ def validate(
         params or ValidateParams(),
         dedup=dedup or seed_build / "build" / "dedup.parquet",
         split_report=split_report or seed_build / "reports" / "split.json",
+        clean=seed_build / "build" / "clean.parquet",
         data_docs=data_docs,
     )
 
@@ -75,6 +76,7 @@ def test_seed_release_passes_every_suite(seed_build: Path) -> None:
         "text_quality",
         "leakage",
         "intermediate",
+        "clean_records",
     }
     # Every expectation of every suite file is reported: none dropped as a "duplicate" (the
     # text_quality suite has eight regex expectations on the same column).
@@ -262,6 +264,7 @@ def test_row_count_bounds_come_from_params(seed_build: Path, tmp_path: Path) -> 
     assert {r["name"] for r in failed(tmp_path / "v.json") if r["severity"] == "critical"} == {
         "row_count",
         "dedup_row_count",
+        "clean_row_count",
     }
 
 
@@ -299,6 +302,8 @@ def test_cli_prints_the_table_and_exits_non_zero(
             str(seed_build / "build" / "dedup.parquet"),
             "--split-report",
             str(seed_build / "reports" / "split.json"),
+            "--clean",
+            str(seed_build / "build" / "clean.parquet"),
         ]
     )
     err = capsys.readouterr().err
@@ -344,3 +349,32 @@ def test_great_expectations_is_not_imported_by_the_cli_or_other_stages() -> None
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr
+
+
+def test_clean_table_is_validated(seed_build: Path, tmp_path: Path) -> None:
+    """The intermediate clean table: an unknown rule code or a duplicated source fails."""
+    table = pq.read_table(seed_build / "build" / "clean.parquet")
+    rules = table["clean_rules"].to_pylist()
+    rules[3] = [*rules[3], "made_up_rule"]
+    sources = table["source"].to_pylist()
+    sources[5] = sources[4]
+    index = table.schema.get_field_index("clean_rules")
+    table = table.set_column(
+        index, table.schema.field(index), pa.array(rules, table.schema.field(index).type)
+    )
+    index = table.schema.get_field_index("source")
+    table = table.set_column(index, table.schema.field(index), pa.array(sources, pa.string()))
+    broken = tmp_path / "clean.parquet"
+    pq.write_table(table, broken)
+    with pytest.raises(ValidationFailed):
+        run_validate(
+            seed_build / "release" / "data",
+            SUITES,
+            tmp_path / "v.json",
+            ValidateParams(),
+            dedup=seed_build / "build" / "dedup.parquet",
+            split_report=seed_build / "reports" / "split.json",
+            clean=broken,
+        )
+    names = {r["name"] for r in failed(tmp_path / "v.json") if r["severity"] == "critical"}
+    assert names == {"clean_rules_known", "clean_source_unique"}
