@@ -27,6 +27,7 @@ from typing import Any
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.executor import map_batches
@@ -68,21 +69,82 @@ class Rule:
     apply: Callable[[pl.Series, CleanParams], tuple[pl.Series, pl.Series | None]]
 
 
-def _masked(texts: pl.Series, prefilter: str, repair: Callable[[pl.Expr], pl.Expr]) -> pl.Series:
-    """Apply `repair` only to rows matching `prefilter`: most rows need no repair at all."""
-    mask = texts.str.contains(prefilter)
-    if not mask.any():
-        return texts
-    rows = mask.arg_true()
-    fixed = pl.select(repair(pl.lit(texts.filter(mask)))).to_series()
+Superset = Callable[[pl.Series], pl.Series]
+
+
+def _masked(
+    texts: pl.Series,
+    prefilter: str,
+    repair: Callable[[pl.Expr], pl.Expr],
+    superset: Superset | None = None,
+) -> pl.Series:
+    """Apply `repair` only to rows matching `prefilter`: most rows need no repair at all.
+
+    `superset`, if given, is a cheaper test (literal scans, byte counts) true on every row
+    `prefilter` matches; the regex then only runs on the rows it selects.
+    """
+    if superset is None:
+        mask = texts.str.contains(prefilter)
+        if not mask.any():
+            return texts
+        rows = mask.arg_true()
+    else:
+        maybe = superset(texts)
+        if not maybe.any():
+            return texts
+        rows = maybe.arg_true()
+        rows = rows.filter(texts.gather(rows).str.contains(prefilter))
+        if rows.is_empty():
+            return texts
+    fixed = pl.select(repair(pl.lit(texts.gather(rows)))).to_series()
     return texts.clone().scatter(rows, fixed)
 
 
-def _regex_rule(prefilter: str, repair: Callable[[pl.Expr], pl.Expr]) -> Callable[..., Any]:
+def _regex_rule(
+    prefilter: str, repair: Callable[[pl.Expr], pl.Expr], superset: Superset | None = None
+) -> Callable[..., Any]:
     def apply(texts: pl.Series, params: CleanParams) -> tuple[pl.Series, pl.Series | None]:
-        return _masked(texts, prefilter, repair), None
+        return _masked(texts, prefilter, repair, superset), None
 
     return apply
+
+
+def _non_ascii(texts: pl.Series) -> pl.Series:
+    """Rows holding a non-ASCII character (exactly those matching `[^\\x00-\\x7f]`)."""
+    return (texts.str.len_bytes() != texts.str.len_chars()).fill_null(False)
+
+
+def _any_literal(texts: pl.Series, literals: tuple[str, ...]) -> pl.Series:
+    """Rows holding any of `literals`: one memchr-speed scan each, where a regex is ~20x slower."""
+    text = pl.col("t")
+    return (
+        pl.DataFrame({"t": texts})
+        .select(pl.any_horizontal(text.str.contains(lit, literal=True) for lit in literals).fill_null(False))
+        .to_series()
+    )
+
+
+def _maybe_unicode(texts: pl.Series) -> pl.Series:
+    # Every row `[^\t\n\r\x20-\x7e]` matches holds a byte outside printable ASCII.
+    printable = pc.ascii_is_printable(texts.to_arrow())
+    return (~pl.Series(printable, dtype=pl.Boolean)).fill_null(False) | _non_ascii(texts)
+
+
+# The ASCII characters `\s` matches besides the space; the others are non-ASCII.
+_ASCII_SPACES = ("\t", "\n", "\x0b", "\x0c", "\r")
+
+
+def _maybe_whitespace(texts: pl.Series) -> pl.Series:
+    # `[^\S ]|  |^ | $`: a non-space whitespace character, two spaces, or a space at either end.
+    edge = (texts.str.starts_with(" ") | texts.str.ends_with(" ")).fill_null(False)
+    return _non_ascii(texts) | _any_literal(texts, (*_ASCII_SPACES, "  ")) | edge
+
+
+def _maybe_empty_citation(texts: pl.Series) -> pl.Series:
+    # ` [,.;:]( |$)|\(\s*[,;]?\s*\)`: a space before the punctuation, or "(" before a space, a
+    # comma, a semicolon or ")"; a literal alternation runs at memchr speed (Teddy).
+    literals = r" ,| \.| ;| :|\(\)|\(,|\(;|\( |\(\t|\(\n|\(\x0b|\(\x0c|\(\r"
+    return texts.str.contains(literals).fill_null(False) | _non_ascii(texts)
 
 
 def _unicode(text: pl.Expr) -> pl.Expr:
@@ -106,7 +168,9 @@ def _table_residue(text: pl.Expr) -> pl.Expr:
 
 
 def _whitespace(text: pl.Expr) -> pl.Expr:
-    return text.str.replace_all(r"\s+", " ").str.strip_chars(" ")
+    # Same result as replacing every run of whitespace by one space, without replacing each
+    # single space (the commonest run) by itself.
+    return text.str.replace_all(r"\s\s+|[^\S ]", " ").str.strip_chars(" ")
 
 
 # LaTeX renders footnote mark 1 as a superscript that scrapes as "111" (mark 2 as "222", ...),
@@ -176,7 +240,12 @@ def _zipf_table() -> dict[str, float]:
     """wordfreq's English list (web, books, subtitles, Wikipedia...) as Zipf values (log10 per 1e9)."""
     import wordfreq  # imported here: only the dictionary rules need it
 
-    return {w: math.log10(f) + 9 for w, f in wordfreq.get_frequency_dict("en", wordlist="large").items()}
+    # `get_frequency_dict` gives every word of a centibel bucket the same frequency: one
+    # logarithm per bucket, not per word (same values, same order, later buckets win).
+    table: dict[str, float] = {}
+    for index, bucket in enumerate(wordfreq.get_frequency_list("en", wordlist="large")):
+        table.update(dict.fromkeys(bucket, math.log10(wordfreq.cB_to_freq(-index)) + 9))
+    return table
 
 
 def _zipf(word: str) -> float:
@@ -402,7 +471,13 @@ def _glued_token(token: str, params: CleanParams) -> str:
 @functools.cache
 def _lower_pattern(params: CleanParams) -> str:
     """Lower-case tokens that start or end with a function word: every safe split does."""
-    words = [w for w, z in _zipf_table().items() if w.isascii() and w.isalpha()]
+    # A function word's Zipf value is at least `function_word_min_zipf`: only those, and words
+    # whose lower case is another entry, need the full test.
+    words = [
+        w
+        for w, z in _zipf_table().items()
+        if (z >= params.function_word_min_zipf or not w.islower()) and w.isascii() and w.isalpha()
+    ]
     function = sorted((w for w in words if _is_function_word(w, params)), key=lambda w: (-len(w), w))
     first = "|".join(w for w in function if w not in _NOT_FIRST)
     last = "|".join(w for w in function if w not in _NOT_LAST)
@@ -411,6 +486,31 @@ def _lower_pattern(params: CleanParams) -> str:
 
 def _candidates(texts: pl.Series, pattern: str) -> pl.Series:
     return texts.str.extract_all(pattern).explode().drop_nulls().unique()
+
+
+def _pieces(texts: pl.Series) -> pl.Series:
+    """The distinct space-separated pieces of `texts` (a few tens of thousands per batch).
+
+    A pattern whose matches hold no space and which asserts nothing but `\\b` finds the same
+    matches in the pieces as in the texts: to `\\b`, a space and the end of a piece are both
+    non-word. Extracting from the pieces skips the repeated text and runs the slow Unicode `\\b`
+    engine on the non-ASCII rows once per distinct piece.
+    """
+    frame = pl.DataFrame({"t": texts}).lazy().select(pl.col("t").str.split(" ").explode().unique())
+    return frame.collect().to_series()
+
+
+# Literals per regex alternation: keeps each compiled regex far below the regex size limit.
+_ALTERNATION_CHUNK = 2_000
+
+
+def _contains_any(texts: pl.Series, literals: list[str]) -> pl.Series:
+    """`texts.str.contains_any(literals)`, as regex alternations: several times faster."""
+    found = pl.Series([False] * len(texts), dtype=pl.Boolean)
+    for start in range(0, len(literals), _ALTERNATION_CHUNK):
+        chunk = literals[start : start + _ALTERNATION_CHUNK]
+        found = found | texts.str.contains("|".join(pl.escape_regex(lit) for lit in chunk)).fill_null(False)
+    return found
 
 
 # Characters that may bound a repaired token: prose, not identifiers, LaTeX commands, URLs or
@@ -442,7 +542,7 @@ def _token_rule(texts: pl.Series, candidates: list[str], decide: Callable[[str],
         return texts
     # Aho-Corasick (polars `replace_many`) over the tokens with their bounding characters: one
     # pass, no per-row Python. Twice, as adjacent tokens share the space between them.
-    mask = texts.str.contains_any(list(changes)).fill_null(False)
+    mask = _contains_any(texts, list(changes))
     if not mask.any():
         return texts
     patterns, replacements = _bounded(list(changes), list(changes.values()))
@@ -459,29 +559,36 @@ def _glued_words(texts: pl.Series, params: CleanParams) -> tuple[pl.Series, pl.S
     # per-word Python work is a few hundred set lookups per batch.
     # Tokens of 12+ letters are few: all of them are candidates, so that a glued pair without
     # a function word ("introduceiris") is at least flagged.
-    lower = pl.concat([_candidates(texts, _lower_pattern(params)), _candidates(texts, _LONG_LOWER)]).unique()
+    # None of the three patterns matches a space: the pieces give the same candidates.
+    pieces = _pieces(texts)
+    lower = pl.concat(
+        [_candidates(pieces, _lower_pattern(params)), _candidates(pieces, _LONG_LOWER)]
+    ).unique()
     table = _zipf_table()
     unknown = sorted(t for t in lower.to_list() if t not in table)
-    mixed = _candidates(texts, f"{_LOWER_THEN_UPPER}|{_ACRONYM_THEN_LOWER}").to_list()
+    mixed = _candidates(pieces, f"{_LOWER_THEN_UPPER}|{_ACRONYM_THEN_LOWER}").to_list()
     flagged = sorted({t for t in (*unknown, *mixed) if decide(t) == _FLAGGED})
     fixed = _token_rule(texts, mixed + unknown, decide)
     flag = pl.Series([False] * len(texts), dtype=pl.Boolean)
     if flagged:
-        maybe = fixed.str.contains_any(flagged).fill_null(False)
+        maybe = _contains_any(fixed, flagged)
         patterns, _ = _bounded(flagged, flagged)
         flag = flag.scatter(maybe.arg_true(), _padded(fixed.filter(maybe)).str.contains_any(patterns))
     return fixed, flag
 
 
 RULES: tuple[Rule, ...] = (
-    Rule("unicode", _regex_rule(r"[^\t\n\r\x20-\x7e]", _unicode)),
+    Rule("unicode", _regex_rule(r"[^\t\n\r\x20-\x7e]", _unicode, _maybe_unicode)),
     Rule("strip_prefix", _regex_rule(r"^\s*(?:[Aa]bstract|ABSTRACT)", _strip_prefix)),
     Rule("table_residue", _regex_rule(r"\|\s*$", _table_residue)),
-    Rule("whitespace", _regex_rule(r"[^\S ]|  |^ | $", _whitespace)),
+    Rule("whitespace", _regex_rule(r"[^\S ]|  |^ | $", _whitespace, _maybe_whitespace)),
     Rule("footnotes", _regex_rule(_MARK + r"|footnotetext|[\u2020\u2021\u2217]", _footnotes)),
     Rule("dangling_link", _regex_rule(_DANGLING_END, _dangling_link)),
     Rule("dehyphenate", _dehyphenate),
-    Rule("empty_citation", _regex_rule(r" [,.;:]( |$)|\(\s*[,;]?\s*\)", _empty_citation)),
+    Rule(
+        "empty_citation",
+        _regex_rule(r" [,.;:]( |$)|\(\s*[,;]?\s*\)", _empty_citation, _maybe_empty_citation),
+    ),
     Rule("glued_words", _glued_words),
 )
 
@@ -532,9 +639,28 @@ def _flags(text: pl.Expr, glued: pl.Expr, non_english: pl.Expr, params: CleanPar
         "html_residue": text.str.contains(r"</?[a-zA-Z][a-zA-Z0-9]*(?:\s[^<>]*)?/?>"),
         "latex_residue": text.str.contains(r"\\[a-zA-Z]+|\$[^$\s][^$]*\$"),
     }
-    return pl.concat_list(
-        [pl.when(check).then(pl.lit(name)).otherwise(pl.lit(None)) for name, check in checks.items()]
-    ).list.drop_nulls()
+    return _names(checks)
+
+
+@functools.cache
+def _name_lists(names: tuple[str, ...]) -> pl.Series:
+    """Every sublist of `names` (in order), at the index whose bits say which names it holds."""
+    return pl.Series(
+        [[name for bit, name in enumerate(names) if code >> bit & 1] for code in range(1 << len(names))],
+        dtype=pl.List(pl.String),
+    )
+
+
+def _names(checks: dict[str, pl.Expr]) -> pl.Expr:
+    """Per row, the names of the checks that hold, in order (a null check does not hold).
+
+    One integer per row and a lookup: building the lists row by row (`concat_list` of
+    `when/then` and `drop_nulls`) cost more than computing every check.
+    """
+    code = pl.sum_horizontal(
+        check.fill_null(False).cast(pl.UInt32) * (1 << bit) for bit, check in enumerate(checks.values())
+    )
+    return pl.lit(_name_lists(tuple(checks))).gather(code)
 
 
 def normalised_text(text: pl.Expr) -> pl.Expr:
@@ -544,12 +670,10 @@ def normalised_text(text: pl.Expr) -> pl.Expr:
 
 def _fold(text: pl.Expr) -> pl.Expr:
     # Same result as folding every run of non-alphanumerics to one space, with far fewer
-    # replacements: single spaces, the commonest separator, are left in place.
+    # replacements: single spaces, the commonest separator, are left in place. One pass: a run
+    # of two or more, or a single non-space, becomes a space.
     return (
-        text.str.to_lowercase()
-        .str.replace_all(r"[^\p{L}\p{N} ]+", " ")
-        .str.replace_all(r"  +", " ")
-        .str.strip_chars(" ")
+        text.str.to_lowercase().str.replace_all(r"[^\p{L}\p{N}]{2,}|[^\p{L}\p{N} ]", " ").str.strip_chars(" ")
     )
 
 
@@ -607,15 +731,15 @@ def clean_texts(texts: pl.Series, params: CleanParams) -> tuple[pl.Series, pl.Da
 def clean_frame(frame: pl.DataFrame, params: CleanParams) -> pl.DataFrame:
     """Apply every rule in order to `raw_text`; add `abstract`, `clean_rules`, `flags`, `text_hash`."""
     texts, changed = clean_texts(frame["raw_text"], params)
-    applied = [pl.when(pl.col(rule.name)).then(pl.lit(rule.name)).otherwise(pl.lit(None)) for rule in RULES]
+    applied = _names({rule.name: pl.col(rule.name) for rule in RULES})
     out = frame.with_columns(texts).with_columns(
-        changed.select(pl.concat_list(applied).list.drop_nulls().alias("clean_rules")).to_series(),
+        changed.select(applied.alias("clean_rules")).to_series(),
         pl.DataFrame({"abstract": texts, "_glued": changed["_glued"], "_en": _non_english(texts, params)})
         .select(_flags(pl.col("abstract"), pl.col("_glued"), pl.col("_en"), params).alias("flags"))
         .to_series(),
     )
     # NFKC only where it can change something (non-ASCII rows): same hashes, less work.
-    folded = _masked(texts, r"[^\x00-\x7f]", lambda text: text.str.normalize("NFKC"))
+    folded = _masked(texts, r"[^\x00-\x7f]", lambda text: text.str.normalize("NFKC"), _non_ascii)
     normalised = pl.select(_fold(pl.lit(folded))).to_series()
     hashes = pl.Series("text_hash", text_hashes(normalised.to_list()), dtype=pl.String)
     return out.with_columns(hashes).select(CLEAN_SCHEMA.names)
@@ -693,17 +817,32 @@ def summarise(cleaned: Path, params: CleanParams) -> dict[str, Any]:
     }
 
 
+# Rows per batch when reading example rows: the examples are the first hits of each rule, so
+# reading stops after a few small batches instead of decompressing whole row groups.
+_EXAMPLE_READ_ROWS = 1_024
+
+
 def _read_rows(path: Path, column: str, rows: list[int]) -> dict[int, str]:
-    """`column` of the given row numbers, reading only the row groups that hold them."""
+    """`column` of the given row numbers, reading each row group only up to the last one wanted."""
     parquet = pq.ParquetFile(path)
     values: dict[int, str] = {}
     start = 0
     for group in range(parquet.metadata.num_row_groups):
         size = parquet.metadata.row_group(group).num_rows
-        inside = [r for r in rows if start <= r < start + size]
+        inside = [r - start for r in rows if start <= r < start + size]
+        offset = 0
         if inside:
-            column_values = parquet.read_row_group(group, columns=[column]).column(0)
-            values.update({r: column_values[r - start].as_py() for r in inside})
+            for batch in parquet.iter_batches(
+                batch_size=_EXAMPLE_READ_ROWS, row_groups=[group], columns=[column]
+            ):
+                column_values = batch.column(0)
+                end = offset + batch.num_rows
+                values.update(
+                    {start + r: column_values[r - offset].as_py() for r in inside if offset <= r < end}
+                )
+                offset = end
+                if offset > max(inside):
+                    break
         start += size
     return values
 
