@@ -297,7 +297,7 @@ _ACRONYM_TAIL = re.compile(r"^(.*[A-Z][A-Z0-9])([a-z]{2,})$")
 _FLAGGED = "\x00"  # decision marker: leave the token, flag the row
 # Function words that double as English affixes ("in-exactly", "graph-on", "segment-or",
 # "general-is-able", "a-typical"): a split may not put them where the affix would be.
-_NOT_FIRST = frozenset(
+_AFFIX_LIKE = frozenset(
     [
         "a",
         "an",
@@ -317,38 +317,10 @@ _NOT_FIRST = frozenset(
         "can",
         "like",
         "will",
-        "or",
-        "up",
-        "out",
     ]
 )
-_NOT_LAST = frozenset(
-    [
-        "a",
-        "an",
-        "as",
-        "at",
-        "be",
-        "he",
-        "i",
-        "in",
-        "it",
-        "me",
-        "my",
-        "one",
-        "so",
-        "we",
-        "all",
-        "can",
-        "like",
-        "will",
-        "is",
-        "on",
-        "or",
-        "up",
-        "out",
-    ]
-)
+_NOT_FIRST = _AFFIX_LIKE | {"or", "up", "out"}
+_NOT_LAST = _AFFIX_LIKE | {"is", "on", "or", "up", "out"}
 # Word endings of verbs and adjectives that precede a product name in prose ("we propose X",
 # "a model called X", "an effective X"); nouns such as "mini", "small", "sign", "pixel" start
 # names ("miniImageNet", "smallNORB", "signSGD", "pixelCNN") and must not be split off.

@@ -344,41 +344,34 @@ def build_rows(
     )
 
 
+def _read_build_table(path: Path, stage: str, columns: tuple[str, ...]) -> pl.DataFrame:
+    """`columns` of a stage's parquet table (those that exist), list columns as `|a|b|` text
+    (one regex expectation checks membership) and integers as float64 (see `build_rows`)."""
+    try:
+        names = pq.read_schema(path).names
+    except FileNotFoundError:
+        raise BadInputError(f"{path}: {stage} table not found; run the {stage} stage first") from None
+    except pa.ArrowInvalid as exc:
+        raise BadInputError(f"{path}: not a parquet file ({exc})") from None
+    frame = pl.read_parquet(path, columns=[n for n in names if n in columns])
+    for column, dtype in frame.schema.items():
+        if isinstance(dtype, pl.List):
+            frame = frame.with_columns(_flags_text(column))
+    return frame.with_columns(pl.col(pl.Int64).cast(pl.Float64))
+
+
 def read_dedup(dedup_path: Path) -> pl.DataFrame:
     """The dedup table's `DEDUP_COLUMNS` that exist in the file, in the file's order.
 
     `abstract` is left out (the release carries and checks the text), and so are columns only
     other stages use (LSH band keys would cost a Python object per row in pandas).
     """
-    try:
-        names = pq.read_schema(dedup_path).names
-    except FileNotFoundError:
-        raise BadInputError(f"{dedup_path}: dedup table not found; run the dedup stage first") from None
-    except pa.ArrowInvalid as exc:
-        raise BadInputError(f"{dedup_path}: not a parquet file ({exc})") from None
-    frame = pl.read_parquet(dedup_path, columns=[n for n in names if n in DEDUP_COLUMNS])
-    if "flags" in frame.columns and isinstance(frame.schema["flags"], pl.List):
-        frame = frame.with_columns(_flags_text())
-    # float64, not nullable integers: see `build_rows`.
-    return frame.with_columns(pl.col(pl.Int64).cast(pl.Float64))
+    return _read_build_table(dedup_path, "dedup", DEDUP_COLUMNS)
 
 
 def read_clean(clean_path: Path) -> pl.DataFrame:
-    """The clean stage's record table without its texts: provenance, hash, rules and flags.
-
-    Rule and flag lists become `|a|b|` text, so one regex expectation can check membership.
-    """
-    try:
-        names = pq.read_schema(clean_path).names
-    except FileNotFoundError:
-        raise BadInputError(f"{clean_path}: clean table not found; run the clean stage first") from None
-    except pa.ArrowInvalid as exc:
-        raise BadInputError(f"{clean_path}: not a parquet file ({exc})") from None
-    frame = pl.read_parquet(clean_path, columns=[n for n in CLEAN_COLUMNS if n in names])
-    for column in ("clean_rules", "flags"):
-        if column in frame.columns and isinstance(frame.schema[column], pl.List):
-            frame = frame.with_columns(_flags_text(column))
-    return frame.with_columns(pl.col(pl.Int64).cast(pl.Float64))
+    """The clean stage's record table without its texts: provenance, hash, rules and flags."""
+    return _read_build_table(clean_path, "clean", CLEAN_COLUMNS)
 
 
 def read_tables(
