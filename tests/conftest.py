@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import tempfile
@@ -14,7 +15,10 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["GX_ANALYTICS_ENABLED"] = "false"
 os.environ["DVC_NO_ANALYTICS"] = "1"
-os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="ml-abstracts-hf-home-"))
+if "HF_HOME" not in os.environ:
+    # A private HF cache for the test run, removed when the run ends.
+    os.environ["HF_HOME"] = tempfile.mkdtemp(prefix="ml-abstracts-hf-home-")
+    atexit.register(shutil.rmtree, os.environ["HF_HOME"], ignore_errors=True)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
