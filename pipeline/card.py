@@ -15,7 +15,6 @@ Nothing in either output is typed by hand per release: prose comes verbatim from
 
 from __future__ import annotations
 
-import hashlib
 import html
 import json
 import re
@@ -31,7 +30,7 @@ import yaml
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from pipeline.errors import BadInputError, ConfigError, ValidationFailed
-from pipeline.outputs import atomic_path, write_json
+from pipeline.outputs import atomic_path, sha256_file, write_json
 from pipeline.params import CardParams
 from pipeline.split import RELEASE_SCHEMA, SPLITS
 
@@ -327,14 +326,6 @@ def _example_row(release: Path) -> dict[str, Any]:
     raise BadInputError(f"{release / 'data'}: every split is empty; there is no row to show in the card")
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _files(release: Path) -> list[dict[str, Any]]:
     return [
         {
@@ -573,7 +564,7 @@ def build_croissant(
             "contentUrl": f["path"],
             "contentSize": f"{f['bytes']} B",
             "encodingFormat": "application/x-parquet",
-            "sha256": _sha256(release / f["path"]),
+            "sha256": sha256_file(release / f["path"]),
         }
         for f in files
     ]
@@ -660,7 +651,7 @@ def check_card(release: Path) -> None:
             described = {d["contentUrl"]: d["sha256"] for d in croissant["distribution"] if "sha256" in d}
         except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
             raise BadInputError(f"{croissant_path}: cannot read the file list ({exc!r})") from None
-        present = {f["path"]: _sha256(release / f["path"]) for f in _files(release)}
+        present = {f["path"]: sha256_file(release / f["path"]) for f in _files(release)}
         for path in sorted(set(described) | set(present)):
             if described.get(path) != present.get(path):
                 problems.append(

@@ -7,6 +7,7 @@ failed stage never leaves a half-written output for DVC or a user to pick up.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -61,3 +62,12 @@ def parquet_writer(target: Path, schema: pa.Schema) -> Iterator[pq.ParquetWriter
             yield writer
         finally:
             writer.close()
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks (release files can be large)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 from pipeline.errors import PipelineError, PublishError
-from pipeline.outputs import atomic_path, write_json
+from pipeline.outputs import atomic_path, sha256_file, write_json
 from pipeline.params import Params
 
 if TYPE_CHECKING:
@@ -194,14 +194,6 @@ def content_key(files: Mapping[str, bytes | Path]) -> dict[str, str]:
             data = strip_changelog(data.decode("utf-8")).encode("utf-8")
         key[path] = hashlib.sha256(data).hexdigest()
     return key
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_release_rows(files: dict[str, Path]) -> pl.DataFrame:
