@@ -61,6 +61,17 @@ def _card(args: argparse.Namespace, params: Params) -> None:
     run_card(args.release, args.card_dir, args.reports, params.card, params.publish.repo_id, args.releases)
 
 
+def _release_diff(args: argparse.Namespace, params: Params) -> None:
+    from pipeline.release_diff import run_release_diff
+
+    report = run_release_diff(args.release_data, args.releases, args.out, params.release_diff, params.card)
+    previous = report["previous"] or "no previous release"
+    counts = ", ".join(f"{n} {kind}" for kind, n in report["counts"].items())
+    print(f"release_diff: against {previous}: {counts}; proposed version {report['proposed_version']}")
+    for note in report["notes"]:
+        print(f"release_diff: note: {note}", file=sys.stderr)
+
+
 def _publish(args: argparse.Namespace, params: Params) -> None:
     from pipeline.publish import PublishPaths, run_publish
 
@@ -72,7 +83,14 @@ def _review(args: argparse.Namespace, params: Params) -> None:
     from pipeline.review import render_markdown, run_review
 
     review = run_review(
-        args.reports, args.clean, args.release_data, args.out, params.review, params.clean, args.previous_data
+        args.reports,
+        args.clean,
+        args.release_data,
+        args.out,
+        params.review,
+        params.clean,
+        args.previous_data,
+        args.releases,
     )
     if args.markdown:
         print(render_markdown(review), end="")
@@ -83,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="abstracts",
         description=(
             "Build the ML abstracts dataset: raw dumps -> ingest -> clean -> dedup -> split -> "
-            "validate -> card. `dvc repro` runs the stages in order; each can also be run alone."
+            "validate -> card -> release-diff -> review. `dvc repro` runs the stages in order; each can "
+            "also be run alone; `publish` puts a release on the Hub."
         ),
     )
     parser.add_argument(
@@ -144,13 +163,29 @@ def build_parser() -> argparse.ArgumentParser:
         "--releases", type=Path, default=None, help="published release records for the changelog (optional)"
     )
 
+    sub = command(
+        "release-diff",
+        "Diff the release against the newest published version in releases/; propose the next version.",
+        _release_diff,
+    )
+    sub.add_argument("--release-data", type=Path, required=True, help="release data directory")
+    sub.add_argument("--releases", type=Path, required=True, help="published release records and row indexes")
+    sub.add_argument("--out", type=Path, required=True, help="release diff JSON to write")
+
     sub = command("review", "Render the release review page (one HTML file) from reports and data.", _review)
     sub.add_argument("--reports", type=Path, required=True, help="directory of stage reports")
     sub.add_argument("--clean", type=Path, required=True, help="cleaned parquet (before/after texts)")
     sub.add_argument("--release-data", type=Path, required=True, help="release data directory")
     sub.add_argument("--out", type=Path, required=True, help="review HTML page to write")
     sub.add_argument(
-        "--previous-data", type=Path, help="previous release's data directory, to compare length histograms"
+        "--releases",
+        type=Path,
+        help="published release records: lengths of the newest one are drawn beside this release's",
+    )
+    sub.add_argument(
+        "--previous-data",
+        type=Path,
+        help="a previous release's data directory to compare lengths with (instead of --releases)",
     )
     sub.add_argument(
         "--markdown", action="store_true", help="also print a short Markdown summary for a PR comment"

@@ -229,6 +229,15 @@ class ReviewParams:
 
 
 @dataclass(frozen=True)
+class ReleaseDiffParams:
+    # Example ids listed per kind of change (added/removed/changed/moved) in release_diff.json.
+    examples: int = 20
+
+    def __post_init__(self) -> None:
+        _check_range("release_diff.examples", self.examples, 0, 10_000)
+
+
+@dataclass(frozen=True)
 class Params:
     ingest: IngestParams = field(default_factory=IngestParams)
     clean: CleanParams = field(default_factory=CleanParams)
@@ -237,6 +246,7 @@ class Params:
     validate: ValidateParams = field(default_factory=ValidateParams)
     card: CardParams = field(default_factory=CardParams)
     publish: PublishParams = field(default_factory=PublishParams)
+    release_diff: ReleaseDiffParams = field(default_factory=ReleaseDiffParams)
     review: ReviewParams = field(default_factory=ReviewParams)
 
 

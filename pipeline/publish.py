@@ -5,8 +5,9 @@ run when they are stale. Reads: `release/` (data shards, card, Croissant file), 
 reports, `dataset_card/` (to re-render the card with this version and its changelog entry),
 `releases/*.json` (earlier records), `dvc status`, and the Hub: its refs and the previous tag's
 parquet files, downloaded with the real `huggingface_hub` client from `HF_ENDPOINT`.
-Writes: `reports/release_diff.json`, `releases/<version>.json` and a line in `CHANGELOG.md`;
-on the Hub, one commit on `main` and one tag `v<version>`. Params: `publish` (repo id) and
+Writes: `releases/<version>.json`, the release's row index `releases/<version>.rows.parquet`
+(which the `release_diff` stage diffs the next build against) and a line in `CHANGELOG.md`; on
+the Hub, one commit on `main` and one tag `v<version>`. Params: `publish` (repo id) and
 `card` (to render the published card).
 
 Order of work, chosen so that a failure anywhere leaves the Hub as it was or complete:
@@ -28,25 +29,34 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import polars as pl
 
-from pipeline.errors import PipelineError, PublishError
+from pipeline import release_diff
+from pipeline.errors import BadInputError, PipelineError, PublishError
 from pipeline.outputs import atomic_path, sha256_file, write_json
 from pipeline.params import Params
+from pipeline.release_diff import (
+    ReleaseDiff,
+    Version,
+    diff_releases,
+    format_version,
+    propose_version,
+    tag_name,
+)
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
 
-Version = tuple[int, int, int]
 REPO_TYPE = "dataset"
+# Example ids per kind of change kept in a release record (the counts are always complete).
+DIFF_EXAMPLES = 20
 # Files the Hub manages itself; never compared, deleted or uploaded by publish.
 HUB_MANAGED = frozenset({".gitattributes"})
 _TAG = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
-_VERSION = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
 # The card's changelog section differs between two renderings of the same release (it lists
 # the releases published so far), so "same release" compares cards without it.
 _CHANGELOG_SECTION = re.compile(r"^## Changelog\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
@@ -74,33 +84,6 @@ class PublishPaths:
 
 
 @dataclass(frozen=True)
-class ReleaseDiff:
-    """Row-by-row difference between two releases, keyed by `id` (sorted id lists)."""
-
-    previous: str | None
-    added: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    changed: list[str] = field(default_factory=list)
-    moved: list[str] = field(default_factory=list)
-
-    def counts(self) -> dict[str, int]:
-        return {
-            "added": len(self.added),
-            "removed": len(self.removed),
-            "changed": len(self.changed),
-            "moved": len(self.moved),
-        }
-
-    def summary(self) -> str:
-        counts = self.counts()
-        against = f"against {self.previous}" if self.previous else "first release"
-        return (
-            f"{counts['added']} added, {counts['removed']} removed, {counts['changed']} changed, "
-            f"{counts['moved']} moved split ({against})"
-        )
-
-
-@dataclass(frozen=True)
 class PublishResult:
     """What a run did: `action` is one of planned, published, tagged, already_published."""
 
@@ -120,59 +103,12 @@ def parse_version(text: str) -> Version:
     Raises:
         PublishError: `text` is not MAJOR.MINOR.PATCH.
     """
-    match = _VERSION.match(text.strip())
-    if match is None:
-        raise PublishError(f"--version {text!r} is not a semantic version; use MAJOR.MINOR.PATCH, e.g. 1.2.0")
-    major, minor, patch = (int(g) for g in match.groups())
-    return (major, minor, patch)
-
-
-def format_version(version: Version) -> str:
-    return ".".join(str(part) for part in version)
-
-
-def tag_name(version: Version) -> str:
-    return f"v{format_version(version)}"
-
-
-def diff_releases(old: pl.DataFrame, new: pl.DataFrame, previous: str | None = None) -> ReleaseDiff:
-    """Compare two releases (release columns plus `split`) row by row, keyed by `id`.
-
-    A row is `added`/`removed` when its id is only in one release, `changed` when any release
-    column differs, and `moved` when its split differs (a row can be both changed and moved).
-    """
-    content = [c for c in new.columns if c not in ("id", "split") and c in old.columns]
-    old_ids, new_ids = set(old["id"].to_list()), set(new["id"].to_list())
-    both = old.join(new, on="id", how="inner", suffix="__new")
-    # A column added or dropped changes every record that both releases share.
-    changed_mask = pl.lit(set(old.columns) != set(new.columns))
-    for column in content:
-        changed_mask = changed_mask | pl.col(column).ne_missing(pl.col(f"{column}__new"))
-    changed = both.filter(changed_mask)["id"].to_list()
-    moved = both.filter(pl.col("split") != pl.col("split__new"))["id"].to_list()
-    return ReleaseDiff(
-        previous=previous,
-        added=sorted(new_ids - old_ids),
-        removed=sorted(old_ids - new_ids),
-        changed=sorted(changed),
-        moved=sorted(moved),
-    )
-
-
-def propose_version(previous: Version | None, diff: ReleaseDiff) -> Version:
-    """The next version by the Croissant 1.1 rules.
-
-    Patch: the same records; minor: records only added; major: any record removed, changed or
-    moved to another split. The first release is 1.0.0.
-    """
-    if previous is None:
-        return (1, 0, 0)
-    major, minor, patch = previous
-    if diff.removed or diff.changed or diff.moved:
-        return (major + 1, 0, 0)
-    if diff.added:
-        return (major, minor + 1, 0)
-    return (major, minor, patch + 1)
+    try:
+        return release_diff.parse_version(text)
+    except BadInputError:
+        raise PublishError(
+            f"--version {text!r} is not a semantic version; use MAJOR.MINOR.PATCH, e.g. 1.2.0"
+        ) from None
 
 
 def strip_changelog(card: str) -> str:
@@ -227,9 +163,15 @@ def check_validation(report: Path) -> None:
 
 
 def check_dvc_status(root: Path) -> None:
-    """Refuse unless `dvc status` reports every pipeline stage up to date (real DVC CLI)."""
+    """Refuse unless `dvc status` reports the `card` stage and every stage before it up to date.
+
+    Only what is uploaded must match the code, params and raw data. The report stages after the
+    card (`release_diff`, `review`) depend on `releases/`, which every publish writes to, so
+    they are stale right after a publish until the next `dvc repro`; that must not block
+    re-running publish (a resumed tag, or "already published").
+    """
     result = subprocess.run(
-        [sys.executable, "-m", "dvc", "status", "--json"],
+        [sys.executable, "-m", "dvc", "status", "--json", "--with-deps", "card"],
         cwd=root,
         capture_output=True,
         text=True,
@@ -415,6 +357,9 @@ def write_records(
     params_file = paths.at(paths.params)
     code = _git_commit(paths.root)
     params_sha = sha256_file(params_file) if params_file.is_file() else "unknown"
+    index = paths.at(paths.releases) / f"{format_version(version)}{release_diff.INDEX_SUFFIX}"
+    # The index goes first: a record without its index would stop the `release_diff` stage.
+    release_diff.write_row_index(paths.at(paths.release) / "data", index)
     record = {
         "version": format_version(version),
         "tag": tag_name(version),
@@ -427,6 +372,9 @@ def write_records(
             for path, src in sorted(planned.items())
         },
         "diff": diff.counts(),
+        "diff_examples": diff.examples(DIFF_EXAMPLES),
+        "row_index": index.name,
+        "row_index_sha256": sha256_file(index),
         "code_commit": code,
         "params_sha256": params_sha,
     }
@@ -583,10 +531,6 @@ def run_publish(
             out("dry run: nothing was uploaded or written")
             return PublishResult("planned", repo_id, format_version(chosen), None, diff)
 
-        write_json(
-            {"version": format_version(chosen), "repo_id": repo_id, "counts": diff.counts(), **diff.__dict__},
-            paths.at(paths.reports) / "release_diff.json",
-        )
         with hub_errors("creating the repository", endpoint, token):
             api.create_repo(repo_id, repo_type=REPO_TYPE, private=private, exist_ok=True)
             refs = hub.refs()

@@ -1,11 +1,11 @@
 """Stage `review`: one self-contained HTML page a maintainer reads before saying "publish".
 
 Reads: the stage reports (`ingest.json`, `rejects.jsonl`, `clean.json`, `dedup.json`,
-`duplicates.parquet`, `split.json`, `validation.json`, and `release_diff.json` when the publish
-step has written one), the cleaned parquet (before/after texts, flags) and the release data
-directory. Writes: `review.html` (inline CSS, charts as inline PNG, no JavaScript, no external
-URL) and, on request, a short Markdown summary for a pull-request comment. Params: `review`
-(sample sizes and the sampling seed).
+`duplicates.parquet`, `split.json`, `validation.json`, `release_diff.json`), the cleaned
+parquet (before/after texts, flags), the release data directory and the row index of the newest
+published release in `releases/` (its lengths). Writes: `review.html` (inline CSS, charts as
+inline PNG, no JavaScript, no external URL) and, on request, a short Markdown summary for a
+pull-request comment. Params: `review` (sample sizes and the sampling seed).
 
 The page samples, it never dumps: every list is capped by a `review` param and the large
 tables are scanned lazily with polars, so it stays fast on millions of rows. Everything that
@@ -33,10 +33,10 @@ import pyarrow.parquet as pq
 from pipeline.errors import BadInputError
 from pipeline.outputs import atomic_path
 from pipeline.params import CleanParams, ReviewParams
+from pipeline.release_diff import DIFF_KINDS, latest_index
 from pipeline.split import SPLITS
 
 VERDICTS = ("PASS", "WARN", "FAIL")
-DIFF_KINDS = ("added", "removed", "changed", "moved")
 # Tokens for the before/after diff: words, runs of whitespace, single punctuation marks.
 # Diffing tokens rather than characters keeps difflib fast on 5,000-character abstracts.
 _TOKEN = re.compile(r"\s+|\w+|[^\w\s]")
@@ -277,10 +277,14 @@ def _scan_lengths(
     )
 
 
-def read_distributions(release_data: Path, previous_data: Path | None, word_rows: int) -> Distributions:
+def read_distributions(
+    release_data: Path, previous_data: Path | None, word_rows: int, previous_index: Path | None = None
+) -> Distributions:
     """Length and arXiv month distributions over every release row, words over a sample.
 
     Words are counted on every k-th row of each split, at most about `word_rows` rows in all.
+    The previous release's lengths come from its data directory when given, else from its row
+    index (`releases/<version>.rows.parquet`, which keeps every row's length).
     """
     total = sum(pq.ParquetFile(f).metadata.num_rows for f in release_data.glob("*.parquet"))
     every = max(1, -(-total // max(1, word_rows)))
@@ -303,6 +307,8 @@ def read_distributions(release_data: Path, previous_data: Path | None, word_rows
         if not files:
             raise BadInputError(f"{previous_data}: no parquet files of the previous release")
         previous = _scan_lengths(files, max(1, total))[0]
+    elif previous_index is not None:
+        previous = pl.read_parquet(previous_index, columns=["chars"])["chars"].to_numpy()
     return Distributions(chars, words, dict(sorted(months.items())), previous)
 
 
@@ -377,6 +383,7 @@ def load_review(
     params: ReviewParams,
     clean_params: CleanParams,
     previous_data: Path | None = None,
+    releases: Path | None = None,
 ) -> Review:
     """Read every input the page needs, sampling the large tables.
 
@@ -390,6 +397,8 @@ def load_review(
     validation = _read_json(reports / "validation.json", required=False)
     verdict, reason = verdict_of(validation)
     diff, version, previous_version = read_diff(reports / "release_diff.json", params.diff_examples)
+    release_diff = _read_json(reports / "release_diff.json", required=False)
+    latest = latest_index(releases) if releases is not None else None
     rejects = read_rejects(
         reports / "rejects.jsonl", ingest.get("rejects_by_reason") or {}, params.rejects_per_reason
     )
@@ -466,7 +475,7 @@ def load_review(
         for s in SPLITS
     }
     reported = {s: int((split_report.get("rows") or {}).get(s, 0)) for s in SPLITS}
-    notes = []
+    notes = [str(n) for n in release_diff.get("notes") or []] if isinstance(release_diff, dict) else []
     if reported != split_rows:
         notes.append(
             f"split.json reports {reported} rows but {release_data} holds {split_rows}: "
@@ -490,7 +499,9 @@ def load_review(
         flag_samples=samples(flag_sources, 4),
         clusters=clusters,
         folded_rows=dups.height,
-        distributions=read_distributions(release_data, previous_data, params.word_sample_rows),
+        distributions=read_distributions(
+            release_data, previous_data, params.word_sample_rows, latest[1] if latest else None
+        ),
         validation=results,
         data_docs=data_docs_links(reports / "data_docs", out, suites),
         notes=notes,
@@ -641,6 +652,12 @@ def _n(value: Any) -> str:
     return f"{value:,}" if isinstance(value, int) else e(value)
 
 
+def _diff_heading(review: Review) -> str:
+    if review.previous_version.startswith("no previous release"):
+        return "Diff: first release, nothing published before"
+    return f"Diff against {review.previous_version}"
+
+
 def _section_verdict(review: Review) -> str:
     total = sum(review.split_rows.values())
     splits = _table(
@@ -657,7 +674,7 @@ def _section_verdict(review: Review) -> str:
             shown = "<br>".join(f"<code>{e(x)}</code>" for x in examples) or '<span class="muted">-</span>'
             rows.append([e(kind), _n(count), shown])
         diff = (
-            f'<div id="diff"><p>Diff against <strong>{e(review.previous_version)}</strong>:</p>'
+            f'<div id="diff"><p>{e(_diff_heading(review))}:</p>'
             + _table(["change", "rows", "examples"], rows, numeric=[1])
             + "</div>"
         )
@@ -879,7 +896,8 @@ def _section_distributions(review: Review, params: ReviewParams) -> str:
         )
         + f'<p class="muted">{_n(known)} row(s) have an arXiv id with a year-month.'
         + (
-            ""
+            " The dashed line in the length histogram is the previous release"
+            f" ({_n(len(dist.previous_chars))} rows)."
             if dist.previous_chars is not None
             else " No previous release data was given to compare lengths with."
         )
@@ -994,7 +1012,7 @@ def render_markdown(review: Review) -> str:
         lines.append("Diff: no previous release.")
     else:
         counts = ", ".join(f"{review.diff[k][0]:,} {k}" for k in DIFF_KINDS)
-        lines.append(f"Diff against {_md(review.previous_version)}: {counts}.")
+        lines.append(f"{_md(_diff_heading(review))}: {counts}.")
     failed = [r for r in review.validation if not r.get("success")]
     lines.append("")
     if failed:
@@ -1024,13 +1042,14 @@ def run_review(
     params: ReviewParams,
     clean_params: CleanParams,
     previous_data: Path | None = None,
+    releases: Path | None = None,
 ) -> Review:
     """Write the review page to `out` and return what it was rendered from.
 
     Raises:
         BadInputError: a required report or table is missing or unreadable.
     """
-    review = load_review(reports, clean, release_data, out, params, clean_params, previous_data)
+    review = load_review(reports, clean, release_data, out, params, clean_params, previous_data, releases)
     page = render_html(review, params)
     with atomic_path(out) as tmp:
         tmp.write_text(page, encoding="utf-8")

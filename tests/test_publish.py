@@ -25,7 +25,8 @@ import pytest
 from conftest import copy_project as copy_tree
 from hub_server import HubServer
 
-from pipeline.publish import ReleaseDiff, diff_releases, propose_version, strip_changelog
+from pipeline.publish import strip_changelog
+from pipeline.release_diff import ReleaseDiff, diff_releases, propose_version
 
 TOKEN = "hf_publish_test_token_5f0c1d2e3a"
 REPO = "test-org/ml-abstracts"
@@ -102,9 +103,13 @@ def publish(project: Path, *args: str, **env: str | None) -> subprocess.Complete
 
 def copy_project(target: Path, extra_raw: list[Path]) -> Path:
     """A copy of this working tree with outputs and release records removed, as a git repo."""
-    return copy_tree(
+    root = copy_tree(
         target, exclude=("build/", "releases/", "release/", "CHANGELOG.md"), extra_raw=tuple(extra_raw)
     )
+    # An empty record directory: the `release_diff` stage depends on it.
+    (root / "releases").mkdir()
+    shutil.copy(Path(__file__).parents[1] / "releases" / "README.md", root / "releases" / "README.md")
+    return root
 
 
 @pytest.fixture(scope="module")
@@ -243,18 +248,17 @@ def test_dry_run_prints_the_plan_and_touches_nothing(
     assert "data/train-00000-of-00001.parquet" in result.stdout and "sha256:" in result.stdout
     assert hub.state.commit_count("datasets", REPO) == commits
     assert "v1.1.0" not in hub.state.repos[f"datasets/{REPO}"].tags
-    assert not (grown_project / "releases").exists()
-    assert not (grown_project / "reports" / "release_diff.json").exists()
+    assert not list((grown_project / "releases").glob("1.*"))
 
 
 def test_added_dump_is_a_minor_release_and_old_tags_keep_their_rows(
     hub: HubServer, grown_project: Path, published_v2: subprocess.CompletedProcess[str], loaded: Any
 ) -> None:
     assert "version:  v1.1.0" in published_v2.stdout
-    diff = json.loads((grown_project / "reports" / "release_diff.json").read_text())
-    assert diff["added"] == NEW_IDS
-    assert diff["counts"] == {"added": 4, "removed": 0, "changed": 0, "moved": 0}
-    assert diff["previous"] == "v1.0.0"
+    record = json.loads((grown_project / "releases" / "1.1.0.json").read_text())
+    assert record["diff_examples"]["added"] == NEW_IDS
+    assert record["diff"] == {"added": 4, "removed": 0, "changed": 0, "moved": 0}
+    assert record["previous"]["tag"] == "v1.0.0"
     old_ids = {row["id"] for split in loaded["v1.0.0"].values() for row in split["rows"]}
     new_ids = {row["id"] for split in loaded["v1.1.0"].values() for row in split["rows"]}
     assert new_ids - old_ids == set(NEW_IDS)
@@ -263,6 +267,24 @@ def test_added_dump_is_a_minor_release_and_old_tags_keep_their_rows(
     assert {s: v["rows"] for s, v in loaded["v1.1.0"].items()} == expected
     repo = hub.state.repos[f"datasets/{REPO}"]
     assert repo.tags["v1.1.0"] == repo.branches["main"] != repo.tags["v1.0.0"]
+
+
+def test_the_next_build_diffs_against_the_published_row_index(grown_project: Path, published_v2: Any) -> None:
+    record = json.loads((grown_project / "releases" / "1.1.0.json").read_text())
+    index = pl.read_parquet(grown_project / "releases" / record["row_index"])
+    assert index.height == sum(map(len, local_rows(grown_project).values()))
+    assert set(NEW_IDS) <= set(index["id"].to_list())
+    # Publishing wrote releases/: only the report stages after the card are stale now.
+    status = run(["dvc", "status", "--json"], grown_project)
+    assert sorted(json.loads(status.stdout)) == ["release_diff", "review"], status.stdout
+    repro = run(["dvc", "repro"], grown_project)
+    assert repro.returncode == 0, repro.stdout[-3000:]
+    diff = json.loads((grown_project / "reports" / "release_diff.json").read_text())
+    assert diff["previous"] == "v1.1.0" and diff["proposed_version"] == "1.1.1"
+    assert diff["counts"] == {"added": 0, "removed": 0, "changed": 0, "moved": 0}
+    page = (grown_project / "reports" / "review.html").read_text(encoding="utf-8")
+    assert "Diff against v1.1.0" in page
+    assert f"is the previous release ({index.height:,} rows)" in page
 
 
 def test_the_server_saw_every_route_the_clients_need(hub: HubServer, loaded: Any) -> None:
