@@ -2,8 +2,8 @@
 
 Reads: the release data directory and `releases/`, where `abstracts publish` keeps one record
 per published version (`<version>.json`) and that version's row index
-(`<version>.rows.parquet`: per row its `id`, `split`, fingerprints of the abstract and of the
-other release columns, and the abstract's length in characters and words). Writes:
+(`<version>.rows.parquet`: per row its `id`, `split`, the release columns other than the
+abstract, a fingerprint of the abstract and its length in characters). Writes:
 `release_diff.json` with the previous version, the version the Croissant bump rules propose,
 counts per kind (added / removed / changed / moved) and a few example ids of each. Params:
 `release_diff` (examples per kind) and `card.version` (compared with the proposal).
@@ -12,21 +12,23 @@ The same diff and version rules serve `abstracts publish`, which diffs against t
 previous tag; this stage diffs against the local record of it, so that a maintainer sees the
 proposed version and the changes before publishing, without network access.
 
-Row index fingerprints are blake2b digests of the values, not polars hashes, because an index
-must still compare equal after a polars upgrade.
+The abstract fingerprint is a blake2b digest, not a polars hash, because an index must still
+compare equal after a polars upgrade.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
+import itertools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.errors import BadInputError
@@ -37,16 +39,18 @@ Version = tuple[int, int, int]
 DIFF_KINDS = ("added", "removed", "changed", "moved")
 _VERSION = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
 _SHARD = re.compile(r"([a-z]+)-\d+-of-\d+\.parquet")
-# Release columns other than `id` and `abstract`; their values make up `meta_hash`.
+# Release columns other than `id` and `abstract`: small, so the index keeps them as they are.
 META_COLUMNS = ("arxiv_id", "arxiv_version", "source", "duplicate_count")
 ROW_INDEX_SCHEMA = pa.schema(
     [
         ("id", pa.string()),
         ("split", pa.string()),
+        ("arxiv_id", pa.string()),
+        ("arxiv_version", pa.int64()),
+        ("source", pa.string()),
+        ("duplicate_count", pa.int64()),
         ("abstract_hash", pa.uint64()),
-        ("meta_hash", pa.uint64()),
         ("chars", pa.int32()),
-        ("words", pa.int32()),
     ]
 )
 INDEX_SUFFIX = ".rows.parquet"
@@ -103,22 +107,24 @@ def diff_releases(old: pl.DataFrame, new: pl.DataFrame, previous: str | None = N
 
     A row is `added`/`removed` when its id is only in one release, `changed` when any other
     column differs, and `moved` when its split differs (a row can be both changed and moved).
+    Joins, not Python sets: releases have millions of rows.
     """
     content = [c for c in new.columns if c not in ("id", "split") and c in old.columns]
-    old_ids, new_ids = set(old["id"].to_list()), set(new["id"].to_list())
     both = old.join(new, on="id", how="inner", suffix="__new")
     # A column added or dropped changes every record that both releases share.
     changed_mask = pl.lit(set(old.columns) != set(new.columns))
     for column in content:
         changed_mask = changed_mask | pl.col(column).ne_missing(pl.col(f"{column}__new"))
-    changed = both.filter(changed_mask)["id"].to_list()
-    moved = both.filter(pl.col("split") != pl.col("split__new"))["id"].to_list()
+
+    def ids(frame: pl.DataFrame) -> list[str]:
+        return frame["id"].sort().to_list()
+
     return ReleaseDiff(
         previous=previous,
-        added=sorted(new_ids - old_ids),
-        removed=sorted(old_ids - new_ids),
-        changed=sorted(changed),
-        moved=sorted(moved),
+        added=ids(new.join(old, on="id", how="anti")),
+        removed=ids(old.join(new, on="id", how="anti")),
+        changed=ids(both.filter(changed_mask)),
+        moved=ids(both.filter(pl.col("split") != pl.col("split__new"))),
     )
 
 
@@ -141,8 +147,25 @@ def propose_version(previous: Version | None, diff: ReleaseDiff) -> Version:
 # -- row index --------------------------------------------------------------------------------
 
 
-def _fingerprint(values: list[Any]) -> list[int]:
-    return [int.from_bytes(hashlib.blake2b(value, digest_size=8).digest(), "little") for value in values]
+def fingerprints(strings: pa.Array) -> pa.Array:
+    """blake2b-64 of each string's UTF-8 bytes, read in place from the Arrow buffers.
+
+    Hashing memoryview slices of the data buffer avoids building a Python str per row, which
+    would cost more than the hashing itself on millions of abstracts.
+    """
+    strings = strings.cast(pa.large_string())
+    if strings.null_count:
+        raise ValueError("fingerprints of a column with nulls")
+    _, offsets_buffer, data_buffer = strings.buffers()
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int64)[
+        strings.offset : strings.offset + len(strings) + 1
+    ]
+    data = memoryview(data_buffer) if data_buffer is not None else memoryview(b"")
+    bounds = offsets.tolist()
+    digests = b"".join(
+        hashlib.blake2b(data[start:end], digest_size=8).digest() for start, end in itertools.pairwise(bounds)
+    )
+    return pa.array(np.frombuffer(digests, dtype="<u8"), pa.uint64())
 
 
 def release_shards(release_data: Path) -> list[tuple[str, Path]]:
@@ -165,19 +188,14 @@ def release_shards(release_data: Path) -> list[tuple[str, Path]]:
 
 def index_batch(batch: pa.RecordBatch, split: str) -> pa.RecordBatch:
     """The row-index rows of one batch of release rows (a pure function of the batch)."""
-    abstracts = batch.column("abstract").to_pylist()
-    meta = zip(*(batch.column(name).to_pylist() for name in META_COLUMNS), strict=True)
+    abstracts = batch.column("abstract")
     return pa.RecordBatch.from_arrays(
         [
             batch.column("id"),
             pa.array([split] * batch.num_rows, pa.string()),
-            pa.array(_fingerprint([text.encode("utf-8") for text in abstracts]), pa.uint64()),
-            pa.array(
-                _fingerprint([json.dumps(row, ensure_ascii=False).encode("utf-8") for row in meta]),
-                pa.uint64(),
-            ),
-            pa.array([len(text) for text in abstracts], pa.int32()),
-            pa.array([len(text.split()) for text in abstracts], pa.int32()),
+            *(batch.column(name) for name in META_COLUMNS),
+            fingerprints(abstracts),
+            pc.utf8_length(abstracts).cast(pa.int32()),
         ],
         schema=ROW_INDEX_SCHEMA,
     )
@@ -252,12 +270,12 @@ def describe(old: pl.DataFrame, new: pl.DataFrame, diff: ReleaseDiff, limit: int
 
     def changed(row_id: str) -> str:
         row = by_id[row_id]
-        parts = [
-            label
-            for label, column in (("abstract", "abstract_hash"), ("metadata", "meta_hash"))
-            if row[column] != row[f"{column}__new"]
+        columns = [
+            "abstract" if column == "abstract_hash" else column
+            for column in ("abstract_hash", *META_COLUMNS)
+            if f"{column}__new" in row and row[column] != row[f"{column}__new"]
         ]
-        return f"{row_id} ({' and '.join(parts) or 'columns'} changed)"
+        return f"{row_id} ({', '.join(columns) or 'columns'} changed)"
 
     examples["changed"] = [changed(i) for i in examples["changed"]]
     examples["moved"] = [f"{i} ({by_id[i]['split']} -> {by_id[i]['split__new']})" for i in examples["moved"]]
