@@ -28,16 +28,29 @@ Speed (2.7M abstracts in 60 s): the abstracts are scanned once, by polars, with 
 pattern combined into one regex; only the rows that match are tested pattern by pattern. GX
 then checks small columns: numbers as float64 (GX compares pandas' nullable integers one
 Python call per row), strings Arrow-backed (its regexes run in RE2, not Python's `re`).
+
+Memory (2.7M abstracts, 3 GB of text, in 2.5 GB peak RSS): the tables are built and checked
+one at a time, each freed before the next is built. The release passes through memory once,
+batch by batch: each batch's text facts are computed and the batch is spooled, uncompressed,
+to a temporary Arrow file next to the report (`spool_release`). The `release` table GX checks
+is that file memory-mapped (`read_spool`): its expectations read the columns, their types and
+the row count, so the text pages are never loaded. A value expectation on `release` would
+still be correct, only as costly in memory as holding the text.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
 import re
 import sys
-from concurrent.futures import ThreadPoolExecutor
+import tempfile
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -154,34 +167,67 @@ def _to_pandas(table: pa.Table) -> pd.DataFrame:
     return table.to_pandas(types_mapper=_pandas_type)
 
 
-def read_release_table(release_data: Path) -> pa.Table:
-    """All release splits as one Arrow table with a `split` column, in file-name order."""
-    tables = []
-    for path in sorted(release_data.glob("*.parquet")):
-        # Batch by batch: reading a whole file at once holds its decompression buffers too.
-        file = pq.ParquetFile(path)
-        table = pa.Table.from_batches(list(file.iter_batches(batch_size=100_000)), schema=file.schema_arrow)
-        split = path.name.split("-", 1)[0]
-        tables.append(table.append_column("split", pa.repeat(pa.scalar(split, pa.string()), table.num_rows)))
-    if not tables:
+def _release_files(release_data: Path) -> list[Path]:
+    paths = sorted(release_data.glob("*.parquet"))
+    if not paths:
         raise BadInputError(f"{release_data}: no release parquet files to validate")
+    return paths
+
+
+def _with_split(table: pa.Table, path: Path) -> pa.Table:
+    split = path.name.split("-", 1)[0]
+    return table.append_column("split", pa.repeat(pa.scalar(split, pa.string()), table.num_rows))
+
+
+def release_schema(release_data: Path) -> tuple[pa.Schema, list[str]]:
+    """The schema of all release splits concatenated (with `split`), in file-name order, and
+    the columns that are read as text because their type differs between split files (so that
+    the schema suite's type expectation fails and names them).
+
+    Decided on empty tables of each file's schema, exactly as `pa.concat_tables` would decide it
+    for the full tables, so that the rows can then be streamed file by file.
+
+    Raises:
+        BadInputError: no release file, or split files whose schemas cannot be combined.
+    """
+    empty = [
+        _with_split(pq.ParquetFile(path).schema_arrow.empty_table(), path)
+        for path in _release_files(release_data)
+    ]
     try:
-        return pa.concat_tables(tables, promote_options="permissive")
+        return pa.concat_tables(empty, promote_options="permissive").schema, []
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         pass
-    # A column whose type differs between split files is read as text in all of them, so that
-    # the schema suite's type expectation fails and names it.
     types: dict[str, set[pa.DataType]] = {}
-    for table in tables:
-        for field in table.schema:
-            types.setdefault(field.name, set()).add(field.type)
+    for table in empty:
+        for column in table.schema:
+            types.setdefault(column.name, set()).add(column.type)
     conflicting = [name for name, seen in types.items() if len(seen) > 1]
     try:
-        return pa.concat_tables(
-            [_cast_to_string(table, conflicting) for table in tables], promote_options="permissive"
-        )
+        schema = pa.concat_tables(
+            [_cast_to_string(table, conflicting) for table in empty], promote_options="permissive"
+        ).schema
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
         raise BadInputError(f"{release_data}: the split files have different schemas ({exc})") from None
+    return schema, conflicting
+
+
+def release_batches(
+    release_data: Path, schema: pa.Schema, conflicting: list[str], batch_rows: int = 100_000
+) -> Iterator[pa.Table]:
+    """The release batch by batch, in `release_schema` (`schema`, `conflicting`): every split
+    file in file-name order, with its `split`. Concatenated, they are the `release` table."""
+    target = schema.empty_table()
+    for path in _release_files(release_data):
+        file = pq.ParquetFile(path)
+        for batch in file.iter_batches(batch_size=batch_rows):
+            table = _cast_to_string(
+                _with_split(pa.Table.from_batches([batch], schema=file.schema_arrow), path), conflicting
+            )
+            if not table.schema.equals(schema, check_metadata=True):
+                # Promoted, reordered and null-filled as `pa.concat_tables` does with each table.
+                table = pa.concat_tables([target, table], promote_options="permissive")
+            yield table
 
 
 def _cast_to_string(table: pa.Table, names: list[str]) -> pa.Table:
@@ -256,31 +302,6 @@ def find_artifacts(abstracts: pl.Series, patterns: dict[str, str]) -> pl.Series:
     return result.scatter(hits, names)
 
 
-def text_facts(release: pa.Table, patterns: dict[str, str], batch_rows: int = 100_000) -> pl.DataFrame:
-    """`abstract_chars`, `abstract_words` and `artifacts` per release row, in order.
-
-    Batch by batch: polars copies text into its own string layout, and a copy of all the
-    abstracts at once would not fit the memory budget next to the Arrow original.
-    """
-    column = release.column("abstract") if "abstract" in release.column_names else None
-    if column is not None and not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
-        try:
-            column = column.cast(pa.string())
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            column = None  # the schema suite reports the type
-    if column is None:
-        return _text_facts(pl.Series([None] * release.num_rows, dtype=pl.String), patterns)
-
-    def facts(start: int) -> pl.DataFrame:
-        chunk = pl.from_arrow(column.slice(start, batch_rows))
-        assert isinstance(chunk, pl.Series)
-        return _text_facts(chunk, patterns)
-
-    # polars releases the GIL: two batches at once use both cores of the target machine.
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        return pl.concat(list(pool.map(facts, range(0, max(release.num_rows, 1), batch_rows))))
-
-
 def _text_facts(abstracts: pl.Series, patterns: dict[str, str]) -> pl.DataFrame:
     chars = abstracts.str.len_chars()
     # clean leaves single spaces between words, so words are spaces + 1.
@@ -296,17 +317,83 @@ def _text_facts(abstracts: pl.Series, patterns: dict[str, str]) -> pl.DataFrame:
     )
 
 
+def _abstract_text(table: pa.Table) -> pa.ChunkedArray | None:
+    # A missing or non-text abstract column is the schema suite's finding (on `release`); here
+    # it must not crash the other suites, so its facts become nulls.
+    if "abstract" not in table.column_names:
+        return None
+    column = table.column("abstract")
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        return column
+    try:
+        return column.cast(pa.string())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+
+
+def _arrow_text_facts(text: pa.ChunkedArray, patterns: dict[str, str]) -> pl.DataFrame:
+    abstracts = pl.from_arrow(text)
+    assert isinstance(abstracts, pl.Series)
+    return _text_facts(abstracts, patterns)
+
+
+def spool_release(release_data: Path, spool: Path, patterns: dict[str, str]) -> pl.DataFrame:
+    """Write the release (`release_batches`) to `spool` as an uncompressed Arrow IPC file and
+    return `abstract_chars`, `abstract_words` and `artifacts` per release row, in order.
+
+    One pass, batch by batch: the text is never all in memory at once. `read_spool` maps the
+    file back as the `release` table.
+
+    Raises:
+        BadInputError: see `release_schema`.
+    """
+    schema, conflicting = release_schema(release_data)
+    rows = 0
+    texts = True
+    facts: list[pl.DataFrame] = []
+    pending: deque[Future[pl.DataFrame]] = deque()
+    # polars releases the GIL: two batches at once use both cores of the target machine, while
+    # this thread decodes the next batch. At most three batches wait, each holding its text.
+    with ThreadPoolExecutor(max_workers=2) as pool, pa.ipc.new_file(str(spool), schema) as writer:
+        for table in release_batches(release_data, schema, conflicting):
+            writer.write_table(table)
+            rows += table.num_rows
+            text = _abstract_text(table) if texts else None
+            if text is None:
+                texts = False
+                continue
+            pending.append(pool.submit(_arrow_text_facts, text, patterns))
+            while len(pending) > 2:
+                facts.append(pending.popleft().result())
+        facts.extend(future.result() for future in pending)
+    if not texts:
+        return _text_facts(pl.Series([None] * rows, dtype=pl.String), patterns)
+    if not facts:
+        return _text_facts(pl.Series([], dtype=pl.String), patterns)
+    return pl.concat(facts)
+
+
+def read_spool(spool: Path) -> pa.Table:
+    """`spool_release`'s file as one Arrow table, memory-mapped: only the pages read are loaded.
+
+    The `release` suites look at the columns, their types and the row count, never at the text,
+    so the abstracts stay on disk (the facts about them are in the `rows` table).
+    """
+    return pa.ipc.open_file(pa.memory_map(str(spool))).read_all()
+
+
 def build_rows(
     release: pa.Table,
+    text: pl.DataFrame,
     dedup: pl.DataFrame,
     leaked_pairs: list[dict[str, Any]],
-    patterns: dict[str, str],
 ) -> pl.DataFrame:
     """One row per release row (same order) with the text replaced by facts about it.
 
-    Pure: `release` is the concatenated release with `split`; `dedup` is `read_dedup`'s frame
-    (`flags` already as `|a|b|` text); `patterns` are the named artifact regexes. Numbers are
-    float64 (NaN for null): GX compares numpy numbers vectorised.
+    Pure: `release` is the concatenated release with `split` (its `abstract` is not read);
+    `text` is `spool_release`'s facts about each abstract; `dedup` is `read_dedup`'s frame
+    (`flags` already as `|a|b|` text). Numbers are float64 (NaN for null): GX compares numpy
+    numbers vectorised.
     """
     frame = pl.from_arrow(release.drop_columns([c for c in ("abstract",) if c in release.column_names]))
     assert isinstance(frame, pl.DataFrame)
@@ -318,7 +405,6 @@ def build_rows(
         _column(frame, "arxiv_version", pl.Float64),
         _column(frame, "duplicate_count", pl.Float64),
     )
-    text = text_facts(release, patterns)
     build = dedup.select(
         _column(dedup, "id", pl.String),
         _column(dedup, "text_hash", pl.String),
@@ -344,16 +430,25 @@ def build_rows(
     )
 
 
-def _read_build_table(path: Path, stage: str, columns: tuple[str, ...]) -> pl.DataFrame:
-    """`columns` of a stage's parquet table (those that exist), list columns as `|a|b|` text
-    (one regex expectation checks membership) and integers as float64 (see `build_rows`)."""
+def _build_columns(path: Path, stage: str, columns: tuple[str, ...]) -> list[str]:
+    """Those of `columns` that a stage's parquet table has, in the file's order.
+
+    Raises:
+        BadInputError: the file is missing or not parquet.
+    """
     try:
         names = pq.read_schema(path).names
     except FileNotFoundError:
         raise BadInputError(f"{path}: {stage} table not found; run the {stage} stage first") from None
     except pa.ArrowInvalid as exc:
         raise BadInputError(f"{path}: not a parquet file ({exc})") from None
-    frame = pl.read_parquet(path, columns=[n for n in names if n in columns])
+    return [name for name in names if name in columns]
+
+
+def _read_build_table(path: Path, stage: str, columns: tuple[str, ...]) -> pl.DataFrame:
+    """`columns` of a stage's parquet table (those that exist), list columns as `|a|b|` text
+    (one regex expectation checks membership) and integers as float64 (see `build_rows`)."""
+    frame = pl.read_parquet(path, columns=_build_columns(path, stage, columns))
     for column, dtype in frame.schema.items():
         if isinstance(dtype, pl.List):
             frame = frame.with_columns(_flags_text(column))
@@ -372,21 +467,6 @@ def read_dedup(dedup_path: Path) -> pl.DataFrame:
 def read_clean(clean_path: Path) -> pl.DataFrame:
     """The clean stage's record table without its texts: provenance, hash, rules and flags."""
     return _read_build_table(clean_path, "clean", CLEAN_COLUMNS)
-
-
-def read_tables(
-    release_data: Path, dedup_path: Path, split_report: Path, clean_path: Path, patterns: dict[str, str]
-) -> dict[str, pd.DataFrame]:
-    """The tables the suites run on, as pandas frames."""
-    release = read_release_table(release_data)
-    dedup = read_dedup(dedup_path)
-    rows = build_rows(release, dedup, read_leaked_pairs(split_report), patterns)
-    return {
-        "release": _to_pandas(release),
-        "rows": _to_pandas(rows.to_arrow()),
-        "dedup": _to_pandas(dedup.to_arrow()),
-        "clean": _to_pandas(read_clean(clean_path).to_arrow()),
-    }
 
 
 def _json_safe(value: Any) -> Any:
@@ -416,10 +496,23 @@ def _exception_message(result: Any) -> str | None:
     return message.splitlines()[-1] if message else "exception"
 
 
+@dataclass
+class _SuitePart:
+    """The expectations of one suite file that run on one table, and once run, their results."""
+
+    number: int  # the suite file's place among the suites
+    suite: str
+    table: str
+    indexed: list[tuple[int, dict[str, Any]]]  # (position in the suite file, spec)
+    gx_suite: Any
+    outcome: Any = None
+    results: list[dict[str, Any]] = field(default_factory=list)
+
+
 class _Gx:
     """An ephemeral, offline GX context (no analytics, no stores on disk, no progress bars)."""
 
-    def __init__(self) -> None:
+    def __init__(self, params: ValidateParams) -> None:
         os.environ["GX_ANALYTICS_ENABLED"] = "false"
         import great_expectations as gx
         from great_expectations.data_context.types.base import (
@@ -440,7 +533,49 @@ class _Gx:
         # stores; this context keeps none, and the report identifies the data by its inputs.
         pandas_execution_engine.HASH_THRESHOLD = 0
         self.context = gx.get_context(mode="ephemeral", project_config=config)
-        self.source = self.context.data_sources.add_pandas("pipeline")
+        self.parameters = {
+            "min_rows": params.min_rows,
+            "max_rows": params.max_rows,
+            "min_chars": params.min_chars,
+            "max_chars": params.max_chars,
+            "min_words": params.min_words,
+            "max_words": params.max_words,
+        }
+
+    def validate(self, table: str, frame: pd.DataFrame, parts: list[_SuitePart]) -> None:
+        """Run every part on `table` against `frame`; store each part's outcome and plain results."""
+        from great_expectations.validator.v1_validator import Validator
+
+        # No `unexpected_index_column_names`: GX would look up every unexpected row's columns one
+        # `.at[]` at a time. Without them it returns the frame's index (positions, vectorised) and
+        # the first MAX_FAILING_ROWS positions are turned into ids and sources here.
+        result_format = {
+            "result_format": "SUMMARY",
+            "partial_unexpected_count": MAX_FAILING_ROWS,
+            "return_unexpected_index_query": False,
+        }
+        # A data source per table: its execution engine caches the frame it was given, and the
+        # frame must be freed before the next table is built.
+        source = self.context.data_sources.add_pandas("pipeline")
+        try:
+            definition = source.add_dataframe_asset(table).add_batch_definition_whole_dataframe("all")
+            validator = Validator(
+                definition, result_format=result_format, batch_parameters={"dataframe": frame}
+            )
+            for part in parts:
+                outcome = validator.validate_expectation_suite(
+                    part.gx_suite, expectation_parameters=self.parameters
+                )
+                # GX returns results in its own order; `meta.position` maps them back to the file.
+                by_position = {_position(r): r for r in outcome.results}
+                part.outcome = outcome
+                part.results = [
+                    _plain_result(part.suite, table, spec, by_position[position], frame)
+                    for position, (_, spec) in enumerate(part.indexed)
+                ]
+        finally:
+            self.context.data_sources.delete("pipeline")
+        gc.collect()  # GX's validator and engine keep the frame in reference cycles
 
 
 def _configurations(suite: dict[str, Any], specs: list[dict[str, Any]]) -> list[Any]:
@@ -462,65 +597,93 @@ def _configurations(suite: dict[str, Any], specs: list[dict[str, Any]]) -> list[
     return configurations
 
 
-def run_suites(
-    tables: dict[str, pd.DataFrame], suites: list[dict[str, Any]], params: ValidateParams
-) -> tuple[list[dict[str, Any]], list[Any]]:
-    """Validate every suite on its tables.
+def suite_parts(suites: list[dict[str, Any]]) -> list[_SuitePart]:
+    """Every suite split by table, in suite-file order, then by each table's first expectation.
 
-    Returns one plain result per expectation (in suite-file order) and, per suite and table,
-    the GX suite validation result (for Data Docs).
+    Raises:
+        BadInputError: an expectation GX does not accept.
     """
     from great_expectations.core.expectation_suite import ExpectationSuite
-    from great_expectations.validator.v1_validator import Validator
 
-    gx = _Gx()
-    # No `unexpected_index_column_names`: GX would look up every unexpected row's columns one
-    # `.at[]` at a time. Without them it returns the frame's index (positions, vectorised) and
-    # the first MAX_FAILING_ROWS positions are turned into ids and sources here.
-    result_format = {
-        "result_format": "SUMMARY",
-        "partial_unexpected_count": MAX_FAILING_ROWS,
-        "return_unexpected_index_query": False,
-    }
-    validators = {}
-    for name, frame in tables.items():
-        definition = gx.source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("all")
-        validators[name] = Validator(
-            definition, result_format=result_format, batch_parameters={"dataframe": frame}
-        )
-    parameters = {
-        "min_rows": params.min_rows,
-        "max_rows": params.max_rows,
-        "min_chars": params.min_chars,
-        "max_chars": params.max_chars,
-        "min_words": params.min_words,
-        "max_words": params.max_words,
-    }
-    results: list[dict[str, Any]] = []
-    suite_results = []
-    for suite_spec in suites:
+    parts = []
+    for number, suite_spec in enumerate(suites):
         by_table: dict[str, list[tuple[int, dict[str, Any]]]] = {}
         for index, spec in enumerate(suite_spec["expectations"]):
             by_table.setdefault(spec["table"], []).append((index, spec))
-        ordered: dict[int, dict[str, Any]] = {}
         for table, indexed in by_table.items():
             specs = [spec for _, spec in indexed]
             # The suite is built from the whole list: ExpectationSuite.add_expectation would
             # drop an expectation it considers equal to another, the constructor does not.
-            suite = ExpectationSuite(
+            gx_suite = ExpectationSuite(
                 name=f"{suite_spec['name']}.{table}", expectations=_configurations(suite_spec, specs)
             )
-            if len(suite.expectations) != len(specs):
+            if len(gx_suite.expectations) != len(specs):
                 raise BadInputError(f"expectations/{suite_spec['name']}.json: GX dropped an expectation")
-            outcome = validators[table].validate_expectation_suite(suite, expectation_parameters=parameters)
-            suite_results.append(outcome)
-            # GX returns results in its own order; `meta.position` maps them back to the file.
-            by_position = {_position(r): r for r in outcome.results}
-            for position, (index, spec) in enumerate(indexed):
-                result = by_position[position]
-                ordered[index] = _plain_result(suite_spec["name"], table, spec, result, tables[table])
+            parts.append(_SuitePart(number, suite_spec["name"], table, indexed, gx_suite))
+    return parts
+
+
+def run_suites(
+    release_data: Path,
+    dedup_path: Path,
+    split_report: Path,
+    clean_path: Path,
+    suites: list[dict[str, Any]],
+    params: ValidateParams,
+    spool_dir: Path,
+) -> tuple[int, list[dict[str, Any]], list[Any]]:
+    """Validate every suite on its tables, building one table at a time and freeing it before
+    the next (at 2.7M abstracts the tables side by side would not fit the memory budget).
+
+    Returns the release's row count, one plain result per expectation (in suite-file order)
+    and, per suite and table, the GX suite validation result (for Data Docs). The release is
+    spooled to a temporary file in `spool_dir` while it is checked.
+
+    Raises:
+        BadInputError: a suite or an input table cannot be read.
+    """
+    # Every input is looked at before the long work starts, in the order the tables are built.
+    release_schema(release_data)
+    _build_columns(dedup_path, "dedup", DEDUP_COLUMNS)
+    leaked_pairs = read_leaked_pairs(split_report)
+    _build_columns(clean_path, "clean", CLEAN_COLUMNS)
+    parts = suite_parts(suites)
+    gx = _Gx(params)
+
+    def check(table: str, frame: pd.DataFrame) -> None:
+        gx.validate(table, frame, [part for part in parts if part.table == table])
+
+    spool_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".validate-", dir=spool_dir) as directory:
+        spool = Path(directory) / "release.arrow"
+        text = spool_release(release_data, spool, artifact_patterns(suites))
+        release = read_spool(spool)
+        check("release", _to_pandas(release))
+        dedup = read_dedup(dedup_path)
+        rows = build_rows(release, text, dedup, leaked_pairs)
+        release_rows = release.num_rows
+        del release, text
+    # Each polars frame goes as soon as its pandas copy exists, and each pandas frame once checked.
+    frame = _to_pandas(rows.to_arrow())
+    del rows
+    check("rows", frame)
+    del frame
+    frame = _to_pandas(dedup.to_arrow())
+    del dedup
+    check("dedup", frame)
+    del frame
+    check("clean", _to_pandas(read_clean(clean_path).to_arrow()))
+    # Reported in suite-file order, each suite's expectations in file order.
+    results: list[dict[str, Any]] = []
+    for number in range(len(suites)):
+        ordered = {
+            index: result
+            for part in parts
+            if part.number == number
+            for (index, _), result in zip(part.indexed, part.results, strict=True)
+        }
         results.extend(ordered[index] for index in sorted(ordered))
-    return results, suite_results
+    return release_rows, results, [part.outcome for part in parts]
 
 
 def _position(result: Any) -> int:
@@ -599,12 +762,13 @@ def run_validate(
         ValidationFailed: a critical expectation failed (after writing the report).
     """
     suites = load_suites(suites_dir)
-    tables = read_tables(release_data, dedup, split_report, clean, artifact_patterns(suites))
-    results, suite_results = run_suites(tables, suites, params)
+    rows, results, suite_results = run_suites(
+        release_data, dedup, split_report, clean, suites, params, spool_dir=report_out.parent
+    )
     critical = [r for r in results if not r["success"] and r["severity"] == "critical"]
     warnings = [r for r in results if not r["success"] and r["severity"] == "warning"]
     report = {
-        "rows": len(tables["release"]),
+        "rows": rows,
         "success": not critical,
         "critical_failures": len(critical),
         "warnings": len(warnings),

@@ -17,7 +17,7 @@ from conftest import REPO_ROOT
 from pipeline.cli import main
 from pipeline.errors import BadInputError, ValidationFailed
 from pipeline.params import ValidateParams
-from pipeline.validate import find_artifacts, load_suites, run_validate
+from pipeline.validate import find_artifacts, load_suites, release_batches, release_schema, run_validate
 
 SUITES = REPO_ROOT / "expectations"
 DATA = Path(__file__).resolve().parent / "data" / "validate"
@@ -378,3 +378,65 @@ def test_clean_table_is_validated(seed_build: Path, tmp_path: Path) -> None:
         )
     names = {r["name"] for r in failed(tmp_path / "v.json") if r["severity"] == "critical"}
     assert names == {"clean_rules_known", "clean_source_unique"}
+
+
+def test_streamed_release_is_the_concatenated_release(seed_build: Path, tmp_path: Path) -> None:
+    """Split files with a missing column, a narrower and a conflicting type: streamed batch by
+    batch, the release is the table `pa.concat_tables` makes of the whole files."""
+    data = tmp_path / "data"
+    shutil.copytree(seed_build / "release" / "data", data)
+    train = next(data.glob("train-*.parquet"))
+    table = pq.read_table(train)
+    table = table.drop_columns(["arxiv_version"])
+    index = table.schema.get_field_index("duplicate_count")
+    table = table.set_column(index, "duplicate_count", table["duplicate_count"].cast(pa.int32()))
+    pq.write_table(table, train)
+    test = next(data.glob("test-*.parquet"))
+    table = pq.read_table(test)
+    index = table.schema.get_field_index("source")
+    pq.write_table(table.set_column(index, "source", table["source"].cast(pa.large_string())), test)
+
+    def whole(conflicting: list[str]) -> pa.Table:
+        tables = []
+        for path in sorted(data.glob("*.parquet")):
+            table = pq.read_table(path)
+            split = pa.repeat(pa.scalar(path.name.split("-")[0], pa.string()), table.num_rows)
+            tables.append(table.append_column("split", split))
+        for name in conflicting:
+            tables = [
+                t.set_column(t.schema.get_field_index(name), name, t[name].cast(pa.string())) for t in tables
+            ]
+        return pa.concat_tables(tables, promote_options="permissive")
+
+    schema, conflicting = release_schema(data)
+    streamed = pa.Table.from_batches(
+        [b for t in release_batches(data, schema, conflicting, batch_rows=7) for b in t.to_batches()], schema
+    )
+    expected = whole(conflicting)
+    assert streamed.schema.equals(expected.schema, check_metadata=True)
+    assert streamed.equals(expected)
+    assert streamed["arxiv_version"].null_count > 0
+
+    # Text in one file and integers in another: read as text everywhere.
+    table = pq.read_table(train)
+    index = table.schema.get_field_index("duplicate_count")
+    pq.write_table(
+        table.set_column(index, "duplicate_count", table["duplicate_count"].cast(pa.string())), train
+    )
+    schema, conflicting = release_schema(data)
+    assert "duplicate_count" in conflicting
+    streamed = pa.Table.from_batches(
+        [b for t in release_batches(data, schema, conflicting, batch_rows=7) for b in t.to_batches()], schema
+    )
+    assert streamed.equals(whole(conflicting))
+
+
+def test_report_directory_keeps_no_spool(seed_build: Path, tmp_path: Path) -> None:
+    """The release is spooled next to the report while it is checked, and removed after."""
+    reports = tmp_path / "reports"
+    validate(seed_build, seed_build / "release" / "data", reports / "v.json")
+    assert sorted(p.name for p in reports.iterdir()) == ["v.json"]
+    data = corrupt(seed_build, tmp_path, lambda t: set_value(t, "id", 1, t["id"][0].as_py()))
+    with pytest.raises(ValidationFailed):
+        validate(seed_build, data, reports / "v.json")
+    assert sorted(p.name for p in reports.iterdir()) == ["v.json"]
