@@ -17,13 +17,15 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import math
 import re
 import sys
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
 import pyarrow as pa
@@ -147,14 +149,67 @@ def _maybe_empty_citation(texts: pl.Series) -> pl.Series:
     return texts.str.contains(literals).fill_null(False) | _non_ascii(texts)
 
 
-def _unicode(text: pl.Expr) -> pl.Expr:
-    # NBSP and the other fixed-width spaces become plain spaces; zero-width characters, soft
-    # hyphens, stray BOMs and control characters (seen in the SciTLDR corpus) carry no text.
-    return (
-        text.str.normalize("NFC")
-        .str.replace_all(r"[\u00a0\u2000-\u200a\u202f\u205f\u3000]", " ")
-        .str.replace_all(r"[\u00ad\u200b-\u200d\u2060\ufeff\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", "")
-    )
+# Blocks of the characters abstracts use besides ASCII: Latin, Greek, Cyrillic, punctuation,
+# symbols, arrows, maths, presentation forms (ligatures).
+_COMMON_BLOCKS = (
+    (0x0080, 0x04FF),
+    (0x2000, 0x23FF),
+    (0x2500, 0x25FF),
+    (0xFB00, 0xFB4F),
+)
+
+
+NormalForm = Literal["NFC", "NFKC"]
+
+
+@functools.cache
+def _may_normalise(form: NormalForm) -> str:
+    """A regex matching every character that can make `form` (NFC, NFKC) change a text.
+
+    A text of characters that are each their own normal form, with combining class 0 and never
+    the second half of a composition, is normalised already: most rows need no normalisation.
+    Only assigned characters of `_COMMON_BLOCKS` are exempted; Unicode's stability policy keeps
+    them normalised in later Unicode versions. (The Unicode tables that polars uses may differ
+    from Python's by version, not by these characters.)
+    """
+    stable = [
+        code
+        for low, high in _COMMON_BLOCKS
+        for code in range(low, high + 1)
+        if unicodedata.category(chr(code)) != "Cn"
+        and unicodedata.combining(chr(code)) == 0
+        and unicodedata.normalize(form, chr(code)) == chr(code)
+    ]
+    ranges: list[list[int]] = []
+    for code in stable:
+        if ranges and ranges[-1][1] == code - 1:
+            ranges[-1][1] = code
+        else:
+            ranges.append([code, code])
+    exempt = "".join(rf"\x{{{low:x}}}-\x{{{high:x}}}" for low, high in ranges)
+    return rf"[^\x00-\x7f{exempt}]"
+
+
+def _normalise(texts: pl.Series, form: NormalForm) -> pl.Series:
+    """`texts.str.normalize(form)`, run only on the rows it can change (the slow part)."""
+    return _masked(texts, _may_normalise(form), lambda text: text.str.normalize(form), _non_ascii)
+
+
+# NBSP and the other fixed-width spaces become plain spaces; zero-width characters, soft hyphens,
+# stray BOMs and control characters (seen in the SciTLDR corpus) carry no text.
+_ODD_SPACES = r"[\u00a0\u2000-\u200a\u202f\u205f\u3000]"
+_INVISIBLE = r"[\u00ad\u200b-\u200d\u2060\ufeff\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
+
+
+def _unicode_rule(texts: pl.Series, params: CleanParams) -> tuple[pl.Series, pl.Series | None]:
+    # NFC, then the spaces and invisible characters, each on the rows it can change.
+    return _masked(
+        _normalise(texts, "NFC"), f"{_ODD_SPACES}|{_INVISIBLE}", _unicode_spaces, _maybe_unicode
+    ), None
+
+
+def _unicode_spaces(text: pl.Expr) -> pl.Expr:
+    return text.str.replace_all(_ODD_SPACES, " ").str.replace_all(_INVISIBLE, "")
 
 
 def _strip_prefix(text: pl.Expr) -> pl.Expr:
@@ -284,7 +339,7 @@ def _dehyphenate_token(token: str, params: CleanParams) -> str:
 
 def _dehyphenate(texts: pl.Series, params: CleanParams) -> tuple[pl.Series, pl.Series | None]:
     decide = functools.partial(_dehyphenate_token, params=params)
-    return _token_rule(texts, _candidates(texts, _HYPHENATED).to_list(), decide), None
+    return _rewrite(texts, _changes(_candidates(texts, _HYPHENATED).to_list(), decide)), None
 
 
 # Three shapes of words glued by lost spacing around emphasis: a word before a name
@@ -474,10 +529,19 @@ def _pieces(texts: pl.Series) -> pl.Series:
 
 # Literals per regex alternation: keeps each compiled regex far below the regex size limit.
 _ALTERNATION_CHUNK = 2_000
+# Up to this many literals, a regex alternation finds them with a SIMD prefilter (Teddy), several
+# times faster than Aho-Corasick (`str.contains_any`); with more, it can be several times slower.
+_TEDDY_LITERALS = 64
 
 
-def _contains_any(texts: pl.Series, literals: list[str]) -> pl.Series:
-    """`texts.str.contains_any(literals)`, as regex alternations: several times faster."""
+def _contains_any(texts: pl.Series, literals: list[str], *, alternation: bool = False) -> pl.Series:
+    """`texts.str.contains_any(literals)`, as regex alternations where that is faster.
+
+    `alternation` forces regex alternations for many literals: faster when they all hold the
+    same rare substring, as broken words hold `_BROKEN_HYPHEN`.
+    """
+    if len(literals) > _TEDDY_LITERALS and not alternation:
+        return texts.str.contains_any(literals).fill_null(False)
     found = pl.Series([False] * len(texts), dtype=pl.Boolean)
     for start in range(0, len(literals), _ALTERNATION_CHUNK):
         chunk = literals[start : start + _ALTERNATION_CHUNK]
@@ -489,6 +553,16 @@ def _contains_any(texts: pl.Series, literals: list[str]) -> pl.Series:
 # hyphenated compounds ("\\textit", "github.com/antoyang", "leaveone-out" are left alone).
 _LEFT = (" ", "(", "[", "\u201c", '"')
 _RIGHT = (" ", ", ", ". ", "; ", ": ", "? ", "! ", ")", "]", "\u201d", '"')
+# `_LEFT` and `_RIGHT` as regexes on the unpadded text: a padding space is a text end there.
+_LEFT_REGEX = "|".join(
+    "(?:^| )" + pl.escape_regex(left[1:]) if left.startswith(" ") else pl.escape_regex(left) for left in _LEFT
+)
+_RIGHT_REGEX = "|".join(
+    pl.escape_regex(right[:-1]) + "(?: |$)" if right.endswith(" ") else pl.escape_regex(right)
+    for right in _RIGHT
+)
+# A broken hyphenated word ("incor- porates") holds this; only a few rows do.
+_BROKEN_HYPHEN = "- "
 
 
 def _bounded(tokens: list[str], values: list[str]) -> tuple[list[str], list[str]]:
@@ -502,27 +576,67 @@ def _bounded(tokens: list[str], values: list[str]) -> tuple[list[str], list[str]
     return patterns, replacements
 
 
+def _contains_bounded(texts: pl.Series, tokens: list[str]) -> pl.Series:
+    """Rows of `texts` that, padded, hold one of the patterns of `_bounded(tokens, ...)`.
+
+    A literal scan finds the rows holding a token (most hold it inside a longer word:
+    "hypothesize" holds "thesize"); the exact regex runs on those rows only. Tokens holding
+    `_BROKEN_HYPHEN` are only looked for in the rows holding it.
+    """
+    whole = [t for t in tokens if _BROKEN_HYPHEN not in t]
+    found = _rows_bounded(texts, whole, _contains_any(texts, whole) if whole else None)
+    broken = [t for t in tokens if _BROKEN_HYPHEN in t]
+    if broken:
+        rows = texts.str.contains(_BROKEN_HYPHEN, literal=True).fill_null(False)
+        if rows.any():
+            hits = texts.filter(rows)
+            in_rows = _rows_bounded(hits, broken, _contains_any(hits, broken, alternation=True))
+            found = found.scatter(rows.arg_true(), found.filter(rows) | in_rows)
+    return found
+
+
+def _rows_bounded(texts: pl.Series, tokens: list[str], maybe: pl.Series | None) -> pl.Series:
+    # `_bounded`'s patterns as one regex on the unpadded text, run on the rows `maybe` selects.
+    found = pl.Series([False] * len(texts), dtype=pl.Boolean)
+    if not tokens or maybe is None or not maybe.any():
+        return found
+    hits = texts.filter(maybe)
+    exact = pl.Series([False] * len(hits), dtype=pl.Boolean)
+    for start in range(0, len(tokens), _ALTERNATION_CHUNK):
+        words = "|".join(pl.escape_regex(t) for t in tokens[start : start + _ALTERNATION_CHUNK])
+        exact = exact | hits.str.contains(f"(?:{_LEFT_REGEX})(?:{words})(?:{_RIGHT_REGEX})").fill_null(False)
+    return found.scatter(maybe.arg_true(), exact)
+
+
 def _padded(texts: pl.Series) -> pl.Series:
     # A space on each side, so that a token at the start or end is bounded like any other.
     return (" " + texts + " ").alias(texts.name)
 
 
-def _token_rule(texts: pl.Series, candidates: list[str], decide: Callable[[str], str]) -> pl.Series:
-    """Rewrite each whole-token occurrence of a candidate to `decide(candidate)`, where it changes."""
-    changes = {t: d for t in sorted(candidates) if (d := decide(t)) not in (t, _FLAGGED)}
-    if not changes:
+def _changes(candidates: list[str], decide: Callable[[str], str]) -> dict[str, str]:
+    """Candidate -> repaired token, for the candidates that `decide` repairs."""
+    return {t: d for t in sorted(candidates) if (d := decide(t)) not in (t, _FLAGGED)}
+
+
+def _rewrite(texts: pl.Series, changes: dict[str, str]) -> pl.Series:
+    """Rewrite each whole-token occurrence of a key of `changes` to its value."""
+    rows = _contains_bounded(texts, list(changes))
+    if not rows.any():
         return texts
     # Aho-Corasick (polars `replace_many`) over the tokens with their bounding characters: one
-    # pass, no per-row Python. Twice, as adjacent tokens share the space between them.
-    mask = _contains_any(texts, list(changes))
-    if not mask.any():
-        return texts
+    # pass, no per-row Python. Again where a token is left: adjacent tokens share the space
+    # between them, and the first pass replaced only one of them.
     patterns, replacements = _bounded(list(changes), list(changes.values()))
-    fixed = _padded(texts.filter(mask))
-    for _ in range(2):
-        fixed = fixed.str.replace_many(patterns, replacements, leftmost=True)
-    fixed = fixed.str.slice(1).str.slice(0, fixed.str.len_chars() - 2)
-    return texts.clone().scatter(mask.arg_true(), fixed)
+
+    def replace(part: pl.Series) -> pl.Series:
+        fixed = _padded(part).str.replace_many(patterns, replacements, leftmost=True)
+        return fixed.str.slice(1).str.slice(0, fixed.str.len_chars() - 2)
+
+    fixed = replace(texts.filter(rows))
+    again = _contains_bounded(fixed, list(changes))
+    if again.any():
+        fixed = fixed.scatter(again.arg_true(), replace(fixed.filter(again)))
+    return texts.clone().scatter(rows.arg_true(), fixed)
 
 
 def _glued_words(texts: pl.Series, params: CleanParams) -> tuple[pl.Series, pl.Series | None]:
@@ -540,17 +654,12 @@ def _glued_words(texts: pl.Series, params: CleanParams) -> tuple[pl.Series, pl.S
     unknown = sorted(t for t in lower.to_list() if t not in table)
     mixed = _candidates(pieces, f"{_LOWER_THEN_UPPER}|{_ACRONYM_THEN_LOWER}").to_list()
     flagged = sorted({t for t in (*unknown, *mixed) if decide(t) == _FLAGGED})
-    fixed = _token_rule(texts, mixed + unknown, decide)
-    flag = pl.Series([False] * len(texts), dtype=pl.Boolean)
-    if flagged:
-        maybe = _contains_any(fixed, flagged)
-        patterns, _ = _bounded(flagged, flagged)
-        flag = flag.scatter(maybe.arg_true(), _padded(fixed.filter(maybe)).str.contains_any(patterns))
-    return fixed, flag
+    fixed = _rewrite(texts, _changes(mixed + unknown, decide))
+    return fixed, _contains_bounded(fixed, flagged)
 
 
 RULES: tuple[Rule, ...] = (
-    Rule("unicode", _regex_rule(r"[^\t\n\r\x20-\x7e]", _unicode, _maybe_unicode)),
+    Rule("unicode", _unicode_rule),
     Rule("strip_prefix", _regex_rule(r"^\s*(?:[Aa]bstract|ABSTRACT)", _strip_prefix)),
     Rule("table_residue", _regex_rule(r"\|\s*$", _table_residue)),
     Rule("whitespace", _regex_rule(r"[^\S ]|  |^ | $", _whitespace, _maybe_whitespace)),
@@ -655,6 +764,22 @@ def text_hashes(normalised: list[str]) -> list[str]:
     return [blake2b(t.encode("utf-8"), digest_size=8).hexdigest() for t in normalised]
 
 
+def _text_hash_column(normalised: pl.Series) -> pl.Series:
+    """`text_hashes` of a string column, hashing slices of its UTF-8 buffer: no Python strings."""
+    array = normalised.to_arrow()
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    array = array.cast(pa.large_string())
+    offsets = memoryview(array.buffers()[1]).cast("q")[array.offset : array.offset + len(array) + 1].tolist()
+    data = array.buffers()[2]
+    utf8 = memoryview(b"" if data is None else data)
+    blake2b = hashlib.blake2b
+    digests = [
+        blake2b(utf8[start:end], digest_size=8).hexdigest() for start, end in itertools.pairwise(offsets)
+    ]
+    return pl.Series("text_hash", digests, dtype=pl.String)
+
+
 # Rules whose output can give an earlier rule (or themselves) new work: removing a footnote or
 # a sentence, joining or splitting words. Rows they changed are cleaned again.
 _REPEAT_AFTER = ("footnotes", "dangling_link", "dehyphenate", "empty_citation", "glued_words")
@@ -710,10 +835,10 @@ def clean_frame(frame: pl.DataFrame, params: CleanParams) -> pl.DataFrame:
         .select(_flags(pl.col("abstract"), pl.col("_glued"), pl.col("_en"), params).alias("flags"))
         .to_series(),
     )
-    # NFKC only where it can change something (non-ASCII rows): same hashes, less work.
-    folded = _masked(texts, r"[^\x00-\x7f]", lambda text: text.str.normalize("NFKC"), _non_ascii)
+    # NFKC only where it can change something: same hashes, less work.
+    folded = _normalise(texts, "NFKC")
     normalised = pl.select(_fold(pl.lit(folded))).to_series()
-    hashes = pl.Series("text_hash", text_hashes(normalised.to_list()), dtype=pl.String)
+    hashes = _text_hash_column(normalised)
     return out.with_columns(hashes).select(CLEAN_SCHEMA.names)
 
 

@@ -4,7 +4,7 @@ import json
 import re
 import unicodedata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
 import pyarrow as pa
@@ -13,7 +13,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pipeline.clean import CLEAN_SCHEMA, RULES, clean_batch, run_clean
+from pipeline.clean import (
+    CLEAN_SCHEMA,
+    RULES,
+    _bounded,
+    _contains_bounded,
+    _may_normalise,
+    _padded,
+    _rewrite,
+    clean_batch,
+    run_clean,
+)
 from pipeline.ingest import RECORD_SCHEMA, run_ingest
 from pipeline.params import CleanParams, IngestParams
 
@@ -309,3 +319,59 @@ def test_output_is_identical_for_any_worker_count(tmp_path: Path) -> None:
     frame = pl.read_parquet(tmp_path / "out1.parquet")
     assert frame.height == 500
     assert frame["abstract"][3] == "Paper 3 studies thing 3."
+
+
+@pytest.mark.parametrize("form", ["NFC", "NFKC"])
+def test_normalisation_skips_only_normalised_characters(form: Literal["NFC", "NFKC"]) -> None:
+    """Rows without a character `_may_normalise` matches are left as they are: `form` would too."""
+    codes = [c for c in range(0x80, 0x30000) if not 0xD800 <= c <= 0xDFFF]
+    matched = pl.Series([chr(c) for c in codes]).str.contains(_may_normalise(form))
+    exempt = [chr(c) for c, hit in zip(codes, matched, strict=True) if not hit]
+    assert "\u00e9" in exempt and "\u2019" in exempt and "\u0301" not in exempt
+    # No exempt character is the second half of a canonical composition ...
+    seconds = set()
+    for code in range(0x110000):
+        parts = unicodedata.decomposition(chr(code)).split()
+        if len(parts) == 2 and not parts[0].startswith("<"):
+            seconds.add(chr(int(parts[1], 16)))
+    assert not seconds & set(exempt)
+    # ... nor changes under polars' own tables, alone or after any ASCII character.
+    texts = pl.Series([c for c in exempt] + [chr(a) + c for c in exempt for a in range(0x20, 0x7F)])
+    assert texts.str.normalize(form).equals(texts)
+    assert all(unicodedata.combining(c) == 0 and unicodedata.normalize(form, c) == c for c in exempt)
+
+
+_TOKEN_PARTS = [
+    "ab",
+    "ab- cd",
+    "abcd",
+    "xab",
+    "Ab",
+    "b",
+    "- ",
+    " ",
+    ", ",
+    ".",
+    "(",
+    ")",
+    "[",
+    "]",
+    "\u201c",
+    '"',
+]
+_TOKEN_TEXT = st.lists(st.sampled_from(_TOKEN_PARTS), max_size=12).map("".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_TOKEN_TEXT, min_size=1, max_size=6))
+def test_bounded_tokens_are_found_and_rewritten_like_the_padded_patterns(texts: list[str]) -> None:
+    """The regex and the partial second pass give what Aho-Corasick over every pattern gives."""
+    series = pl.Series(texts, dtype=pl.String)
+    changes = {"ab": "a b", "ab- cd": "abcd", "b": "bb"}
+    patterns, replacements = _bounded(list(changes), list(changes.values()))
+    padded = _padded(series)
+    assert _contains_bounded(series, list(changes)).to_list() == padded.str.contains_any(patterns).to_list()
+    twice = padded
+    for _ in range(2):
+        twice = twice.str.replace_many(patterns, replacements, leftmost=True)
+    assert _rewrite(series, changes).to_list() == [t[1:-1] for t in twice.to_list()]
