@@ -105,6 +105,15 @@ def clean_one(text: str) -> dict[str, Any]:
             ["glued_words"],
         ),
         ("A hotword isusually used.", "A hotword is usually used.", ["glued_words"]),
+        # a sentence or a name glued to the next word; names, paths and compounds kept
+        ("We win.We also lose (e.g.BERT).", "We win. We also lose (e.g. BERT).", ["glued_words"]),
+        (
+            "On the ImageNetbenchmark, T5is fast.",
+            "On the ImageNet benchmark, T5 is fast.",
+            ["glued_words"],
+        ),
+        ("Toavoid this, we win.", "To avoid this, we win.", ["glued_words"]),
+        ("UltraFeedback, LibriSpeech, seq2slate, U.S.Army, arXiv.Org and github.com/Org/Repo.", None, []),
         (
             "Benchmarks focused onshorttexts, such as X.",
             "Benchmarks focused on short texts, such as X.",
@@ -178,6 +187,12 @@ def seed_row(rows: list[dict[str, Any]], snippet: str) -> dict[str, Any]:
         ("Please visit our page: |", "dangling_link", "conditional sampling.", "visit"),
         ("(NLU) . However", "empty_citation", "understanding (NLU). However", "(NLU) ."),
         ("from Reddit. |", "table_residue", "answer from Reddit.", "|"),
+        ("e.g.InstructGPT", "glued_words", "(e.g. InstructGPT)", "e.g.InstructGPT"),
+        ("network.The", "glued_words", "network. The", "network.The"),
+        ("ImageNetbenchmark", "glued_words", "ImageNet benchmark", "ImageNetbenchmark"),
+        ("DeepNetfor", "glued_words", "DeepNet for", "DeepNetfor"),
+        ("computation.CoCoNetenabled", "glued_words", "computation. CoCoNet enabled", "CoCoNetenabled"),
+        ("Toavoid", "glued_words", "To avoid", "Toavoid"),
     ],
 )
 def test_seed_repairs(
