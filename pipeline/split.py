@@ -21,17 +21,16 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
-import polars as pl
+import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.dedup import read_texts
-from pipeline.minhash import candidate_pairs, jaccard, read_band_keys, shingle_sets
+from pipeline.minhash import U64, jaccard, read_band_keys, shingle_sets
 from pipeline.outputs import PARQUET_OPTIONS, write_json
 from pipeline.params import DedupParams, SplitParams
 
@@ -49,20 +48,39 @@ RELEASE_SCHEMA = pa.schema(
 _HASH_SPACE = float(2**64)
 
 
-def assign_split(ids: list[str], params: SplitParams) -> list[str]:
-    """The split of each id; depends on nothing but the id and `params.seed`/`fractions`."""
-    bounds: list[tuple[float, str]] = []
+Codes: TypeAlias = npt.NDArray[np.int8]
+Pairs: TypeAlias = npt.NDArray[np.int64]
+
+
+def split_codes(ids: list[str], params: SplitParams) -> Codes:
+    """The split of each id as an index into SPLITS; see `assign_split`."""
+    bounds: list[float] = []
     cumulative = 0.0
     for name in SPLITS:
         cumulative += params.fractions[name]
-        bounds.append((cumulative, name))
-    salt = str(params.seed).encode("ascii") + b":"
-    result = []
+        bounds.append(cumulative)
+    salted = hashlib.blake2b(str(params.seed).encode("ascii") + b":", digest_size=8)
+    copy = salted.copy
+    digests = []
     for row_id in ids:
-        digest = hashlib.blake2b(salt + row_id.encode("utf-8"), digest_size=8).digest()
-        point = int.from_bytes(digest, "big") / _HASH_SPACE
-        result.append(next((name for bound, name in bounds if point < bound), SPLITS[-1]))
-    return result
+        state = copy()
+        state.update(row_id.encode("utf-8"))
+        digests.append(state.digest())
+    # The same point as int.from_bytes(digest, "big") / 2**64: both round the integer to the
+    # nearest double, and dividing by a power of two is exact.
+    points = np.frombuffer(b"".join(digests), dtype=">u8").astype(np.float64) / _HASH_SPACE
+    below = points[:, None] < np.array(bounds)[None, :]
+    # The first split whose cumulative bound lies above the point; the last split otherwise.
+    return np.where(below.any(axis=1), below.argmax(axis=1), len(SPLITS) - 1).astype(np.int8)
+
+
+def assign_split(ids: list[str], params: SplitParams) -> list[str]:
+    """The split of each id; depends on nothing but the id and `params.seed`/`fractions`.
+
+    The id is hashed with blake2b (8 bytes, salted with the seed) to a point in [0, 1) that
+    falls into the first split whose cumulative fraction exceeds it.
+    """
+    return [SPLITS[code] for code in split_codes(ids, params).tolist()]
 
 
 def shard_name(split: str, index: int, count: int) -> str:
@@ -121,23 +139,55 @@ class ShardWriter:
             self.writer = None
 
 
-def leaked_pairs(deduped: Path, splits: list[str], dedup: DedupParams) -> list[dict[str, Any]]:
-    """Near-duplicate pairs (verified Jaccard >= dedup.near_threshold) across different splits.
+_KEY_BITS = 22
 
-    Uses the band keys dedup stored for each kept row: only rows sharing a band key with a row
-    of another split are read back and verified.
+
+def _rows_sharing_keys(column: U64) -> npt.NDArray[np.int64]:
+    """Rows (ascending) whose key is shared with another row, plus a few that are not.
+
+    Counting 22-bit slices of the keys is several times cheaper than hashing or sorting the
+    full keys; a row whose slice is unique in any round cannot share its key.
     """
-    keys = read_band_keys(deduped, dedup.bands)
-    rows = np.arange(len(keys), dtype=np.int64)
-    pairs = candidate_pairs(rows, keys)
-    split_codes = np.array([SPLITS.index(s) for s in splits], dtype=np.int8)
-    pairs = pairs[split_codes[pairs[:, 0]] != split_codes[pairs[:, 1]]] if len(pairs) else pairs
+    rows = np.arange(len(column), dtype=np.int64)
+    values = column
+    for shift in range(0, 64, _KEY_BITS):
+        bins = ((values >> np.uint64(shift)) & np.uint64((1 << _KEY_BITS) - 1)).astype(np.intp)
+        shared = np.bincount(bins, minlength=1 << _KEY_BITS)[bins] > 1
+        rows, values = rows[shared], values[shared]
+    return rows
+
+
+def cross_split_candidates(keys: U64, codes: Codes) -> Pairs:
+    """The candidate pairs `minhash.candidate_pairs` gives for all rows (in every band, each
+    bucket's smallest row with every other member), kept when the rows are in different splits."""
+    found = [np.zeros((0, 2), dtype=np.int64)]
+    for band in range(keys.shape[1]):
+        column = np.ascontiguousarray(keys[:, band])
+        rows = _rows_sharing_keys(column)
+        values = column[rows]
+        order = np.argsort(values, kind="stable")
+        values, rows = values[order], rows[order]
+        # Rows are ascending within a bucket, so a bucket's first row is its smallest.
+        first = np.ones(len(rows), dtype=np.bool_)
+        first[1:] = values[1:] != values[:-1]
+        smallest = rows[first][np.cumsum(first) - 1]
+        found.append(np.stack([smallest[~first], rows[~first]], axis=1))
+    pairs: Pairs = np.unique(np.concatenate(found), axis=0)
+    cross: Pairs = pairs[codes[pairs[:, 0]] != codes[pairs[:, 1]]]
+    return cross
+
+
+def leaked_pairs(
+    pairs: Pairs, texts: dict[int, str], ids: pa.ChunkedArray, dedup: DedupParams
+) -> list[dict[str, Any]]:
+    """The candidate `pairs` whose verified Jaccard similarity is >= dedup.near_threshold.
+
+    `texts` holds the abstract of every row in `pairs`.
+    """
     if not len(pairs):
         return []
-    texts = read_texts(deduped, pairs.reshape(-1))
     rows_read = sorted(texts)
     sets = dict(zip(rows_read, shingle_sets((texts[r] for r in rows_read), dedup.shingle_words), strict=True))
-    ids = pq.read_table(deduped, columns=["id"])["id"]
     leaks = []
     for a, b in pairs.tolist():
         similarity = jaccard(sets[a], sets[b])
@@ -148,27 +198,60 @@ def leaked_pairs(deduped: Path, splits: list[str], dedup: DedupParams) -> list[d
     return sorted(leaks, key=lambda leak: (leak["id"], leak["other_id"]))
 
 
+def write_release(
+    deduped: Path, codes: Codes, writers: dict[str, ShardWriter], wanted: npt.NDArray[np.int64]
+) -> dict[int, str]:
+    """Stream the release columns into each split's shards; return the abstracts of `wanted` rows.
+
+    Each split's writer runs in its own thread (parquet encoding and compression release the
+    GIL) while the next batch is read; a batch is handed over only when the previous one is
+    written, so every shard receives the same tables in the same order as a serial loop.
+    """
+    texts: dict[int, str] = {}
+    offset = 0
+    with ThreadPoolExecutor(max_workers=len(SPLITS)) as pool:
+        writing: list[Future[None]] = []
+        batches = pq.ParquetFile(deduped).iter_batches(batch_size=100_000, columns=RELEASE_SCHEMA.names)
+        for batch in batches:
+            table = pa.Table.from_batches([batch]).cast(RELEASE_SCHEMA)
+            batch_codes = codes[offset : offset + batch.num_rows]
+            # One stable take groups the batch by split (cheaper than a filter per split);
+            # each split's rows are then a slice, in file order.
+            grouped = table.take(np.argsort(batch_codes, kind="stable"))
+            ends = np.cumsum(np.bincount(batch_codes, minlength=len(SPLITS))).tolist()
+            parts = [
+                grouped.slice(start, end - start) for start, end in zip([0, *ends[:-1]], ends, strict=True)
+            ]
+            lo, hi = np.searchsorted(wanted, [offset, offset + batch.num_rows])
+            if hi > lo:
+                abstracts = table.column("abstract").take(wanted[lo:hi] - offset).to_pylist()
+                texts.update(zip(wanted[lo:hi].tolist(), abstracts, strict=True))
+            offset += batch.num_rows
+            for future in writing:
+                future.result()
+            writing = [
+                pool.submit(writers[name].write, part) for name, part in zip(SPLITS, parts, strict=True)
+            ]
+        for future in writing:
+            future.result()
+    return texts
+
+
 def run_split(
     deduped: Path, release_data: Path, report_out: Path, params: SplitParams, dedup: DedupParams
 ) -> dict[str, Any]:
     """Write the release shards for every split and the split report (with the leak check)."""
-    ids = pl.read_parquet(deduped, columns=["id"])["id"].to_list()
-    splits = assign_split(ids, params)
-    del ids
-    leaks = leaked_pairs(deduped, splits, dedup)
-    totals = {name: splits.count(name) for name in SPLITS}
+    ids = pq.read_table(deduped, columns=["id"])["id"]
+    codes = split_codes(ids.to_pylist(), params)
+    pairs = cross_split_candidates(read_band_keys(deduped, dedup.bands), codes)
+    totals = {name: int(np.count_nonzero(codes == code)) for code, name in enumerate(SPLITS)}
     with atomic_directory(release_data) as directory:
         writers = {name: ShardWriter(directory, name, totals[name], params.rows_per_shard) for name in SPLITS}
-        offset = 0
-        for batch in pq.ParquetFile(deduped).iter_batches(batch_size=100_000, columns=RELEASE_SCHEMA.names):
-            table = pa.Table.from_batches([batch]).cast(RELEASE_SCHEMA)
-            labels = pa.array(splits[offset : offset + batch.num_rows])
-            offset += batch.num_rows
-            for name in SPLITS:
-                writers[name].write(table.filter(pc.equal(labels, name)))
+        texts = write_release(deduped, codes, writers, np.unique(pairs))
         for writer in writers.values():
             writer.close()
         shards = {name: writers[name].names for name in SPLITS}
+    leaks = leaked_pairs(pairs, texts, ids, dedup)
     report = {"seed": params.seed, "rows": totals, "shards": shards, "leaked_pairs": leaks}
     write_json(report, report_out)
     print(f"split: {totals}, {len(leaks)} near-duplicate pairs across splits", file=sys.stderr)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -10,7 +11,7 @@ import pytest
 from conftest import REPO_ROOT, copy_into
 
 from pipeline.errors import BadInputError
-from pipeline.ingest import run_ingest, sniff_format
+from pipeline.ingest import BLOCK_PARSERS, PY_WHITESPACE, Reject, TextBlocks, run_ingest, sniff_format
 from pipeline.params import GenericColumns, IngestParams
 
 
@@ -168,3 +169,52 @@ def test_broken_link_is_an_error_not_a_silent_skip(raw_dir: Path, ingest_data: P
     (raw_dir / "gone.txt").symlink_to(raw_dir / "missing.txt")
     with pytest.raises(BadInputError, match=r"gone.txt: cannot read .*broken link"):
         ingest(raw_dir)
+
+
+def test_lines_are_classified_with_python_semantics(raw_dir: Path) -> None:
+    # Python's `\s`, `\d`, IGNORECASE and str.rstrip() differ from Arrow's and Rust's on these.
+    (raw_dir / "table.txt").write_text(
+        "stringlengths 9\n"
+        "\u0130d\n"  # `İd` folds to `id` under Python's IGNORECASE: a header
+        "2201.12288v2\x1c| First row\n"  # \x1c is whitespace to Python's `\s`
+        "spans two lines. |\x1c\n"  # ... and to str.rstrip(), so this line ends in `|`
+        "\u0662\u0662\u0660\u0661.\u0661\u0662\u0662\u0668\u0668 | Eastern digits. |\n"
+        "2303.11366 |  |\n"
+        "the cases in the text\n",
+        encoding="utf-8",
+    )
+    records, rejects, _ = ingest(raw_dir, IngestParams(formats={"table.txt": "viewer_table"}))
+    assert records.select("source", "raw_id", "arxiv_version", "raw_text").rows() == [
+        ("table.txt:3", "2201.12288v2", 2, "First row\nspans two lines. |"),
+        ("table.txt:5", "\u0662\u0662\u0660\u0661.\u0661\u0662\u0662\u0668\u0668", None, "Eastern digits. |"),
+    ]
+    assert [(r["line"], r["reason"]) for r in rejects] == [
+        (1, "table_header"),
+        (2, "table_header"),
+        (6, "empty_abstract"),
+        (7, "stray_line"),
+    ]
+
+
+def test_python_whitespace_is_what_str_strip_removes() -> None:
+    assert "".join(c for c in map(chr, range(sys.maxunicode + 1)) if c.isspace()) == PY_WHITESPACE
+
+
+@pytest.mark.parametrize("name", ["table.txt", "lines.txt"])
+def test_block_boundaries_do_not_change_the_parse(tmp_path: Path, ingest_data: Path, name: str) -> None:
+    # A BOM, CRLF, blank lines and a last line without a newline, in blocks as small as a byte.
+    path = tmp_path / name
+    path.write_bytes(b"\xef\xbb\xbf" + (ingest_data / name).read_bytes().replace(b"\n", b"\r\n")[:-2])
+    parser = BLOCK_PARSERS[sniff_format(path, name)]
+
+    def parse(block_bytes: int) -> tuple[list[dict], list[Reject], int, int, int]:
+        blocks = TextBlocks(path, name, block_bytes)
+        results = list(parser(blocks))
+        records = pa.concat_tables([table for table, _, _ in results]).to_pylist()
+        rejects = [reject for _, file_rejects, _ in results for reject in file_rejects]
+        return records, rejects, sum(n for _, _, n in results), blocks.lines, blocks.blank_lines
+
+    whole = parse(1 << 20)
+    assert whole[0] and whole[3] == len((ingest_data / name).read_text().splitlines())
+    for block_bytes in (1, 2, 5, 17, 64):
+        assert parse(block_bytes) == whole, block_bytes

@@ -1,16 +1,18 @@
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.dedup import DEDUP_SCHEMA
-from pipeline.minhash import band_keys, keys_to_arrow
+from pipeline.minhash import band_keys, candidate_pairs, keys_to_arrow
 from pipeline.outputs import write_parquet
 from pipeline.params import DedupParams, SplitParams
-from pipeline.split import RELEASE_SCHEMA, assign_split, run_split
+from pipeline.split import RELEASE_SCHEMA, assign_split, cross_split_candidates, run_split
 
 
 def dedup_table(ids: list[str], texts: list[str]) -> pa.Table:
@@ -94,3 +96,47 @@ def test_near_duplicates_across_splits_are_reported(tmp_path: Path) -> None:
     leak = report["leaked_pairs"][0]
     assert {leak["id"], leak["other_id"]} == {first, other}
     assert leak["similarity"] >= 0.7
+
+
+def test_split_codes_match_the_published_assignment() -> None:
+    # The loop that defined the published splits, kept here as the reference.
+    def reference(ids: list[str], params: SplitParams) -> list[str]:
+        bounds, cumulative = [], 0.0
+        for name in ("train", "validation", "test"):
+            cumulative += params.fractions[name]
+            bounds.append((cumulative, name))
+        salt = str(params.seed).encode("ascii") + b":"
+        result = []
+        for row_id in ids:
+            digest = hashlib.blake2b(salt + row_id.encode("utf-8"), digest_size=8).digest()
+            point = int.from_bytes(digest, "big") / float(2**64)
+            result.append(next((name for bound, name in bounds if point < bound), "test"))
+        return result
+
+    ids = [f"2301.{i:05d}" for i in range(20_000)] + [f"txt-{i:016x}" for i in range(5_000)] + ["é-ü/1234567"]
+    for params in (
+        SplitParams(),
+        SplitParams(seed=7, fractions={"train": 0.0, "validation": 0.3, "test": 0.7}),
+        SplitParams(seed=3, fractions={"train": 0.5, "validation": 0.5, "test": 0.0}),
+    ):
+        assert assign_split(ids, params) == reference(ids, params)
+    # The vectorised point: numpy rounds uint64 -> float64 as Python's int / float does.
+    rng = np.random.default_rng(0)
+    values = [*rng.integers(0, 2**63, 1000, dtype=np.uint64).tolist(), 2**53 + 1, 2**63 + 1025, 2**64 - 1]
+    assert (np.array(values, dtype=np.uint64).astype(np.float64) / 2**64).tolist() == [
+        v / float(2**64) for v in values
+    ]
+
+
+def test_cross_split_candidates_are_candidate_pairs_across_splits() -> None:
+    rng = np.random.default_rng(1)
+    # Few distinct keys (some equal in their low bits only), so buckets are large and many.
+    distinct = rng.integers(0, 2**63, 40, dtype=np.uint64)
+    distinct[:10] = (distinct[:10] >> np.uint64(22) << np.uint64(22)) | np.uint64(5)
+    keys = distinct[rng.integers(0, len(distinct), (3000, 4))]
+    keys[::3] = rng.integers(0, 2**63, (1000, 4), dtype=np.uint64)
+    codes = rng.integers(0, 3, 3000).astype(np.int8)
+    expected = candidate_pairs(np.arange(3000, dtype=np.int64), keys)
+    expected = expected[codes[expected[:, 0]] != codes[expected[:, 1]]]
+    assert len(expected) > 1000
+    assert np.array_equal(cross_split_candidates(keys, codes), expected)
