@@ -134,6 +134,40 @@ FLOOR = (
 )
 
 
+def clean_time_by_rule(ingested: Path, rows: int = 100_000) -> dict[str, float]:
+    """Where clean's time goes: CPU seconds per rule (first pass), in the later passes and in
+    the flags and hashes, on the first `rows` ingested rows, after one untimed warm-up run
+    (the word list load and the per-token decision caches, which a long run pays once)."""
+    import polars as pl
+
+    from pipeline.clean import RULES, clean_frame, clean_texts
+    from pipeline.params import load_params
+
+    params = load_params(ROOT / "params.yaml").clean
+    frame = pl.read_parquet(ingested, n_rows=rows)
+    clean_frame(frame, params)
+    texts = frame["raw_text"]
+    seconds: dict[str, float] = {}
+    for rule in RULES:
+        start = time.process_time()
+        texts, _ = rule.apply(texts, params)
+        seconds[rule.name] = time.process_time() - start
+    start = time.process_time()
+    clean_texts(frame["raw_text"], params)
+    passes = time.process_time() - start
+    seconds["later_passes"] = max(0.0, passes - sum(seconds.values()))
+    start = time.process_time()
+    clean_frame(frame, params)
+    seconds["flags_and_hashes"] = max(0.0, time.process_time() - start - passes)
+    total = sum(seconds.values())
+    print(
+        f"bench: clean CPU by step on {frame.height:,} rows ({frame.height / total:,.0f} docs per CPU-s): "
+        + ", ".join(f"{name} {value:.2f} s" for name, value in seconds.items()),
+        file=sys.stderr,
+    )
+    return {name: round(value, 3) for name, value in seconds.items()}
+
+
 def dedup_quality(workdir: Path) -> dict[str, float | int]:
     """Precision and recall of the real dedup stage on the labelled pairs of `benchmarks.pairs`."""
     from benchmarks.pairs import build_rows, dedup_rows, load_corpus, score
@@ -206,6 +240,7 @@ def main() -> None:
             name: json.loads((WORK / "reports" / f"{name}.json").read_text()) for name in ("dedup", "split")
         },
     }
+    report["clean_cpu_s_by_step"] = clean_time_by_rule(WORK / "build" / "ingested.parquet")
     print("bench: dedup precision/recall on labelled pairs ...", file=sys.stderr)
     report["dedup_quality"] = dedup_quality(WORK / "quality")
     report["leaked_pairs"] = len(report["outputs"]["split"].get("leaked_pairs", []))
