@@ -14,15 +14,20 @@ Steps, in order:
    verified with the exact Jaccard similarity (`dedup.near_threshold`); connected components of
    verified pairs fold into one row, chosen as in step 2.
 The MinHash pass is row-local (Arrow batches through the local executor) and writes the band
-keys to the minhash parquet. Clustering works on small key tables (row number, ids, version,
-length, hash, band keys), never on all texts: only the texts of candidate rows are re-read to
-verify pairs, and the kept rows are streamed through once at the end.
+keys to the minhash parquet. Clustering holds the band keys, a fixed-width key table (row
+number, integer codes of the arXiv id and text hash, version, format rank, length) and the
+shingle sets of candidate rows, never texts or other strings: candidate rows are re-read and
+shingled a batch at a time to verify pairs, the sources and ids of folded rows and their
+winners are read back for the duplicates report, and the kept rows are streamed through once
+at the end.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.executor import map_batches
@@ -82,9 +88,43 @@ MINHASH_SCHEMA = pa.schema(
 )
 
 
+@contextlib.contextmanager
+def returning_arrow_memory() -> Iterator[None]:
+    """Within the block, Arrow allocates from a jemalloc pool that hands freed pages back at once.
+
+    Arrow's default pool keeps freed pages for reuse: streaming the 2.7M benchmark abstracts
+    (MinHash batches, re-reading candidate texts, writing the kept rows) left about 1 GB of
+    them in the process, more than the band keys and key table together.
+    """
+    previous = pa.default_memory_pool()
+    try:
+        pool = pa.jemalloc_memory_pool()
+        pa.jemalloc_set_decay_ms(0)
+    except NotImplementedError:  # an Arrow build without jemalloc: keep the default pool
+        pool = previous
+    pa.set_memory_pool(pool)
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(previous)
+
+
+def stream_batches(path: Path, columns: list[str]) -> Iterator[pa.RecordBatch]:
+    """`columns` of a parquet file in batches of 100,000 rows (the kept rows' row groups).
+
+    Without pre-buffering: its read buffers come from Arrow's default pool whatever pool is
+    set, and at 2.7M rows that pool kept about 1 GB of them after one pass over the texts.
+    """
+    yield from pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=100_000, columns=columns)
+
+
+# A row without an arXiv id gets a stable id derived from its normalised text.
+TEXT_ID_PREFIX = "txt-"
+
+
 def text_id(text_hash: pl.Expr) -> pl.Expr:
     """Stable id of a row without an arXiv id: derived from its normalised text."""
-    return pl.lit("txt-") + text_hash
+    return pl.lit(TEXT_ID_PREFIX) + text_hash
 
 
 def minhash_batch(batch: pa.RecordBatch, params: DedupParams) -> pa.RecordBatch:
@@ -95,24 +135,43 @@ def minhash_batch(batch: pa.RecordBatch, params: DedupParams) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays([keys_to_arrow(keys), lengths], schema=MINHASH_SCHEMA)
 
 
+def _codes(cleaned: Path, column: str) -> pa.ChunkedArray:
+    """Dense int32 codes of a string column (equal strings, equal codes; nulls stay null).
+
+    Grouping on codes instead of the strings keeps the key table to fixed-width columns: at
+    2.7M rows the string columns and their copies in sorts and joins were most of the peak.
+    """
+    encoded = pc.dictionary_encode(pq.read_table(cleaned, columns=[column])[column])
+    return pa.chunked_array([chunk.indices for chunk in encoded.chunks], pa.int32())
+
+
 def read_keys(cleaned: Path, lengths: pa.Array, params: DedupParams) -> pl.DataFrame:
-    """The key table: one small row per record, text replaced by its length, with sort ranks."""
+    """The key table: one small fixed-width row per record, with sort ranks and group codes.
+
+    `id_group` is the step 1 group (the arXiv id's code; a row of its own without one) and
+    `text_group` the step 2 group (the code of `text_hash`).
+    """
     rank = {fmt: i for i, fmt in enumerate(params.format_priority)}
-    return (
-        pl.scan_parquet(cleaned)
-        .select(
-            pl.int_range(pl.len(), dtype=pl.Int64).alias("row"),
-            "source",
-            "arxiv_id",
-            "arxiv_version",
-            pl.lit(pl.Series("length", lengths)).alias("length"),
-            "text_hash",
-            pl.col("format")
-            .replace_strict(rank, default=len(rank), return_dtype=pl.Int64)
-            .alias("format_rank"),
-        )
-        .with_columns(pl.col("arxiv_id").is_null().alias("no_arxiv_id"))
-        .collect()
+    columns = pl.read_parquet(cleaned, columns=["arxiv_version", "format"])
+    keys = pl.DataFrame(
+        {
+            "row": pl.int_range(len(lengths), dtype=pl.Int32, eager=True),
+            "arxiv_code": pl.Series(_codes(cleaned, "arxiv_id")),
+            "arxiv_version": columns["arxiv_version"],
+            "format_rank": columns["format"].replace_strict(rank, default=len(rank), return_dtype=pl.Int8),
+            "length": pl.Series(lengths).cast(pl.Int32),
+            "text_group": pl.Series(_codes(cleaned, "text_hash")),
+        }
+    )
+    return keys.select(
+        "row",
+        # Rows without an arXiv id are their own group in step 1: negative, so never a code.
+        pl.coalesce("arxiv_code", -1 - pl.col("row")).alias("id_group"),
+        "arxiv_version",
+        "format_rank",
+        "length",
+        "text_group",
+        pl.col("arxiv_code").is_null().alias("no_arxiv_id"),
     )
 
 
@@ -125,19 +184,16 @@ def _winner_of(groups: pl.DataFrame, key: str, prefer_arxiv_id: bool) -> pl.Data
     """Map each row to the first row of its `key` group under the keep order."""
     order = (["no_arxiv_id"] if prefer_arxiv_id else []) + _ORDER
     descending = ([False] if prefer_arxiv_id else []) + _DESCENDING
-    # Sort only the columns the order needs: at 2.7M rows the string columns would triple memory.
     ranked = groups.select(key, *order).sort(order, descending=descending, nulls_last=True)
     return ranked.select("row", pl.col("row").first().over(key).alias("winner"))
 
 
 def fold_exact(keys: pl.DataFrame) -> pl.DataFrame:
     """Steps 1 and 2: each row's `same_id_winner` and `exact_winner` (the row it ends in)."""
-    # Rows without an arXiv id are their own group in step 1.
-    by_id = keys.with_columns(pl.coalesce("arxiv_id", pl.col("row").cast(pl.String)).alias("group"))
-    step1 = _winner_of(by_id, "group", prefer_arxiv_id=False).rename({"winner": "same_id_winner"})
+    step1 = _winner_of(keys, "id_group", prefer_arxiv_id=False).rename({"winner": "same_id_winner"})
     keys = keys.join(step1, on="row")
     survivors = keys.filter(pl.col("row") == pl.col("same_id_winner"))
-    step2 = _winner_of(survivors, "text_hash", prefer_arxiv_id=True)
+    step2 = _winner_of(survivors, "text_group", prefer_arxiv_id=True)
     step2 = step2.rename({"row": "same_id_winner", "winner": "exact_winner"})
     return keys.join(step2, on="same_id_winner").sort("row")
 
@@ -186,19 +242,35 @@ def fold_near(folded: pl.DataFrame, verified: npt.NDArray[np.int64]) -> pl.DataF
     ).sort("row")
 
 
-def read_texts(cleaned: Path, rows: npt.NDArray[np.int64]) -> dict[int, str]:
-    """The abstracts of `rows` only, streamed from the cleaned file."""
+def read_rows(
+    cleaned: Path, rows: npt.NDArray[np.int64], columns: list[str]
+) -> tuple[npt.NDArray[np.int64], pa.Table]:
+    """`columns` of `rows` only, streamed from the cleaned file: (the distinct rows, sorted; their values)."""
     wanted = np.unique(rows)
-    texts: dict[int, str] = {}
+    parts = []
     offset = 0
-    for batch in pq.ParquetFile(cleaned).iter_batches(batch_size=100_000, columns=["abstract"]):
+    for batch in stream_batches(cleaned, columns):
         lo, hi = np.searchsorted(wanted, [offset, offset + batch.num_rows])
         if hi > lo:
-            column = batch.column(0)
-            for row in wanted[lo:hi].tolist():
-                texts[row] = column[row - offset].as_py()
+            parts.append(batch.take(pa.array(wanted[lo:hi] - offset)))
         offset += batch.num_rows
-    return texts
+    return wanted, pa.Table.from_batches(
+        parts, schema=pa.schema([pq.read_schema(cleaned).field(c) for c in columns])
+    )
+
+
+def read_shingle_sets(cleaned: Path, rows: npt.NDArray[np.int64], shingle_words: int) -> dict[int, U64]:
+    """The shingle sets of `rows`, shingled a batch at a time: only one batch of texts is held."""
+    wanted = np.unique(rows)
+    sets: dict[int, U64] = {}
+    offset = 0
+    for batch in stream_batches(cleaned, ["abstract"]):
+        lo, hi = np.searchsorted(wanted, [offset, offset + batch.num_rows])
+        if hi > lo:
+            texts = batch.column(0).take(pa.array(wanted[lo:hi] - offset)).to_pylist()
+            sets.update(zip(wanted[lo:hi].tolist(), shingle_sets(texts, shingle_words), strict=True))
+        offset += batch.num_rows
+    return sets
 
 
 def pair_similarity(pairs: npt.NDArray[np.int64], sets: dict[int, U64]) -> npt.NDArray[np.float64]:
@@ -211,9 +283,7 @@ def near_duplicate_pairs(
 ) -> tuple[npt.NDArray[np.int64], dict[int, U64]]:
     """Verified near-duplicate pairs among `survivors`, and the shingle sets of their rows."""
     candidates = candidate_pairs(survivors, all_keys)
-    texts = read_texts(cleaned, candidates.reshape(-1))
-    rows = sorted(texts)
-    sets = dict(zip(rows, shingle_sets((texts[r] for r in rows), params.shingle_words), strict=True))
+    sets = read_shingle_sets(cleaned, candidates.reshape(-1), params.shingle_words)
     similarity = pair_similarity(candidates, sets)
     print(
         f"dedup: {len(candidates):,} candidate pairs, "
@@ -223,43 +293,38 @@ def near_duplicate_pairs(
     return candidates[similarity >= params.near_threshold], sets
 
 
-def run_dedup(
-    cleaned: Path,
-    out: Path,
-    minhash_out: Path,
-    duplicates_out: Path,
-    report_out: Path,
-    params: DedupParams,
-) -> dict[str, Any]:
-    """Fold duplicates of `cleaned` into `out`; write band keys, folded records and the report."""
-    map_batches(
-        cleaned,
-        minhash_out,
-        functools.partial(minhash_batch, params=params),
-        MINHASH_SCHEMA,
-        workers=params.workers,
-        batch_rows=params.batch_rows,
-        label="dedup: minhash",
-        columns=["abstract"],
-    )
-    all_keys = read_band_keys(minhash_out, params.bands)
-    lengths = pq.read_table(minhash_out, columns=["length"])["length"].combine_chunks()
-    keys = read_keys(cleaned, lengths, params)
-    folded = fold_exact(keys)
-    survivors = folded.filter(pl.col("row") == pl.col("exact_winner"))["row"].to_numpy().astype(np.int64)
-    verified, sets = near_duplicate_pairs(cleaned, all_keys, survivors, params)
-    folded = fold_near(folded, verified)
+def duplicates_table(cleaned: Path, folded: pl.DataFrame, sets: dict[int, U64]) -> pl.DataFrame:
+    """One row per folded record: its source, the id and source it folded into, method, similarity.
 
-    kept_ids = keys.select(
-        pl.col("row").alias("winner"),
-        pl.coalesce("arxiv_id", text_id(pl.col("text_hash"))).alias("id"),
-        pl.col("source").alias("kept_source"),
+    Sources and ids are read back for the folded rows and their winners only.
+    """
+    folds = folded.filter(pl.col("method").is_not_null()).select(
+        pl.col("row", "winner").cast(pl.Int64), "method"
     )
-    folded = folded.join(kept_ids, on="winner").sort("row")
-    near = folded.filter(pl.col("method") == "near").select("row", "winner").to_numpy()
+    wanted, table = read_rows(
+        cleaned,
+        np.concatenate([folds["row"].to_numpy(), folds["winner"].to_numpy()]),
+        ["source", "arxiv_id", "text_hash"],
+    )
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    values = frame.select(
+        pl.Series("row", wanted),
+        "source",
+        pl.coalesce("arxiv_id", text_id(pl.col("text_hash"))).alias("id"),
+    )
+    folds = (
+        folds.join(values.select("row", "source"), on="row")
+        .join(
+            values.select(pl.col("row").alias("winner"), "id", pl.col("source").alias("kept_source")),
+            on="winner",
+        )
+        .sort("row")
+    )
+    near = folds.filter(pl.col("method") == "near").select("row", "winner").to_numpy()
     near_similarity = pair_similarity(near, sets) if len(near) else np.zeros(0)
     similarity = {int(r): float(s) for (r, _), s in zip(near.tolist(), near_similarity, strict=True)}
-    duplicates = folded.filter(pl.col("method").is_not_null()).select(
+    return folds.select(
         "source",
         "id",
         "kept_source",
@@ -272,20 +337,54 @@ def run_dedup(
         .alias("similarity"),
     )
 
-    n_rows = keys.height
-    counts = folded.group_by("winner").len()
-    keep = np.zeros(n_rows, dtype=bool)
-    duplicate_count = np.zeros(n_rows, dtype=np.int64)
-    winners = counts["winner"].to_numpy()
-    keep[winners] = True
-    duplicate_count[winners] = counts["len"].to_numpy() - 1
-    row_ids = folded["id"].to_numpy()
-    write_kept_rows(cleaned, all_keys, out, keep, row_ids, duplicate_count)
-    write_parquet(duplicates.to_arrow().cast(DUPLICATES_SCHEMA), duplicates_out)
-    by_method = {m: duplicates.filter(pl.col("method") == m).height for m in METHODS}
-    report = {"rows_in": n_rows, "rows_out": int(keep.sum()), "folded_by_method": by_method}
-    write_json(report, report_out)
-    print(f"dedup: {n_rows:,} rows in, {report['rows_out']:,} out, folded {by_method}", file=sys.stderr)
+
+def run_dedup(
+    cleaned: Path,
+    out: Path,
+    minhash_out: Path,
+    duplicates_out: Path,
+    report_out: Path,
+    params: DedupParams,
+) -> dict[str, Any]:
+    """Fold duplicates of `cleaned` into `out`; write band keys, folded records and the report."""
+    with returning_arrow_memory():
+        map_batches(
+            cleaned,
+            minhash_out,
+            functools.partial(minhash_batch, params=params),
+            MINHASH_SCHEMA,
+            workers=params.workers,
+            batch_rows=params.batch_rows,
+            label="dedup: minhash",
+            columns=["abstract"],
+        )
+        all_keys = read_band_keys(minhash_out, params.bands)
+        lengths = pq.read_table(minhash_out, columns=["length"])["length"].combine_chunks()
+        keys = read_keys(cleaned, lengths, params)
+        del lengths
+        folded = fold_exact(keys)
+        del keys
+        survivors = folded.filter(pl.col("row") == pl.col("exact_winner"))["row"].to_numpy().astype(np.int64)
+        verified, sets = near_duplicate_pairs(cleaned, all_keys, survivors, params)
+        del survivors
+        folded = fold_near(folded, verified).select("row", "winner", "method")
+        duplicates = duplicates_table(cleaned, folded, sets)
+        del sets
+
+        n_rows = folded.height
+        counts = folded.group_by("winner").len()
+        del folded
+        keep = np.zeros(n_rows, dtype=bool)
+        duplicate_count = np.zeros(n_rows, dtype=np.int64)
+        winners = counts["winner"].to_numpy()
+        keep[winners] = True
+        duplicate_count[winners] = counts["len"].to_numpy() - 1
+        write_kept_rows(cleaned, all_keys, out, keep, duplicate_count)
+        write_parquet(duplicates.to_arrow().cast(DUPLICATES_SCHEMA), duplicates_out)
+        by_method = {m: duplicates.filter(pl.col("method") == m).height for m in METHODS}
+        report = {"rows_in": n_rows, "rows_out": int(keep.sum()), "folded_by_method": by_method}
+        write_json(report, report_out)
+        print(f"dedup: {n_rows:,} rows in, {report['rows_out']:,} out, folded {by_method}", file=sys.stderr)
     return report
 
 
@@ -294,21 +393,27 @@ def write_kept_rows(
     all_keys: npt.NDArray[np.uint64],
     out: Path,
     keep: npt.NDArray[np.bool_],
-    row_ids: npt.NDArray[np.object_],
     duplicate_count: npt.NDArray[np.int64],
 ) -> None:
-    """Stream the cleaned rows once, writing the kept ones with their id, count and band keys."""
+    """Stream the cleaned rows once, writing the kept ones with their id, count and band keys.
+
+    A kept row is its own winner, so its id comes from its own columns. Arrow throughout: a
+    round trip through polars copied each batch's texts twice (filter, then the cast back from
+    string views).
+    """
     columns = ["arxiv_id", "arxiv_version", "abstract", "source", "flags", "text_hash"]
     with parquet_writer(out, DEDUP_SCHEMA) as writer:
         offset = 0
-        for batch in pq.ParquetFile(cleaned).iter_batches(batch_size=100_000, columns=columns):
-            size = batch.num_rows
-            frame = pl.from_arrow(batch)
-            assert isinstance(frame, pl.DataFrame)
-            frame = frame.with_columns(
-                pl.Series("id", row_ids[offset : offset + size], dtype=pl.String),
-                pl.Series("duplicate_count", duplicate_count[offset : offset + size]),
-                pl.Series("band_keys", keys_to_arrow(all_keys[offset : offset + size])),
-            ).filter(pl.Series(keep[offset : offset + size]))
-            writer.write_table(frame.select(DEDUP_SCHEMA.names).to_arrow().cast(DEDUP_SCHEMA))
-            offset += size
+        for batch in stream_batches(cleaned, columns):
+            rows = offset + np.flatnonzero(keep[offset : offset + batch.num_rows])
+            kept = batch.take(pa.array(rows - offset))
+            hash_ids = pc.binary_join_element_wise(TEXT_ID_PREFIX, kept.column("text_hash"), "")
+            values = {
+                "id": pc.coalesce(kept.column("arxiv_id"), hash_ids),
+                **{name: kept.column(name) for name in columns},
+                "duplicate_count": pa.array(duplicate_count[rows]),
+                "band_keys": keys_to_arrow(all_keys[rows]),
+            }
+            arrays = [values[field.name].cast(field.type) for field in DEDUP_SCHEMA]
+            writer.write_table(pa.Table.from_arrays(arrays, schema=DEDUP_SCHEMA))
+            offset += batch.num_rows

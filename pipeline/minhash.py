@@ -119,7 +119,8 @@ def keys_from_arrow(column: pa.ChunkedArray | pa.Array, bands: int) -> U64:
 
 def read_band_keys(path: Path, bands: int) -> U64:
     """The `band_keys` column of a parquet file as one array, read one row group at a time."""
-    parquet = pq.ParquetFile(path)
+    # Without pre-buffering: its buffers bypass the memory pool callers set (see pipeline.dedup).
+    parquet = pq.ParquetFile(path, pre_buffer=False)
     keys = np.empty((parquet.metadata.num_rows, bands), dtype=np.uint64)
     offset = 0
     for batch in parquet.iter_batches(columns=["band_keys"], batch_size=100_000):

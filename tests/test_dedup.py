@@ -2,10 +2,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from benchmarks.pairs import cleaned_table as cleaned
-from pipeline.dedup import run_dedup
+from pipeline.dedup import read_shingle_sets, run_dedup
+from pipeline.minhash import shingle_sets
 from pipeline.outputs import write_parquet
 from pipeline.params import DedupParams
 
@@ -125,6 +129,24 @@ def test_output_is_identical_for_any_worker_count(tmp_path: Path) -> None:
             [(work / name).read_bytes() for name in ("d.parquet", "m.parquet", "x.parquet", "r.json")]
         )
     assert outputs[0] == outputs[1]
+
+
+def test_shingle_sets_read_back_match_those_of_the_texts(tmp_path: Path) -> None:
+    rows = [(f"a.txt:{i}", "abstract_lines", None, None, f"{LONG} Variant number {i}.") for i in range(50)]
+    write_parquet(cleaned(rows), tmp_path / "clean.parquet")
+    wanted = np.array([7, 3, 49, 3, 0], dtype=np.int64)
+    abstracts = pq.read_table(tmp_path / "clean.parquet", columns=["abstract"])["abstract"].to_pylist()
+    texts = {int(row): abstracts[row] for row in wanted}
+    sets = read_shingle_sets(tmp_path / "clean.parquet", wanted, shingle_words=5)
+    assert sorted(sets) == sorted(texts) == [0, 3, 7, 49]
+    for row, expected in zip(sorted(texts), shingle_sets([texts[r] for r in sorted(texts)], 5), strict=True):
+        assert np.array_equal(sets[row], expected)
+
+
+def test_run_restores_the_arrow_memory_pool(tmp_path: Path) -> None:
+    before = pa.default_memory_pool().backend_name
+    dedup(tmp_path, [("a.txt:1", "abstract_lines", None, None, LONG)])
+    assert pa.default_memory_pool().backend_name == before
 
 
 def test_quality_on_labelled_pairs(tmp_path: Path, seed_build: Path) -> None:
