@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import itertools
 import math
 import re
 import sys
@@ -33,6 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.executor import map_batches
+from pipeline.fingerprint import utf8_digests
 from pipeline.ingest import RECORD_SCHEMA
 from pipeline.outputs import write_json
 from pipeline.params import CleanParams
@@ -835,19 +835,9 @@ def text_hashes(normalised: list[str]) -> list[str]:
 
 
 def _text_hash_column(normalised: pl.Series) -> pl.Series:
-    """`text_hashes` of a string column, hashing slices of its UTF-8 buffer: no Python strings."""
-    array = normalised.to_arrow()
-    if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks()
-    array = array.cast(pa.large_string())
-    offsets = memoryview(array.buffers()[1]).cast("q")[array.offset : array.offset + len(array) + 1].tolist()
-    data = array.buffers()[2]
-    utf8 = memoryview(b"" if data is None else data)
-    blake2b = hashlib.blake2b
-    digests = [
-        blake2b(utf8[start:end], digest_size=8).hexdigest() for start, end in itertools.pairwise(offsets)
-    ]
-    return pl.Series("text_hash", digests, dtype=pl.String)
+    """`text_hashes` of a string column, from its Arrow buffer (`fingerprint.utf8_digests`)."""
+    digests = utf8_digests(normalised.to_arrow())
+    return pl.Series("text_hash", [digest.hex() for digest in digests], dtype=pl.String)
 
 
 # Rules whose output can give an earlier rule (or themselves) new work: removing a footnote or

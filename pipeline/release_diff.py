@@ -18,8 +18,6 @@ compare equal after a polars upgrade.
 
 from __future__ import annotations
 
-import hashlib
-import itertools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.errors import BadInputError
+from pipeline.fingerprint import utf8_digests
 from pipeline.outputs import write_json, write_parquet
 from pipeline.params import CardParams, ReleaseDiffParams
 
@@ -148,24 +147,8 @@ def propose_version(previous: Version | None, diff: ReleaseDiff) -> Version:
 
 
 def fingerprints(strings: pa.Array) -> pa.Array:
-    """blake2b-64 of each string's UTF-8 bytes, read in place from the Arrow buffers.
-
-    Hashing memoryview slices of the data buffer avoids building a Python str per row, which
-    would cost more than the hashing itself on millions of abstracts.
-    """
-    strings = strings.cast(pa.large_string())
-    if strings.null_count:
-        raise ValueError("fingerprints of a column with nulls")
-    _, offsets_buffer, data_buffer = strings.buffers()
-    offsets = np.frombuffer(offsets_buffer, dtype=np.int64)[
-        strings.offset : strings.offset + len(strings) + 1
-    ]
-    data = memoryview(data_buffer) if data_buffer is not None else memoryview(b"")
-    bounds = offsets.tolist()
-    digests = b"".join(
-        hashlib.blake2b(data[start:end], digest_size=8).digest() for start, end in itertools.pairwise(bounds)
-    )
-    return pa.array(np.frombuffer(digests, dtype="<u8"), pa.uint64())
+    """blake2b-64 of each string's UTF-8 bytes, as unsigned integers."""
+    return pa.array(np.frombuffer(b"".join(utf8_digests(strings)), dtype="<u8"), pa.uint64())
 
 
 def release_shards(release_data: Path) -> list[tuple[str, Path]]:
