@@ -40,13 +40,11 @@ import pyarrow.parquet as pq
 
 from pipeline.executor import map_batches
 from pipeline.minhash import (
-    U64,
+    ShingleSets,
     band_keys,
     candidate_pairs,
-    jaccard,
     keys_to_arrow,
     read_band_keys,
-    shingle_sets,
 )
 from pipeline.outputs import parquet_writer, write_json, write_parquet
 from pipeline.params import DedupParams
@@ -129,9 +127,9 @@ def text_id(text_hash: pl.Expr) -> pl.Expr:
 
 def minhash_batch(batch: pa.RecordBatch, params: DedupParams) -> pa.RecordBatch:
     """Row-local unit of work: the LSH band keys of every abstract in the batch."""
-    texts = pl.Series("abstract", batch.column("abstract"))
+    texts = batch.column("abstract")
     keys = band_keys(texts, params.shingle_words, params.bands, params.rows_per_band, params.seed)
-    lengths = pa.array(texts.str.len_chars().cast(pl.Int64).to_numpy(), pa.int64())
+    lengths = pc.utf8_length(texts).cast(pa.int64())
     return pa.RecordBatch.from_arrays([keys_to_arrow(keys), lengths], schema=MINHASH_SCHEMA)
 
 
@@ -259,32 +257,27 @@ def read_rows(
     )
 
 
-def read_shingle_sets(cleaned: Path, rows: npt.NDArray[np.int64], shingle_words: int) -> dict[int, U64]:
+def read_shingle_sets(cleaned: Path, rows: npt.NDArray[np.int64], shingle_words: int) -> ShingleSets:
     """The shingle sets of `rows`, shingled a batch at a time: only one batch of texts is held."""
     wanted = np.unique(rows)
-    sets: dict[int, U64] = {}
+    parts = []
     offset = 0
     for batch in stream_batches(cleaned, ["abstract"]):
         lo, hi = np.searchsorted(wanted, [offset, offset + batch.num_rows])
         if hi > lo:
-            texts = batch.column(0).take(pa.array(wanted[lo:hi] - offset)).to_pylist()
-            sets.update(zip(wanted[lo:hi].tolist(), shingle_sets(texts, shingle_words), strict=True))
+            texts = batch.column(0).take(pa.array(wanted[lo:hi] - offset))
+            parts.append(ShingleSets.of_texts(texts, wanted[lo:hi], shingle_words))
         offset += batch.num_rows
-    return sets
-
-
-def pair_similarity(pairs: npt.NDArray[np.int64], sets: dict[int, U64]) -> npt.NDArray[np.float64]:
-    """Exact word-shingle Jaccard similarity of every pair."""
-    return np.array([jaccard(sets[a], sets[b]) for a, b in pairs.tolist()], dtype=np.float64)
+    return ShingleSets.concat(parts)
 
 
 def near_duplicate_pairs(
     cleaned: Path, all_keys: npt.NDArray[np.uint64], survivors: npt.NDArray[np.int64], params: DedupParams
-) -> tuple[npt.NDArray[np.int64], dict[int, U64]]:
+) -> tuple[npt.NDArray[np.int64], ShingleSets]:
     """Verified near-duplicate pairs among `survivors`, and the shingle sets of their rows."""
     candidates = candidate_pairs(survivors, all_keys)
     sets = read_shingle_sets(cleaned, candidates.reshape(-1), params.shingle_words)
-    similarity = pair_similarity(candidates, sets)
+    similarity = sets.similarity(candidates)
     print(
         f"dedup: {len(candidates):,} candidate pairs, "
         f"{int((similarity >= params.near_threshold).sum()):,} verified",
@@ -293,7 +286,7 @@ def near_duplicate_pairs(
     return candidates[similarity >= params.near_threshold], sets
 
 
-def duplicates_table(cleaned: Path, folded: pl.DataFrame, sets: dict[int, U64]) -> pl.DataFrame:
+def duplicates_table(cleaned: Path, folded: pl.DataFrame, sets: ShingleSets) -> pl.DataFrame:
     """One row per folded record: its source, the id and source it folded into, method, similarity.
 
     Sources and ids are read back for the folded rows and their winners only.
@@ -322,7 +315,7 @@ def duplicates_table(cleaned: Path, folded: pl.DataFrame, sets: dict[int, U64]) 
         .sort("row")
     )
     near = folds.filter(pl.col("method") == "near").select("row", "winner").to_numpy()
-    near_similarity = pair_similarity(near, sets) if len(near) else np.zeros(0)
+    near_similarity = sets.similarity(near)
     similarity = {int(r): float(s) for (r, _), s in zip(near.tolist(), near_similarity, strict=True)}
     return folds.select(
         "source",

@@ -1,101 +1,217 @@
 """Word-shingle MinHash LSH shared by `dedup` (near duplicates) and `split` (leak check).
 
-Shingles are word n-grams of the lower-cased text without punctuation, hashed with polars'
-64-bit string hash (10x faster than hashing in Python; polars is pinned in pyproject.toml
-because its hash is only stable within one version). Signatures come from `rensa`
-(Rust MinHash); a signature is cut into `bands` bands of `rows` values and each band is hashed
-to one 64-bit key. Two texts are candidates when any band key is equal; every candidate pair is
-then verified with the exact Jaccard similarity of the shingle sets. With b bands of r rows a
-pair of similarity s becomes a candidate with probability 1 - (1 - s^r)^b (Leskovec, Rajaraman,
-Ullman, Mining of Massive Datasets, ch. 3.4).
+Shingles are word n-grams of the lower-cased text without punctuation. Tokenising, hashing
+and MinHash run in two compiled (numba) loops over the Arrow string buffers: no Python object
+per word or per row. A word's hash is 64-bit FNV-1a of its UTF-8 bytes with a murmur3
+finaliser, and an n-gram's hash combines its words' hashes; all are defined here, so the band
+keys depend on no library's hash function. The MinHash values are 2-independent
+multiply-shift hashes of the shingle hashes (Dietzfelbinger 1996), one per permutation, with
+multipliers derived from `seed` by splitmix64. A signature is cut into `bands` bands of `rows`
+values and each band is hashed to one 64-bit key. Two texts are candidates when any band key
+is equal; every candidate pair is then verified with the exact Jaccard similarity of the
+shingle sets. With b bands of r rows a pair of similarity s becomes a candidate with
+probability 1 - (1 - s^r)^b (Leskovec, Rajaraman, Ullman, Mining of Massive Datasets, ch. 3.4).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeAlias
 
+import numba
 import numpy as np
 import numpy.typing as npt
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import rensa
 
-U64 = npt.NDArray[np.uint64]
+U64: TypeAlias = npt.NDArray[np.uint64]
+I64: TypeAlias = npt.NDArray[np.int64]
+# Strings to shingle: an Arrow string array, a polars Series or plain str.
+Texts: TypeAlias = pa.Array | pa.ChunkedArray | pl.Series | Iterable[str]
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # 2^64 / golden ratio: spreads bits when combining hashes
-_HASH_SEED = 20261123
+_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
+_FNV_PRIME = np.uint64(0x100000001B3)
+_ALL_ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+# Punctuation that separates words, as a byte table: 1 for an ASCII separator; 2 for the last
+# byte of a three-byte UTF-8 separator E2 80 xx (curly quotes, en and em dash). Clean has
+# already normalised the text (NFC, single spaces), so this is all the folding shingles need.
+_SEPARATOR_TEXT = " ,.;:()[]{}\"'!?/|\n\t"
+_SEPARATOR_WIDE = "\u201c\u201d\u2018\u2019\u2013\u2014"
+SEPARATORS = _SEPARATOR_TEXT + _SEPARATOR_WIDE
+_SEPARATOR_BYTES = np.zeros(256, dtype=np.uint8)
+_SEPARATOR_BYTES[list(_SEPARATOR_TEXT.encode("ascii"))] = 1
+assert all(c.encode("utf-8")[:2] == b"\xe2\x80" for c in _SEPARATOR_WIDE)
+_SEPARATOR_BYTES[[c.encode("utf-8")[2] for c in _SEPARATOR_WIDE]] = 2
 
 
-def _word_hashes(words: pl.Series) -> U64:
-    """64-bit hash of every word (polars' hash: stable within the pinned polars version)."""
-    return np.asarray(words.hash(seed=_HASH_SEED).to_numpy(), dtype=np.uint64)
+@numba.njit(cache=True, inline="always")
+def _finalise(x: np.uint64) -> np.uint64:  # pragma: no cover - compiled
+    # murmur3's fmix64: FNV-1a alone leaves the last bytes of a word in the low bits only.
+    x ^= x >> np.uint64(33)
+    x *= np.uint64(0xFF51AFD7ED558CCD)
+    x ^= x >> np.uint64(33)
+    x *= np.uint64(0xC4CEB9FE1A85EC53)
+    x ^= x >> np.uint64(33)
+    return x
 
 
-# Punctuation that separates words. A literal multi-pattern replace is ~10x faster than a
-# Unicode-class regex or NFKC on 2.7M abstracts, and clean has already normalised the text (NFC,
-# single spaces), so this is all the folding shingles need.
-_SEPARATORS = [*",.;:()[]{}\"'!?/|\n\t", "\u201c", "\u201d", "\u2018", "\u2019", "\u2013", "\u2014"]
+@numba.njit(cache=True)
+def _shingle_kernel(
+    data: npt.NDArray[np.uint8],
+    offsets: I64,
+    shingle_words: int,
+    separators: npt.NDArray[np.uint8],
+) -> tuple[U64, I64]:  # pragma: no cover - compiled
+    rows = len(offsets) - 1
+    # A word takes at least one byte and one separator: len(data) // 2 + 1 words per text at most.
+    shingles = np.empty(len(data) // 2 + rows + 1, dtype=np.uint64)
+    shingle_offsets = np.empty(rows + 1, dtype=np.int64)
+    words = np.empty(len(data) // 2 + 2, dtype=np.uint64)
+    count = 0
+    for row in range(rows):
+        shingle_offsets[row] = count
+        end = offsets[row + 1]
+        n_words = 0
+        word = _FNV_OFFSET
+        in_word = False
+        i = offsets[row]
+        while i < end:
+            byte = data[i]
+            width = separators[byte]
+            if byte == 0xE2 and i + 2 < end and data[i + 1] == 0x80 and separators[data[i + 2]] == 2:
+                width = 3
+            if width == 1 or width == 3:
+                if in_word:
+                    words[n_words] = _finalise(word)
+                    n_words += 1
+                    in_word = False
+                i += width
+            else:
+                if not in_word:
+                    word = _FNV_OFFSET
+                    in_word = True
+                word = (word ^ np.uint64(byte)) * _FNV_PRIME
+                i += 1
+        if in_word:
+            words[n_words] = _finalise(word)
+            n_words += 1
+        if n_words == 0:  # no words: one shingle, the empty word
+            words[0] = _finalise(_FNV_OFFSET)
+            n_words = 1
+        # A text shorter than `shingle_words` words has one shingle: all its words.
+        width = min(shingle_words, n_words)
+        for first in range(n_words - width + 1):
+            value = words[first]
+            for j in range(1, width):
+                value = value * _MIX ^ words[first + j]
+            shingles[count] = value
+            count += 1
+    shingle_offsets[rows] = count
+    return shingles[:count].copy(), shingle_offsets
 
 
-def shingle_words_of(text: pl.Expr) -> pl.Expr:
-    """The words a text is shingled from: lower case, punctuation removed, split on spaces."""
-    return (
-        text.str.to_lowercase()
-        .str.replace_many(_SEPARATORS, [" "] * len(_SEPARATORS))
-        .str.replace_all(" {2,}", " ")
-        .str.strip_chars(" ")
-        .str.split(" ")
-    )
+@numba.njit(cache=True)
+def _signature_kernel(
+    shingles: U64, offsets: I64, multipliers: U64, increments: U64
+) -> U64:  # pragma: no cover - compiled
+    rows = len(offsets) - 1
+    signatures = np.empty((rows, len(multipliers)), dtype=np.uint64)
+    for row in range(rows):
+        minimum = signatures[row]
+        minimum[:] = _ALL_ONES
+        for s in range(offsets[row], offsets[row + 1]):
+            key = _finalise(shingles[s]) >> np.uint64(32)
+            for p in range(len(multipliers)):
+                value = (multipliers[p] * key + increments[p]) >> np.uint64(32)
+                if value < minimum[p]:
+                    minimum[p] = value
+    return signatures
 
 
-def shingle_hashes(texts: pl.Series, shingle_words: int) -> tuple[U64, U64]:
+def _utf8_buffers(strings: pa.Array | pa.ChunkedArray) -> tuple[npt.NDArray[np.uint8], I64]:
+    """The UTF-8 bytes and int64 row offsets of a string array, without copying when possible."""
+    if isinstance(strings, pa.ChunkedArray):
+        strings = strings.combine_chunks()
+    strings = strings.cast(pa.large_string())
+    _, offsets_buffer, data_buffer = strings.buffers()
+    if offsets_buffer is None:
+        return np.zeros(0, dtype=np.uint8), np.zeros(len(strings) + 1, dtype=np.int64)
+    offsets = np.frombuffer(offsets_buffer, dtype=np.int64)[
+        strings.offset : strings.offset + len(strings) + 1
+    ]
+    data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.zeros(0, np.uint8)
+    return data, offsets
+
+
+def _arrow_strings(
+    texts: Texts,
+) -> pa.Array | pa.ChunkedArray:
+    if isinstance(texts, pa.Array | pa.ChunkedArray):
+        return texts
+    if isinstance(texts, pl.Series):
+        return texts.to_arrow()
+    return pa.array(list(texts), pa.large_string())
+
+
+def shingle_hashes(texts: Texts, shingle_words: int) -> tuple[U64, I64]:
     """Hashes of the word n-grams of each text, flat, with row offsets (len(texts) + 1).
 
-    A text shorter than `shingle_words` words has one shingle: all its words.
+    Words are the lower-cased text split at runs of `SEPARATORS`. A text shorter than
+    `shingle_words` words has one shingle: all its words; a text without words, one shingle.
     """
-    words = pl.DataFrame({"t": texts}).select(shingle_words_of(pl.col("t")).alias("w"))["w"]
-    lengths = words.list.len().to_numpy().astype(np.int64)
-    flat_words = words.explode().fill_null("")
-    word_hashes = _word_hashes(flat_words) if len(flat_words) else np.zeros(0, dtype=np.uint64)
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]) if len(lengths) else np.zeros(0, np.int64)
-    # Combine hashes of `shingle_words` consecutive words; the padding is never read for a valid
-    # window because windows are only taken where a whole n-gram lies inside one text.
-    padded = np.concatenate([word_hashes, np.zeros(shingle_words, dtype=np.uint64)])
-    combined = padded[: len(word_hashes)].copy()
-    with np.errstate(over="ignore"):
-        for offset in range(1, shingle_words):
-            combined = combined * _MIX ^ padded[offset : offset + len(word_hashes)]
-    windows = np.maximum(lengths - shingle_words + 1, 1)
-    # Short texts: their window starts at their first word but must stop at their last word.
-    short = np.flatnonzero(lengths < shingle_words)
-    position_in_text = np.arange(len(word_hashes)) - np.repeat(starts, lengths)
-    keep = position_in_text < np.repeat(windows, lengths)
-    shingles = combined[keep]
-    offsets = np.concatenate([[0], np.cumsum(windows)]).astype(np.uint64)
-    if len(short):
-        with np.errstate(over="ignore"):
-            for row in short:
-                value = np.uint64(0)
-                for word in word_hashes[starts[row] : starts[row] + lengths[row]]:
-                    value = value * _MIX ^ word
-                shingles[offsets[row]] = value
-    return shingles, offsets
+    lowered = pc.utf8_lower(_arrow_strings(texts))
+    data, offsets = _utf8_buffers(lowered)
+    return _shingle_kernel(data, offsets, shingle_words, _SEPARATOR_BYTES)
 
 
-def band_keys(texts: pl.Series, shingle_words: int, bands: int, rows: int, seed: int) -> U64:
+def _splitmix64(state: int) -> tuple[int, int]:
+    state = (state + 0x9E3779B97F4A7C15) % 2**64
+    z = state
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) % 2**64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) % 2**64
+    return state, z ^ (z >> 31)
+
+
+def permutation_constants(num_perm: int, seed: int) -> tuple[U64, U64]:
+    """Odd multipliers and increments of the `num_perm` hash functions (splitmix64 of `seed`)."""
+    values = []
+    state = seed % 2**64
+    for _ in range(2 * num_perm):
+        state, value = _splitmix64(state)
+        values.append(value)
+    multipliers = np.array(values[:num_perm], dtype=np.uint64) | np.uint64(1)
+    increments = np.array(values[num_perm:], dtype=np.uint64)
+    return multipliers, increments
+
+
+def signatures(shingles: U64, offsets: I64, num_perm: int, seed: int) -> U64:
+    """MinHash signatures, shape (rows, num_perm): per hash function, the least value over the shingles.
+
+    Two rows agree in one position with probability about their shingles' Jaccard similarity.
+    """
+    multipliers, increments = permutation_constants(num_perm, seed)
+    return _signature_kernel(shingles, offsets, multipliers, increments)
+
+
+def band_keys(
+    texts: Texts,
+    shingle_words: int,
+    bands: int,
+    rows: int,
+    seed: int,
+) -> U64:
     """LSH band keys, shape (len(texts), bands)."""
-    if len(texts) == 0:
-        return np.zeros((0, bands), dtype=np.uint64)
     shingles, offsets = shingle_hashes(texts, shingle_words)
-    matrix = rensa.RMinHash.digest_matrix_from_flat_token_hashes(
-        shingles, offsets, num_perm=bands * rows, seed=seed
-    )
-    signatures = np.array(matrix.to_rows(), dtype=np.uint64).reshape(len(texts), bands, rows)
-    keys = np.zeros((len(texts), bands), dtype=np.uint64)
+    matrix = signatures(shingles, offsets, bands * rows, seed).reshape(len(offsets) - 1, bands, rows)
+    keys = np.zeros((len(offsets) - 1, bands), dtype=np.uint64)
     with np.errstate(over="ignore"):
         for column in range(rows):
-            keys = keys * _MIX ^ signatures[:, :, column]
+            keys = keys * _MIX ^ matrix[:, :, column]
     return keys
 
 
@@ -129,7 +245,7 @@ def read_band_keys(path: Path, bands: int) -> U64:
     return keys
 
 
-def candidate_pairs(rows: npt.NDArray[np.int64], keys: U64) -> npt.NDArray[np.int64]:
+def candidate_pairs(rows: I64, keys: U64) -> I64:
     """Pairs (a, b), a < b, of `rows` that share at least one band key; unique and sorted.
 
     `keys` holds the band keys of every row of the table (indexed by row number), so callers
@@ -138,7 +254,7 @@ def candidate_pairs(rows: npt.NDArray[np.int64], keys: U64) -> npt.NDArray[np.in
     Each bucket contributes star pairs (its smallest row with every other member), which is
     enough for connected components while keeping a large bucket linear, not quadratic.
     """
-    found: list[npt.NDArray[np.int64]] = []
+    found: list[I64] = []
     for band in range(keys.shape[1]):
         frame = pl.DataFrame({"row": rows, "key": keys[rows, band]})
         # Most keys are unique; grouping only the repeated ones keeps this light at 2.7M rows.
@@ -158,32 +274,94 @@ def candidate_pairs(rows: npt.NDArray[np.int64], keys: U64) -> npt.NDArray[np.in
     return pairs
 
 
-def shingle_sets(texts: Iterable[str], shingle_words: int, chunk_rows: int = 20_000) -> list[U64]:
-    """The distinct shingle hashes of each text (sorted), for exact Jaccard.
-
-    Texts are shingled `chunk_rows` at a time so that memory stays bounded.
-    """
-    texts = list(texts)
-    if len(texts) > chunk_rows:
-        return [
-            shingles
-            for start in range(0, len(texts), chunk_rows)
-            for shingles in shingle_sets(texts[start : start + chunk_rows], shingle_words, chunk_rows)
-        ]
-    series = pl.Series(texts, dtype=pl.String)
-    shingles, offsets = shingle_hashes(series, shingle_words)
-    counts = offsets[1:].astype(np.int64) - offsets[:-1].astype(np.int64)
-    owner = np.repeat(np.arange(len(series)), counts)
-    # One sort for all texts: by owner, then hash; duplicates within a text are then adjacent.
-    order = np.lexsort((shingles, owner))
-    shingles, owner = shingles[order], owner[order]
-    distinct = np.ones(len(shingles), dtype=bool)
-    distinct[1:] = (shingles[1:] != shingles[:-1]) | (owner[1:] != owner[:-1])
-    shingles, owner = shingles[distinct], owner[distinct]
-    bounds = np.searchsorted(owner, np.arange(len(series) + 1))
-    return [shingles[bounds[i] : bounds[i + 1]] for i in range(len(series))]
+@numba.njit(cache=True)
+def _distinct_sorted_kernel(shingles: U64, offsets: I64) -> tuple[U64, I64]:  # pragma: no cover - compiled
+    distinct = np.empty_like(shingles)
+    distinct_offsets = np.empty_like(offsets)
+    count = 0
+    for row in range(len(offsets) - 1):
+        distinct_offsets[row] = count
+        values = np.sort(shingles[offsets[row] : offsets[row + 1]])
+        for i in range(len(values)):
+            if i == 0 or values[i] != values[i - 1]:
+                distinct[count] = values[i]
+                count += 1
+    distinct_offsets[len(offsets) - 1] = count
+    return distinct[:count].copy(), distinct_offsets
 
 
-def jaccard(a: U64, b: U64) -> float:
-    union = len(np.union1d(a, b))
-    return len(np.intersect1d(a, b, assume_unique=True)) / union if union else 1.0
+@numba.njit(cache=True)
+def _jaccard_kernel(
+    hashes: U64, offsets: I64, first: I64, second: I64
+) -> npt.NDArray[np.float64]:  # pragma: no cover - compiled
+    similarity = np.empty(len(first), dtype=np.float64)
+    for k in range(len(first)):
+        i, i_end = offsets[first[k]], offsets[first[k] + 1]
+        j, j_end = offsets[second[k]], offsets[second[k] + 1]
+        union = (i_end - i) + (j_end - j)
+        common = 0
+        while i < i_end and j < j_end:  # merge of two sorted, distinct runs
+            if hashes[i] == hashes[j]:
+                common += 1
+                i += 1
+                j += 1
+            elif hashes[i] < hashes[j]:
+                i += 1
+            else:
+                j += 1
+        union -= common
+        similarity[k] = common / union if union else 1.0
+    return similarity
+
+
+@dataclass(frozen=True)
+class ShingleSets:
+    """The distinct shingle hashes of some rows, flat: row `rows[i]`'s sorted set is
+    `hashes[offsets[i]:offsets[i + 1]]`. One array for all rows, not one object per row."""
+
+    rows: I64
+    hashes: U64
+    offsets: I64
+
+    @staticmethod
+    def of_texts(
+        texts: Texts,
+        rows: I64,
+        shingle_words: int,
+    ) -> ShingleSets:
+        """The sets of `texts`, the texts of `rows` (sorted, distinct)."""
+        hashes, offsets = _distinct_sorted_kernel(*shingle_hashes(texts, shingle_words))
+        return ShingleSets(np.asarray(rows, dtype=np.int64), hashes, offsets)
+
+    @staticmethod
+    def concat(parts: list[ShingleSets]) -> ShingleSets:
+        """One structure of parts holding increasing rows."""
+        if not parts:
+            return ShingleSets(np.zeros(0, np.int64), np.zeros(0, np.uint64), np.zeros(1, np.int64))
+        starts = np.cumsum([0] + [len(p.hashes) for p in parts[:-1]])
+        return ShingleSets(
+            np.concatenate([p.rows for p in parts]),
+            np.concatenate([p.hashes for p in parts]),
+            np.concatenate([[0]] + [p.offsets[1:] + start for p, start in zip(parts, starts, strict=True)]),
+        )
+
+    def get(self, row: int) -> U64:
+        i = int(np.searchsorted(self.rows, row))
+        if i == len(self.rows) or self.rows[i] != row:
+            raise KeyError(row)
+        return self.hashes[self.offsets[i] : self.offsets[i + 1]]
+
+    def similarity(self, pairs: I64) -> npt.NDArray[np.float64]:
+        """Exact Jaccard similarity of each pair (a, b) of rows (both must be held)."""
+        pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+        index = np.searchsorted(self.rows, pairs)
+        if len(pairs) and not np.array_equal(self.rows[np.minimum(index, len(self.rows) - 1)], pairs):
+            raise KeyError("pair of a row without its shingle set")
+        return _jaccard_kernel(self.hashes, self.offsets, index[:, 0].copy(), index[:, 1].copy())
+
+
+def shingle_sets(texts: Texts, shingle_words: int) -> list[U64]:
+    """The distinct shingle hashes of each text (sorted), for exact Jaccard."""
+    texts = _arrow_strings(texts)
+    sets = ShingleSets.of_texts(texts, np.arange(len(texts)), shingle_words)
+    return [sets.hashes[sets.offsets[i] : sets.offsets[i + 1]] for i in range(len(texts))]

@@ -30,7 +30,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.minhash import U64, jaccard, read_band_keys, shingle_sets
+from pipeline.minhash import U64, ShingleSets, read_band_keys
 from pipeline.outputs import PARQUET_OPTIONS, write_json
 from pipeline.params import DedupParams, SplitParams
 
@@ -187,10 +187,9 @@ def leaked_pairs(
     if not len(pairs):
         return []
     rows_read = sorted(texts)
-    sets = dict(zip(rows_read, shingle_sets((texts[r] for r in rows_read), dedup.shingle_words), strict=True))
+    sets = ShingleSets.of_texts([texts[r] for r in rows_read], np.array(rows_read), dedup.shingle_words)
     leaks = []
-    for a, b in pairs.tolist():
-        similarity = jaccard(sets[a], sets[b])
+    for (a, b), similarity in zip(pairs.tolist(), sets.similarity(pairs).tolist(), strict=True):
         if similarity >= dedup.near_threshold:
             leaks.append(
                 {"id": ids[a].as_py(), "other_id": ids[b].as_py(), "similarity": round(similarity, 6)}

@@ -138,9 +138,9 @@ def test_shingle_sets_read_back_match_those_of_the_texts(tmp_path: Path) -> None
     abstracts = pq.read_table(tmp_path / "clean.parquet", columns=["abstract"])["abstract"].to_pylist()
     texts = {int(row): abstracts[row] for row in wanted}
     sets = read_shingle_sets(tmp_path / "clean.parquet", wanted, shingle_words=5)
-    assert sorted(sets) == sorted(texts) == [0, 3, 7, 49]
+    assert sets.rows.tolist() == sorted(texts) == [0, 3, 7, 49]
     for row, expected in zip(sorted(texts), shingle_sets([texts[r] for r in sorted(texts)], 5), strict=True):
-        assert np.array_equal(sets[row], expected)
+        assert np.array_equal(sets.get(row), expected)
 
 
 def test_run_restores_the_arrow_memory_pool(tmp_path: Path) -> None:
