@@ -176,9 +176,9 @@ def dedup_quality(workdir: Path) -> dict[str, float | int]:
     seed_release = ROOT / "build" / "dedup.parquet"
     extra: list[str] = []
     if seed_release.exists():
-        import polars as pl
+        from pipeline.dedup import kept_abstracts
 
-        extra = pl.read_parquet(seed_release, columns=["abstract"])["abstract"].to_list()
+        extra = kept_abstracts(ROOT / "build" / "clean.parquet", seed_release).to_pylist()
     rows, positives = build_rows(load_corpus() + extra)
     kept_of = dedup_rows(rows, workdir, load_params(ROOT / "params.yaml").dedup)
     result = score(rows, positives, kept_of)

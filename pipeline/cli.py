@@ -37,7 +37,7 @@ def _dedup(args: argparse.Namespace, params: Params) -> None:
 def _split(args: argparse.Namespace, params: Params) -> None:
     from pipeline.split import run_split
 
-    run_split(args.input, args.out, args.report, params.split, params.dedup)
+    run_split(args.input, args.clean, args.out, args.report, params.split, params.dedup)
 
 
 def _validate(args: argparse.Namespace, params: Params) -> None:
@@ -139,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("split", "Assign rows to train/validation/test by id and write the release shards.", _split)
     sub.add_argument("--in", dest="input", type=Path, required=True, help="deduplicated parquet")
+    sub.add_argument("--clean", type=Path, required=True, help="cleaned parquet (the kept rows' abstracts)")
     sub.add_argument("--out", type=Path, required=True, help="release data directory to write")
     sub.add_argument("--report", type=Path, required=True, help="split report JSON to write")
 

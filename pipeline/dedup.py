@@ -1,8 +1,9 @@
 """Stage `dedup`: fold every paper to one row and record what was folded and why.
 
-Reads: the cleaned parquet. Writes: the deduplicated parquet (one row per paper, with `id`
-and `duplicate_count`), `duplicates.parquet` (every folded record: its `source`, the `id` it
-folded into, `method` and `similarity`) and `dedup.json` (rows in and out by method).
+Reads: the cleaned parquet. Writes: the deduplicated parquet (one row per paper: `id`,
+`duplicate_count`, metadata, and its `row` in the cleaned parquet, which holds its abstract),
+`duplicates.parquet` (every folded record: its `source`, the `id` it folded into, `method` and
+`similarity`) and `dedup.json` (rows in and out by method).
 Params: `dedup` (source format priority).
 
 Steps, in order:
@@ -19,7 +20,7 @@ number, integer codes of the arXiv id and text hash, version, format rank, lengt
 shingle sets of candidate rows, never texts or other strings: candidate rows are re-read and
 shingled a batch at a time to verify pairs, the sources and ids of folded rows and their
 winners are read back for the duplicates report, and the kept rows are streamed through once
-at the end.
+at the end, without their abstracts.
 """
 
 from __future__ import annotations
@@ -53,10 +54,12 @@ METHODS = ("same_id", "exact", "near")
 
 DEDUP_SCHEMA = pa.schema(
     [
+        # The kept row's row number in the cleaned parquet, where its abstract is: the split
+        # stage reads the texts from there, so they are not written (and read) once more.
+        pa.field("row", pa.int64(), nullable=False),
         pa.field("id", pa.string(), nullable=False),
         pa.field("arxiv_id", pa.string()),
         pa.field("arxiv_version", pa.int64()),
-        pa.field("abstract", pa.string(), nullable=False),
         pa.field("source", pa.string(), nullable=False),
         pa.field("duplicate_count", pa.int64(), nullable=False),
         pa.field("flags", pa.list_(pa.string()), nullable=False),
@@ -388,13 +391,12 @@ def write_kept_rows(
     keep: npt.NDArray[np.bool_],
     duplicate_count: npt.NDArray[np.int64],
 ) -> None:
-    """Stream the cleaned rows once, writing the kept ones with their id, count and band keys.
+    """Stream the cleaned rows' metadata once, writing the kept ones with their row number, id,
+    count and band keys (not their abstracts: those stay in the cleaned file).
 
-    A kept row is its own winner, so its id comes from its own columns. Arrow throughout: a
-    round trip through polars copied each batch's texts twice (filter, then the cast back from
-    string views).
+    A kept row is its own winner, so its id comes from its own columns.
     """
-    columns = ["arxiv_id", "arxiv_version", "abstract", "source", "flags", "text_hash"]
+    columns = ["arxiv_id", "arxiv_version", "source", "flags", "text_hash"]
     with parquet_writer(out, DEDUP_SCHEMA) as writer:
         offset = 0
         for batch in stream_batches(cleaned, columns):
@@ -402,6 +404,7 @@ def write_kept_rows(
             kept = batch.take(pa.array(rows - offset))
             hash_ids = pc.binary_join_element_wise(TEXT_ID_PREFIX, kept.column("text_hash"), "")
             values = {
+                "row": pa.array(rows, pa.int64()),
                 "id": pc.coalesce(kept.column("arxiv_id"), hash_ids),
                 **{name: kept.column(name) for name in columns},
                 "duplicate_count": pa.array(duplicate_count[rows]),
@@ -410,3 +413,9 @@ def write_kept_rows(
             arrays = [values[field.name].cast(field.type) for field in DEDUP_SCHEMA]
             writer.write_table(pa.Table.from_arrays(arrays, schema=DEDUP_SCHEMA))
             offset += batch.num_rows
+
+
+def kept_abstracts(cleaned: Path, deduped: Path) -> pa.ChunkedArray:
+    """The abstracts of the kept rows, in the deduplicated table's order."""
+    rows = pq.read_table(deduped, columns=["row"])["row"].to_numpy()
+    return pq.read_table(cleaned, columns=["abstract"])["abstract"].take(pa.array(rows))

@@ -1,6 +1,7 @@
 """Stage `split`: assign every deduplicated row to train/validation/test and write the release data.
 
-Reads: the deduplicated parquet. Writes: the release data directory
+Reads: the deduplicated parquet (kept rows, without texts) and the cleaned parquet (their
+abstracts, found by the kept rows' `row`). Writes: the release data directory
 (`{split}-NNNNN-of-NNNNN.parquet`, release columns only) and `split.json` (rows and shards per
 split, and `leaked_pairs`: near-duplicate pairs that ended in different splits, which must be
 empty). Params: `split` (seed, fractions, rows per shard) and `dedup` (the near-duplicate
@@ -30,6 +31,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.errors import PipelineError
 from pipeline.minhash import U64, ShingleSets, read_band_keys
 from pipeline.outputs import PARQUET_OPTIONS, write_json
 from pipeline.params import DedupParams, SplitParams
@@ -198,22 +200,34 @@ def leaked_pairs(
 
 
 def write_release(
-    deduped: Path, codes: Codes, writers: dict[str, ShardWriter], wanted: npt.NDArray[np.int64]
+    deduped: Path, cleaned: Path, codes: Codes, writers: dict[str, ShardWriter], wanted: npt.NDArray[np.int64]
 ) -> dict[int, str]:
     """Stream the release columns into each split's shards; return the abstracts of `wanted` rows.
 
+    The kept rows' metadata comes from the deduplicated table (held whole: no texts in it), their
+    abstracts from the cleaned file, whose batches are read once and cut to the kept rows.
     Each split's writer runs in its own thread (parquet encoding and compression release the
     GIL) while the next batch is read; a batch is handed over only when the previous one is
     written, so every shard receives the same tables in the same order as a serial loop.
     """
+    columns = [name for name in RELEASE_SCHEMA.names if name != "abstract"]
+    kept = pq.read_table(deduped, columns=["row", *columns])
+    clean_rows = kept.column("row").to_numpy()
+    kept = kept.drop_columns(["row"])
     texts: dict[int, str] = {}
-    offset = 0
+    clean_offset = 0
     with ThreadPoolExecutor(max_workers=len(SPLITS)) as pool:
         writing: list[Future[None]] = []
-        batches = pq.ParquetFile(deduped).iter_batches(batch_size=100_000, columns=RELEASE_SCHEMA.names)
+        batches = pq.ParquetFile(cleaned).iter_batches(batch_size=100_000, columns=["abstract"])
         for batch in batches:
-            table = pa.Table.from_batches([batch]).cast(RELEASE_SCHEMA)
-            batch_codes = codes[offset : offset + batch.num_rows]
+            lo, hi = np.searchsorted(clean_rows, [clean_offset, clean_offset + batch.num_rows])
+            abstracts = batch.column(0).take(pa.array(clean_rows[lo:hi] - clean_offset))
+            clean_offset += batch.num_rows
+            if hi == lo:
+                continue
+            table = kept.slice(lo, hi - lo).append_column("abstract", abstracts)
+            table = table.select(RELEASE_SCHEMA.names).cast(RELEASE_SCHEMA)
+            batch_codes = codes[lo:hi]
             # One stable take groups the batch by split (cheaper than a filter per split);
             # each split's rows are then a slice, in file order.
             grouped = table.take(np.argsort(batch_codes, kind="stable"))
@@ -221,11 +235,10 @@ def write_release(
             parts = [
                 grouped.slice(start, end - start) for start, end in zip([0, *ends[:-1]], ends, strict=True)
             ]
-            lo, hi = np.searchsorted(wanted, [offset, offset + batch.num_rows])
-            if hi > lo:
-                abstracts = table.column("abstract").take(wanted[lo:hi] - offset).to_pylist()
-                texts.update(zip(wanted[lo:hi].tolist(), abstracts, strict=True))
-            offset += batch.num_rows
+            first, last = np.searchsorted(wanted, [lo, hi])
+            if last > first:
+                leak_texts = abstracts.take(pa.array(wanted[first:last] - lo)).to_pylist()
+                texts.update(zip(wanted[first:last].tolist(), leak_texts, strict=True))
             for future in writing:
                 future.result()
             writing = [
@@ -233,11 +246,21 @@ def write_release(
             ]
         for future in writing:
             future.result()
+    if clean_offset <= (clean_rows[-1] if len(clean_rows) else -1):
+        raise PipelineError(
+            f"{deduped}: kept row {int(clean_rows[-1])} is past the end of {cleaned} ({clean_offset} rows); "
+            "the two files come from different runs: run `dvc repro`"
+        )
     return texts
 
 
 def run_split(
-    deduped: Path, release_data: Path, report_out: Path, params: SplitParams, dedup: DedupParams
+    deduped: Path,
+    cleaned: Path,
+    release_data: Path,
+    report_out: Path,
+    params: SplitParams,
+    dedup: DedupParams,
 ) -> dict[str, Any]:
     """Write the release shards for every split and the split report (with the leak check)."""
     ids = pq.read_table(deduped, columns=["id"])["id"]
@@ -246,7 +269,7 @@ def run_split(
     totals = {name: int(np.count_nonzero(codes == code)) for code, name in enumerate(SPLITS)}
     with atomic_directory(release_data) as directory:
         writers = {name: ShardWriter(directory, name, totals[name], params.rows_per_shard) for name in SPLITS}
-        texts = write_release(deduped, codes, writers, np.unique(pairs))
+        texts = write_release(deduped, cleaned, codes, writers, np.unique(pairs))
         for writer in writers.values():
             writer.close()
         shards = {name: writers[name].names for name in SPLITS}

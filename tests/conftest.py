@@ -109,7 +109,12 @@ def seed_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
         params.dedup,
     )
     run_split(
-        build / "dedup.parquet", root / "release" / "data", reports / "split.json", params.split, params.dedup
+        build / "dedup.parquet",
+        build / "clean.parquet",
+        root / "release" / "data",
+        reports / "split.json",
+        params.split,
+        params.dedup,
     )
     run_validate(
         root / "release" / "data",

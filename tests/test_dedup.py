@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from benchmarks.pairs import cleaned_table as cleaned
-from pipeline.dedup import read_shingle_sets, run_dedup
+from pipeline.dedup import kept_abstracts, read_shingle_sets, run_dedup
 from pipeline.minhash import shingle_sets
 from pipeline.outputs import write_parquet
 from pipeline.params import DedupParams
@@ -37,9 +37,14 @@ def test_same_id_keeps_highest_version_then_richer_source(tmp_path: Path) -> Non
             ("s.jsonl:1", "arxiv_snapshot", "2201.00001", None, "Other paper, snapshot."),
         ],
     )
-    assert kept.select("id", "source", "duplicate_count").rows() == [
-        ("2201.12288", "t.txt:5", 1),
-        ("2201.00001", "s.jsonl:1", 1),
+    assert kept.select("row", "id", "source", "duplicate_count").rows() == [
+        (1, "2201.12288", "t.txt:5", 1),
+        (3, "2201.00001", "s.jsonl:1", 1),
+    ]
+    # `row` finds the kept record's abstract in the cleaned file.
+    assert kept_abstracts(tmp_path / "clean.parquet", tmp_path / "dedup.parquet").to_pylist() == [
+        "Version two text.",
+        "Other paper, snapshot.",
     ]
     assert dups.select("source", "id", "method").rows() == [
         ("a.txt:1", "2201.12288", "same_id"),
@@ -153,7 +158,8 @@ def test_quality_on_labelled_pairs(tmp_path: Path, seed_build: Path) -> None:
     """Labelled near-duplicate and same-topic pairs from the shared corpus and the seed release."""
     from benchmarks.pairs import build_rows, dedup_rows, load_corpus, score
 
-    seed_rows = pl.read_parquet(seed_build / "build" / "dedup.parquet")["abstract"].to_list()
+    seed_rows = kept_abstracts(seed_build / "build" / "clean.parquet", seed_build / "build" / "dedup.parquet")
+    seed_rows = seed_rows.to_pylist()
     rows, positives = build_rows(load_corpus() + seed_rows)
     result = score(rows, positives, dedup_rows(rows, tmp_path, DedupParams()))
     print(result)

@@ -7,24 +7,32 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from pipeline.dedup import DEDUP_SCHEMA
+from pipeline.errors import PipelineError
 from pipeline.minhash import band_keys, candidate_pairs, keys_to_arrow
 from pipeline.outputs import write_parquet
 from pipeline.params import DedupParams, SplitParams
 from pipeline.split import RELEASE_SCHEMA, assign_split, cross_split_candidates, run_split
 
 
-def dedup_table(ids: list[str], texts: list[str]) -> pa.Table:
+def write_build(directory: Path, ids: list[str], texts: list[str]) -> pa.Table:
+    """`dedup.parquet` keeping every row of `clean.parquet` but the folded ones between them.
+
+    Each kept row sits at an odd row of the cleaned file, so a wrong row lookup shows.
+    """
     n = len(ids)
     params = DedupParams()
     keys = band_keys(pl.Series(texts), params.shingle_words, params.bands, params.rows_per_band, params.seed)
-    return pa.table(
+    cleaned = [text for kept in texts for text in (f"Folded record before {kept}", kept)]
+    write_parquet(pa.table({"abstract": cleaned}), directory / "clean.parquet", row_group_rows=7)
+    table = pa.table(
         {
+            "row": [2 * i + 1 for i in range(n)],
             "id": ids,
             "arxiv_id": ids,
             "arxiv_version": [1] * n,
-            "abstract": texts,
             "source": [f"a.txt:{i}" for i in range(n)],
             "duplicate_count": [0] * n,
             "flags": [[] for _ in range(n)],
@@ -33,6 +41,8 @@ def dedup_table(ids: list[str], texts: list[str]) -> pa.Table:
         },
         schema=DEDUP_SCHEMA,
     )
+    write_parquet(table, directory / "dedup.parquet")
+    return table
 
 
 def test_assignment_is_a_pure_function_of_id_and_seed() -> None:
@@ -52,12 +62,11 @@ def test_assignment_is_a_pure_function_of_id_and_seed() -> None:
 
 def test_release_shards(tmp_path: Path) -> None:
     n = 230
-    table = dedup_table(
-        [f"2301.{i:05d}" for i in range(n)], [f"Abstract number {i} about topic {i}." for i in range(n)]
-    )
-    write_parquet(table, tmp_path / "dedup.parquet")
+    texts = [f"Abstract number {i} about topic {i}." for i in range(n)]
+    table = write_build(tmp_path, [f"2301.{i:05d}" for i in range(n)], texts)
     report = run_split(
         tmp_path / "dedup.parquet",
+        tmp_path / "clean.parquet",
         tmp_path / "data",
         tmp_path / "split.json",
         SplitParams(rows_per_shard=50),
@@ -72,6 +81,10 @@ def test_release_shards(tmp_path: Path) -> None:
     assert len(files) == sum(len(s) for s in report["shards"].values())
     released = pl.concat([pl.read_parquet(tmp_path / "data" / f) for f in files])
     assert sorted(released["id"].to_list()) == sorted(table["id"].to_pylist())
+    # Each id carries its own abstract from the cleaned file.
+    assert dict(released.select("id", "abstract").rows()) == dict(
+        zip(table["id"].to_pylist(), texts, strict=True)
+    )
     assert pq.read_schema(tmp_path / "data" / files[0]).names == RELEASE_SCHEMA.names
     assert sum(report["rows"].values()) == n
 
@@ -87,10 +100,14 @@ def test_near_duplicates_across_splits_are_reported(tmp_path: Path) -> None:
     splits = assign_split(ids, params)
     first, other = ids[0], next(i for i, s in zip(ids, splits, strict=True) if s != splits[0])
     near = text.replace("strong baselines", "several strong baselines")
-    table = dedup_table([first, other, "2303.00001"], [text, near, "An unrelated abstract about graphs."])
-    write_parquet(table, tmp_path / "dedup.parquet")
+    write_build(tmp_path, [first, other, "2303.00001"], [text, near, "An unrelated abstract about graphs."])
     report = run_split(
-        tmp_path / "dedup.parquet", tmp_path / "data", tmp_path / "split.json", params, DedupParams()
+        tmp_path / "dedup.parquet",
+        tmp_path / "clean.parquet",
+        tmp_path / "data",
+        tmp_path / "split.json",
+        params,
+        DedupParams(),
     )
     assert len(report["leaked_pairs"]) == 1
     leak = report["leaked_pairs"][0]
@@ -140,3 +157,20 @@ def test_cross_split_candidates_are_candidate_pairs_across_splits() -> None:
     expected = expected[codes[expected[:, 0]] != codes[expected[:, 1]]]
     assert len(expected) > 1000
     assert np.array_equal(cross_split_candidates(keys, codes), expected)
+
+
+def test_kept_rows_past_the_cleaned_file_fail_clearly(tmp_path: Path) -> None:
+    write_build(tmp_path, ["2301.00001", "2301.00002"], ["First abstract.", "Second abstract."])
+    write_parquet(pa.table({"abstract": ["Only one cleaned row."]}), tmp_path / "clean.parquet")
+    with pytest.raises(
+        PipelineError, match=r"kept row 3 is past the end of .*clean.parquet \(1 rows\).*dvc repro"
+    ):
+        run_split(
+            tmp_path / "dedup.parquet",
+            tmp_path / "clean.parquet",
+            tmp_path / "data",
+            tmp_path / "split.json",
+            SplitParams(),
+            DedupParams(),
+        )
+    assert not (tmp_path / "data").exists()
