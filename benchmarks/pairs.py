@@ -183,7 +183,6 @@ def cleaned_table(rows: list[tuple[str, str, str | None, int | None, str]]) -> p
             "raw_id": [r[2] for r in rows],
             "arxiv_id": [r[2] for r in rows],
             "arxiv_version": [r[3] for r in rows],
-            "raw_text": texts,
             "abstract": texts,
             "clean_rules": [[] for _ in rows],
             "flags": [[] for _ in rows],

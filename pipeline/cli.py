@@ -85,6 +85,7 @@ def _review(args: argparse.Namespace, params: Params) -> None:
     review = run_review(
         args.reports,
         args.clean,
+        args.ingested,
         args.release_data,
         args.out,
         params.review,
@@ -175,7 +176,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub = command("review", "Render the release review page (one HTML file) from reports and data.", _review)
     sub.add_argument("--reports", type=Path, required=True, help="directory of stage reports")
-    sub.add_argument("--clean", type=Path, required=True, help="cleaned parquet (before/after texts)")
+    sub.add_argument(
+        "--clean", type=Path, required=True, help="cleaned parquet (cleaned texts, rules, flags)"
+    )
+    sub.add_argument(
+        "--ingested",
+        type=Path,
+        required=True,
+        help="ingested parquet (the raw texts, row for row the cleaned)",
+    )
     sub.add_argument("--release-data", type=Path, required=True, help="release data directory")
     sub.add_argument("--out", type=Path, required=True, help="review HTML page to write")
     sub.add_argument(

@@ -39,7 +39,7 @@ class IngestParams:
     formats: dict[str, str] = field(default_factory=dict)
     generic: GenericColumns = field(default_factory=GenericColumns)
     # Records buffered before a parquet row group is written; bounds ingest memory.
-    batch_rows: int = 100_000
+    batch_rows: int = 50_000
 
     def __post_init__(self) -> None:
         for name, fmt in self.formats.items():

@@ -378,6 +378,7 @@ def data_docs_links(data_docs: Path, out: Path, suites: Iterable[str]) -> dict[s
 def load_review(
     reports: Path,
     clean: Path,
+    ingested: Path,
     release_data: Path,
     out: Path,
     params: ReviewParams,
@@ -404,6 +405,8 @@ def load_review(
     )
     if not clean.exists():
         raise BadInputError(f"{clean}: cleaned parquet not found; run `abstracts clean` first")
+    if not ingested.exists():
+        raise BadInputError(f"{ingested}: ingested parquet not found; run `abstracts ingest` first")
 
     scan = pl.scan_parquet(clean)
     rules = _sample_keys(scan, "clean_rules", params.seed)
@@ -433,9 +436,11 @@ def load_review(
 
     wanted = {s for sources in (*rule_sources.values(), *flag_sources.values()) for s in sources}
     wanted |= {s for s, _ in top} | {r["source"] for rows in folded_of.values() for r in rows}
+    # The cleaned file is row for row the ingested one, which holds the raw texts.
+    with_raw = pl.concat([scan, pl.scan_parquet(ingested).select("raw_text")], how="horizontal")
     texts = {
         row[0]: row
-        for row in scan.filter(pl.col("source").is_in(sorted(wanted)))
+        for row in with_raw.filter(pl.col("source").is_in(sorted(wanted)))
         .select("source", "raw_text", "abstract", "clean_rules", "flags")
         .collect(engine="streaming")
         .iter_rows()
@@ -1037,6 +1042,7 @@ def render_markdown(review: Review) -> str:
 def run_review(
     reports: Path,
     clean: Path,
+    ingested: Path,
     release_data: Path,
     out: Path,
     params: ReviewParams,
@@ -1049,7 +1055,9 @@ def run_review(
     Raises:
         BadInputError: a required report or table is missing or unreadable.
     """
-    review = load_review(reports, clean, release_data, out, params, clean_params, previous_data, releases)
+    review = load_review(
+        reports, clean, ingested, release_data, out, params, clean_params, previous_data, releases
+    )
     page = render_html(review, params)
     with atomic_path(out) as tmp:
         tmp.write_text(page, encoding="utf-8")

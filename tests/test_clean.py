@@ -155,8 +155,9 @@ def seed_rows(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("seed")
     run_ingest(REPO / "raw", tmp / "in.parquet", tmp / "rejects.jsonl", tmp / "ingest.json", IngestParams())
     batch = pq.read_table(tmp / "in.parquet").combine_chunks().to_batches()[0]
-    rows: list[dict[str, Any]] = clean_batch(batch, CleanParams()).to_pylist()
-    return rows
+    raw_texts = batch.column("raw_text").to_pylist()
+    cleaned = clean_batch(batch, CleanParams()).to_pylist()
+    return [{**row, "raw_text": raw} for row, raw in zip(cleaned, raw_texts, strict=True)]
 
 
 def seed_row(rows: list[dict[str, Any]], snippet: str) -> dict[str, Any]:
@@ -228,7 +229,10 @@ def test_precision_on_clean_real_abstracts() -> None:
         for line in (DATA / "scitldr_reviewed_repairs.tsv").read_text(encoding="utf-8").splitlines()
         if line and not line.startswith("#")
     }
-    rows = clean_batch(records(*texts), CleanParams()).to_pylist()
+    rows = [
+        {**row, "raw_text": raw}
+        for row, raw in zip(clean_batch(records(*texts), CleanParams()).to_pylist(), texts, strict=True)
+    ]
     changed = [
         (i + 1, row) for i, row in enumerate(rows) if _visible(row["raw_text"]) != _visible(row["abstract"])
     ]

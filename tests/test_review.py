@@ -83,6 +83,8 @@ def review_paths(root: Path) -> list[str]:
         str(root / "reports"),
         "--clean",
         str(root / "build" / "clean.parquet"),
+        "--ingested",
+        str(root / "build" / "ingested.parquet"),
         "--release-data",
         str(root / "release" / "data"),
         "--out",
@@ -95,6 +97,7 @@ def review_of(root: Path, out: Path, params: ReviewParams) -> Review:
     return run_review(
         root / "reports",
         root / "build" / "clean.parquet",
+        root / "build" / "ingested.parquet",
         root / "release" / "data",
         out,
         params,
@@ -117,12 +120,19 @@ def add_hostile_rows(root: Path) -> None:
     row = clean.row(0, named=True) | {
         "source": "evil.txt:1",
         "file": "evil.txt",
-        "raw_text": "Abstract: " + HOSTILE,
         "abstract": HOSTILE,
         "clean_rules": ["strip_prefix"],
         "flags": ["url", "<flag>"],
     }
     pl.concat([clean, pl.DataFrame([row], schema=clean.schema)]).write_parquet(clean_path)
+    ingested_path = root / "build" / "ingested.parquet"
+    ingested = pl.read_parquet(ingested_path)
+    raw = ingested.row(0, named=True) | {
+        "source": "evil.txt:1",
+        "file": "evil.txt",
+        "raw_text": "Abstract: " + HOSTILE,
+    }
+    pl.concat([ingested, pl.DataFrame([raw], schema=ingested.schema)]).write_parquet(ingested_path)
 
     shard = next((root / "release" / "data").glob("train-*.parquet"))
     release = pq.read_table(shard)
@@ -439,7 +449,12 @@ def test_lengths_compare_with_a_previous_release(build_copy: Path, tmp_path: Pat
     shutil.copytree(build_copy / "release" / "data", previous)
     params = load_params(REPO_ROOT / "params.yaml")
     out = tmp_path / "review.html"
-    paths = (build_copy / "reports", build_copy / "build" / "clean.parquet", build_copy / "release" / "data")
+    paths = (
+        build_copy / "reports",
+        build_copy / "build" / "clean.parquet",
+        build_copy / "build" / "ingested.parquet",
+        build_copy / "release" / "data",
+    )
     review = run_review(*paths, out, ReviewParams(), params.clean, previous)
     chars = review.distributions.chars
     assert review.distributions.previous_chars is not None
