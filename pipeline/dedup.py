@@ -29,6 +29,7 @@ import contextlib
 import functools
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -261,17 +262,25 @@ def read_rows(
 
 
 def read_shingle_sets(cleaned: Path, rows: npt.NDArray[np.int64], shingle_words: int) -> ShingleSets:
-    """The shingle sets of `rows`, shingled a batch at a time: only one batch of texts is held."""
+    """The shingle sets of `rows`, read and shingled one row group at a time on two threads
+    (parquet decoding and the compiled shingling release the GIL): at most two row groups of
+    texts are held."""
     wanted = np.unique(rows)
-    parts = []
-    offset = 0
-    for batch in stream_batches(cleaned, ["abstract"]):
-        lo, hi = np.searchsorted(wanted, [offset, offset + batch.num_rows])
-        if hi > lo:
-            texts = batch.column(0).take(pa.array(wanted[lo:hi] - offset))
-            parts.append(ShingleSets.of_texts(texts, wanted[lo:hi], shingle_words))
-        offset += batch.num_rows
-    return ShingleSets.concat(parts)
+    meta = pq.ParquetFile(cleaned).metadata
+    starts = np.cumsum([0] + [meta.row_group(g).num_rows for g in range(meta.num_row_groups)])
+    bounds = np.searchsorted(wanted, starts)
+
+    def shingle_group(group: int) -> ShingleSets:
+        lo, hi = bounds[group], bounds[group + 1]
+        # Without pre-buffering, as `stream_batches`; one reader per thread.
+        texts = pq.ParquetFile(cleaned, pre_buffer=False).read_row_group(group, columns=["abstract"])
+        return ShingleSets.of_texts(
+            texts.column(0).take(pa.array(wanted[lo:hi] - starts[group])), wanted[lo:hi], shingle_words
+        )
+
+    groups = [g for g in range(meta.num_row_groups) if bounds[g + 1] > bounds[g]]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return ShingleSets.concat(list(pool.map(shingle_group, groups)))
 
 
 def near_duplicate_pairs(

@@ -60,7 +60,7 @@ def _finalise(x: np.uint64) -> np.uint64:  # pragma: no cover - compiled
     return x
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _shingle_kernel(
     data: npt.NDArray[np.uint8],
     offsets: I64,
@@ -115,7 +115,7 @@ def _shingle_kernel(
     return shingles[:count].copy(), shingle_offsets
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _signature_kernel(
     shingles: U64, offsets: I64, multipliers: U64, increments: U64
 ) -> U64:  # pragma: no cover - compiled
@@ -245,6 +245,25 @@ def read_band_keys(path: Path, bands: int) -> U64:
     return keys
 
 
+# Bits of a band key counted per round in `_rows_sharing_keys`: 4M counters, 32 MB.
+_KEY_BITS = 22
+
+
+def _rows_sharing_keys(column: U64) -> I64:
+    """Positions (ascending) whose key is shared with another position, plus a few that are not.
+
+    Counting 22-bit slices of the keys is several times cheaper than hashing or sorting the
+    full keys; a key whose slice is unique in any round cannot be shared.
+    """
+    positions = np.arange(len(column), dtype=np.int64)
+    values = column
+    for shift in range(0, 64, _KEY_BITS):
+        bins = ((values >> np.uint64(shift)) & np.uint64((1 << _KEY_BITS) - 1)).astype(np.intp)
+        shared = np.bincount(bins, minlength=1 << _KEY_BITS)[bins] > 1
+        positions, values = positions[shared], values[shared]
+    return positions
+
+
 def candidate_pairs(rows: I64, keys: U64) -> I64:
     """Pairs (a, b), a < b, of `rows` that share at least one band key; unique and sorted.
 
@@ -254,27 +273,25 @@ def candidate_pairs(rows: I64, keys: U64) -> I64:
     Each bucket contributes star pairs (its smallest row with every other member), which is
     enough for connected components while keeping a large bucket linear, not quadratic.
     """
-    found: list[I64] = []
+    rows = np.sort(np.asarray(rows, dtype=np.int64))
+    found = [np.zeros((0, 2), dtype=np.int64)]
     for band in range(keys.shape[1]):
-        frame = pl.DataFrame({"row": rows, "key": keys[rows, band]})
-        # Most keys are unique; grouping only the repeated ones keeps this light at 2.7M rows.
-        buckets = (
-            frame.filter(pl.col("key").is_duplicated())
-            .group_by("key")
-            .agg(pl.col("row").min().alias("first"), pl.col("row"))
-            .filter(pl.col("row").list.len() > 1)
-            .explode("row")
-            .filter(pl.col("row") != pl.col("first"))
-        )
-        if buckets.height:
-            found.append(buckets.select("first", "row").to_numpy().astype(np.int64))
-    if not found:
-        return np.zeros((0, 2), dtype=np.int64)
-    pairs = np.unique(np.concatenate(found), axis=0)
+        column = keys[rows, band]
+        # Most keys are unique: only the few positions that may share one are sorted.
+        positions = _rows_sharing_keys(column)
+        values = column[positions]
+        order = np.argsort(values, kind="stable")
+        values, positions = values[order], positions[order]
+        # Positions ascend within a bucket (stable sort), so a bucket's first is its smallest.
+        first = np.ones(len(positions), dtype=np.bool_)
+        first[1:] = values[1:] != values[:-1]
+        smallest = positions[first][np.cumsum(first) - 1]
+        found.append(np.stack([rows[smallest[~first]], rows[positions[~first]]], axis=1))
+    pairs: I64 = np.unique(np.concatenate(found), axis=0)
     return pairs
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _distinct_sorted_kernel(shingles: U64, offsets: I64) -> tuple[U64, I64]:  # pragma: no cover - compiled
     distinct = np.empty_like(shingles)
     distinct_offsets = np.empty_like(offsets)
@@ -290,7 +307,7 @@ def _distinct_sorted_kernel(shingles: U64, offsets: I64) -> tuple[U64, I64]:  # 
     return distinct[:count].copy(), distinct_offsets
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _jaccard_kernel(
     hashes: U64, offsets: I64, first: I64, second: I64
 ) -> npt.NDArray[np.float64]:  # pragma: no cover - compiled

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.errors import PipelineError
-from pipeline.minhash import U64, ShingleSets, read_band_keys
+from pipeline.minhash import U64, ShingleSets, candidate_pairs, read_band_keys
 from pipeline.outputs import PARQUET_OPTIONS, write_json
 from pipeline.params import DedupParams, SplitParams
 
@@ -141,40 +141,10 @@ class ShardWriter:
             self.writer = None
 
 
-_KEY_BITS = 22
-
-
-def _rows_sharing_keys(column: U64) -> npt.NDArray[np.int64]:
-    """Rows (ascending) whose key is shared with another row, plus a few that are not.
-
-    Counting 22-bit slices of the keys is several times cheaper than hashing or sorting the
-    full keys; a row whose slice is unique in any round cannot share its key.
-    """
-    rows = np.arange(len(column), dtype=np.int64)
-    values = column
-    for shift in range(0, 64, _KEY_BITS):
-        bins = ((values >> np.uint64(shift)) & np.uint64((1 << _KEY_BITS) - 1)).astype(np.intp)
-        shared = np.bincount(bins, minlength=1 << _KEY_BITS)[bins] > 1
-        rows, values = rows[shared], values[shared]
-    return rows
-
-
 def cross_split_candidates(keys: U64, codes: Codes) -> Pairs:
-    """The candidate pairs `minhash.candidate_pairs` gives for all rows (in every band, each
-    bucket's smallest row with every other member), kept when the rows are in different splits."""
-    found = [np.zeros((0, 2), dtype=np.int64)]
-    for band in range(keys.shape[1]):
-        column = np.ascontiguousarray(keys[:, band])
-        rows = _rows_sharing_keys(column)
-        values = column[rows]
-        order = np.argsort(values, kind="stable")
-        values, rows = values[order], rows[order]
-        # Rows are ascending within a bucket, so a bucket's first row is its smallest.
-        first = np.ones(len(rows), dtype=np.bool_)
-        first[1:] = values[1:] != values[:-1]
-        smallest = rows[first][np.cumsum(first) - 1]
-        found.append(np.stack([smallest[~first], rows[~first]], axis=1))
-    pairs: Pairs = np.unique(np.concatenate(found), axis=0)
+    """The candidate pairs `minhash.candidate_pairs` gives for all rows, kept when the rows are
+    in different splits."""
+    pairs = candidate_pairs(np.arange(len(keys), dtype=np.int64), keys)
     cross: Pairs = pairs[codes[pairs[:, 0]] != codes[pairs[:, 1]]]
     return cross
 

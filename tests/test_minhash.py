@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline.minhash import SEPARATORS, band_keys, shingle_hashes, shingle_sets, signatures
+from pipeline.minhash import SEPARATORS, band_keys, candidate_pairs, shingle_hashes, shingle_sets, signatures
 
 MASK = 2**64 - 1
 MIX = 0x9E3779B97F4A7C15
@@ -116,3 +116,22 @@ def test_near_duplicates_share_a_band_and_empty_input_has_no_keys() -> None:
     keys = band_keys([text, edited], 5, 20, 5, seed=42)
     assert set(keys[0]) & set(keys[1])
     assert band_keys([], 5, 20, 5, seed=42).shape == (0, 20)
+
+
+def test_candidate_pairs_are_each_buckets_smallest_row_with_the_others() -> None:
+    rng = np.random.default_rng(5)
+    # Keys equal in their low 22 bits but not above, so the slice counting must look further.
+    distinct = rng.integers(0, 2**63, 30, dtype=np.uint64)
+    distinct[:10] = (distinct[:10] >> np.uint64(22) << np.uint64(22)) | np.uint64(5)
+    keys = distinct[rng.integers(0, 30, (2000, 4))]
+    keys[::3] = rng.integers(0, 2**63, (667, 4), dtype=np.uint64)
+    rows = np.sort(rng.choice(2000, 1500, replace=False))
+    expected = set()
+    for band in range(4):
+        buckets: dict[int, list[int]] = {}
+        for row in rows.tolist():
+            buckets.setdefault(int(keys[row, band]), []).append(row)
+        expected |= {(members[0], other) for members in buckets.values() for other in members[1:]}
+    pairs = candidate_pairs(rows[::-1].copy(), keys)
+    assert len(expected) > 1000
+    assert pairs.tolist() == sorted(map(list, expected))
