@@ -30,11 +30,10 @@ from typing import Any, Literal
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from pipeline.executor import map_batches
 from pipeline.fingerprint import utf8_digests
-from pipeline.ingest import RECORD_SCHEMA
+from pipeline.ingest import RECORD_SCHEMA, read_raw_texts
 from pipeline.outputs import write_json
 from pipeline.params import CleanParams
 
@@ -949,7 +948,7 @@ def summarise(cleaned: Path, ingested: Path, params: CleanParams) -> dict[str, A
     for rule in RULES:
         wanted[rule.name] = frame.filter(pl.col("clean_rules").list.contains(rule.name))
     example_rows = sorted({r for hits in wanted.values() for r in hits["_row"].head(EXAMPLES_PER_RULE)})
-    raw = _read_rows(ingested, "raw_text", example_rows)
+    raw = read_raw_texts(ingested, example_rows)
     rules: dict[str, Any] = {}
     for rule in RULES:
         hits = wanted[rule.name].head(EXAMPLES_PER_RULE)
@@ -975,36 +974,6 @@ def summarise(cleaned: Path, ingested: Path, params: CleanParams) -> dict[str, A
         "flags": flags,
         "flag_examples": flag_examples,
     }
-
-
-# Rows per batch when reading example rows: the examples are the first hits of each rule, so
-# reading stops after a few small batches instead of decompressing whole row groups.
-_EXAMPLE_READ_ROWS = 1_024
-
-
-def _read_rows(path: Path, column: str, rows: list[int]) -> dict[int, str]:
-    """`column` of the given row numbers, reading each row group only up to the last one wanted."""
-    parquet = pq.ParquetFile(path)
-    values: dict[int, str] = {}
-    start = 0
-    for group in range(parquet.metadata.num_row_groups):
-        size = parquet.metadata.row_group(group).num_rows
-        inside = [r - start for r in rows if start <= r < start + size]
-        offset = 0
-        if inside:
-            for batch in parquet.iter_batches(
-                batch_size=_EXAMPLE_READ_ROWS, row_groups=[group], columns=[column]
-            ):
-                column_values = batch.column(0)
-                end = offset + batch.num_rows
-                values.update(
-                    {start + r: column_values[r - offset].as_py() for r in inside if offset <= r < end}
-                )
-                offset = end
-                if offset > max(inside):
-                    break
-        start += size
-    return values
 
 
 def run_clean(ingested: Path, out: Path, report_out: Path, params: CleanParams) -> dict[str, Any]:

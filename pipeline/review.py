@@ -31,6 +31,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from pipeline.errors import BadInputError
+from pipeline.ingest import read_raw_texts
 from pipeline.outputs import atomic_path
 from pipeline.params import CleanParams, ReviewParams
 from pipeline.release_diff import DIFF_KINDS, latest_index
@@ -437,13 +438,17 @@ def load_review(
     wanted = {s for sources in (*rule_sources.values(), *flag_sources.values()) for s in sources}
     wanted |= {s for s, _ in top} | {r["source"] for rows in folded_of.values() for r in rows}
     # The cleaned file is row for row the ingested one, which holds the raw texts.
-    with_raw = pl.concat([scan, pl.scan_parquet(ingested).select("raw_text")], how="horizontal")
-    texts = {
-        row[0]: row
-        for row in with_raw.filter(pl.col("source").is_in(sorted(wanted)))
-        .select("source", "raw_text", "abstract", "clean_rules", "flags")
+    picked = (
+        scan.with_row_index("_row")
+        .filter(pl.col("source").is_in(sorted(wanted)))
+        .select("_row", "source", "abstract", "clean_rules", "flags")
         .collect(engine="streaming")
-        .iter_rows()
+    )
+    # The cleaned file is row for row the ingested one, which holds the raw texts.
+    raw_texts = read_raw_texts(ingested, picked["_row"].to_list())
+    texts = {
+        source: (source, raw_texts[row], abstract, rules, flags)
+        for row, source, abstract, rules, flags in picked.iter_rows()
     }
 
     def samples(picked: dict[str, list[str]], tag_column: int) -> dict[str, list[TextSample]]:

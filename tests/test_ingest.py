@@ -11,7 +11,15 @@ import pytest
 from conftest import REPO_ROOT, copy_into
 
 from pipeline.errors import BadInputError
-from pipeline.ingest import BLOCK_PARSERS, PY_WHITESPACE, Reject, TextBlocks, run_ingest, sniff_format
+from pipeline.ingest import (
+    BLOCK_PARSERS,
+    PY_WHITESPACE,
+    Reject,
+    TextBlocks,
+    read_raw_texts,
+    run_ingest,
+    sniff_format,
+)
 from pipeline.params import GenericColumns, IngestParams
 
 
@@ -218,3 +226,22 @@ def test_block_boundaries_do_not_change_the_parse(tmp_path: Path, ingest_data: P
     assert whole[0] and whole[3] == len((ingest_data / name).read_text().splitlines())
     for block_bytes in (1, 2, 5, 17, 64):
         assert parse(block_bytes) == whole, block_bytes
+
+
+def test_raw_texts_of_some_rows_across_row_groups(tmp_path: Path) -> None:
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "dump.txt").write_text(
+        "".join(f"Abstract: Text number {i}.\n" for i in range(2500)), encoding="utf-8"
+    )
+    run_ingest(
+        raw,
+        tmp_path / "in.parquet",
+        tmp_path / "rejects.jsonl",
+        tmp_path / "ingest.json",
+        IngestParams(batch_rows=1000),
+    )
+    assert pq.ParquetFile(tmp_path / "in.parquet").metadata.num_row_groups == 3
+    texts = read_raw_texts(tmp_path / "in.parquet", [2499, 0, 1024, 1999, 2000])
+    assert texts == {row: f"Abstract: Text number {row}." for row in (0, 1024, 1999, 2000, 2499)}
+    assert read_raw_texts(tmp_path / "in.parquet", []) == {}
