@@ -1,8 +1,8 @@
 """Word-shingle MinHash LSH shared by `dedup` (near duplicates) and `split` (leak check).
 
-Shingles are word n-grams of the lower-cased text without punctuation. Tokenising, hashing
-and MinHash run in two compiled (numba) loops over the Arrow string buffers: no Python object
-per word or per row. A word's hash is 64-bit FNV-1a of its UTF-8 bytes with a murmur3
+Shingles are word n-grams of the lower-cased text without punctuation. Tokenising, hashing,
+MinHash and the exact Jaccard of candidate pairs run in compiled (numba) loops over Arrow
+buffers and flat arrays: no Python object per word or per row. A word's hash is 64-bit FNV-1a of its UTF-8 bytes with a murmur3
 finaliser, and an n-gram's hash combines its words' hashes; all are defined here, so the band
 keys depend on no library's hash function. The MinHash values are 2-independent
 multiply-shift hashes of the shingle hashes (Dietzfelbinger 1996), one per permutation, with
