@@ -2,15 +2,16 @@
 
 Shingles are word n-grams of the lower-cased text without punctuation. Tokenising, hashing,
 MinHash and the exact Jaccard of candidate pairs run in compiled (numba) loops over Arrow
-buffers and flat arrays: no Python object per word or per row. A word's hash is 64-bit FNV-1a of its UTF-8 bytes with a murmur3
-finaliser, and an n-gram's hash combines its words' hashes; all are defined here, so the band
-keys depend on no library's hash function. The MinHash values are 2-independent
-multiply-shift hashes of the shingle hashes (Dietzfelbinger 1996), one per permutation, with
-multipliers derived from `seed` by splitmix64. A signature is cut into `bands` bands of `rows`
-values and each band is hashed to one 64-bit key. Two texts are candidates when any band key
-is equal; every candidate pair is then verified with the exact Jaccard similarity of the
-shingle sets. With b bands of r rows a pair of similarity s becomes a candidate with
-probability 1 - (1 - s^r)^b (Leskovec, Rajaraman, Ullman, Mining of Massive Datasets, ch. 3.4).
+buffers and flat arrays: no Python object per word or per row. A word's hash is 64-bit FNV-1a
+of its UTF-8 bytes with a murmur3 finaliser, and an n-gram's hash combines its words' hashes;
+all are defined here, so the band keys depend on no library's hash function. The MinHash
+values are 2-independent multiply-shift hashes of the shingle hashes (Dietzfelbinger 1996),
+one per permutation, with multipliers derived from `seed` by splitmix64. A signature is cut
+into `bands` bands of `rows` values and each band is hashed to one 64-bit key. Two texts are
+candidates when any band key is equal; every candidate pair is then verified with the exact
+Jaccard similarity of the shingle sets. With b bands of r rows a pair of similarity s becomes
+a candidate with probability 1 - (1 - s^r)^b (Leskovec, Rajaraman, Ullman, Mining of Massive
+Datasets, ch. 3.4).
 """
 
 from __future__ import annotations
