@@ -19,6 +19,8 @@ compare equal after a polars upgrade.
 from __future__ import annotations
 
 import re
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -169,8 +171,9 @@ def release_shards(release_data: Path) -> list[tuple[str, Path]]:
     return shards
 
 
-def index_batch(batch: pa.RecordBatch, split: str) -> pa.RecordBatch:
-    """The row-index rows of one batch of release rows (a pure function of the batch)."""
+def index_batch(batch: pa.RecordBatch, split: str, chars: pa.Array | None = None) -> pa.RecordBatch:
+    """The row-index rows of one batch of release rows (a pure function of the batch);
+    `chars` is the abstracts' lengths when the caller already has them."""
     abstracts = batch.column("abstract")
     return pa.RecordBatch.from_arrays(
         [
@@ -178,21 +181,60 @@ def index_batch(batch: pa.RecordBatch, split: str) -> pa.RecordBatch:
             pa.array([split] * batch.num_rows, pa.string()),
             *(batch.column(name) for name in META_COLUMNS),
             fingerprints(abstracts),
-            pc.utf8_length(abstracts).cast(pa.int32()),
+            _chars(abstracts) if chars is None else chars,
         ],
         schema=ROW_INDEX_SCHEMA,
     )
 
 
+def _chars(abstracts: pa.Array) -> pa.Array:
+    return pc.utf8_length(abstracts).cast(pa.int32())
+
+
+def _read_row_group(path: Path, group: int, batch_rows: int) -> list[tuple[pa.RecordBatch, pa.Array]]:
+    """A row group's index columns in batches, each with its abstracts' lengths."""
+    columns = ["id", "abstract", *META_COLUMNS]
+    batches = pq.ParquetFile(path).iter_batches(
+        batch_size=batch_rows, row_groups=[group], columns=columns, use_threads=False
+    )
+    return [(batch, _chars(batch.column("abstract"))) for batch in batches]
+
+
+def _id_order(paths: list[Path]) -> pa.Array:
+    """The `sort_by("id")` order of the release's rows (read in release order): the indices that
+    `Table.sort_by` computes, from the ids alone."""
+    kind = ROW_INDEX_SCHEMA.field("id").type
+    # Cast as `index_batch` casts each batch's ids to the index schema.
+    columns = [pq.read_table(path, columns=["id"]).column("id").cast(kind) for path in paths]
+    ids = pa.chunked_array([chunk for column in columns for chunk in column.chunks], type=kind)
+    return pc.sort_indices(pa.table({"id": ids}), sort_keys=[("id", "ascending")])
+
+
 def row_index(release_data: Path, batch_rows: int = 100_000) -> pa.Table:
-    """The row index of a release directory, shard by shard (never the whole text at once)."""
-    batches = []
-    for split, path in release_shards(release_data):
-        columns = ["id", "abstract", *META_COLUMNS]
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows, columns=columns):
-            batches.append(index_batch(batch, split))
-    table = pa.Table.from_batches(batches, schema=ROW_INDEX_SCHEMA)
-    return table.sort_by("id")
+    """The row index of a release directory, shard by shard (never the whole text at once).
+
+    This thread hashes (blake2b holds the GIL for all but the longest abstracts, so a second
+    hashing thread would only wait for it) while two others decode the next row groups and
+    sort the ids (pyarrow releases the GIL). At most three row groups of text, in batches of
+    `batch_rows`, wait.
+    """
+    shards = release_shards(release_data)
+    groups = [
+        (split, path, group)
+        for split, path in shards
+        for group in range(pq.ParquetFile(path).metadata.num_row_groups)
+    ]
+    batches: list[pa.RecordBatch] = []
+    pending: deque[tuple[str, Future[list[tuple[pa.RecordBatch, pa.Array]]]]] = deque()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        order = pool.submit(_id_order, [path for _, path in shards])
+        for number, (split, path, group) in enumerate(groups):
+            pending.append((split, pool.submit(_read_row_group, path, group, batch_rows)))
+            while pending and (len(pending) > 2 or number == len(groups) - 1):
+                read_split, future = pending.popleft()
+                batches.extend(index_batch(batch, read_split, chars) for batch, chars in future.result())
+        table = pa.Table.from_batches(batches, schema=ROW_INDEX_SCHEMA)
+        return table.take(order.result())
 
 
 def write_row_index(release_data: Path, target: Path) -> None:

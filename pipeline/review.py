@@ -22,6 +22,7 @@ import json
 import os
 import re
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -244,28 +245,50 @@ _YYMM = pl.coalesce(
 )
 
 
+def _scan_group(
+    path: Path, group: int, offset: int, every: int
+) -> tuple[list[np.ndarray[Any, Any]], list[np.ndarray[Any, Any]]]:
+    """Characters of every abstract of one row group, and words of the rows whose position in
+    the split (`offset` is the group's first) is a multiple of `every`."""
+    chars, words = [], []
+    batches = pq.ParquetFile(path).iter_batches(
+        batch_size=_SCAN_BATCH_ROWS, row_groups=[group], columns=["abstract"], use_threads=False
+    )
+    for batch in batches:
+        frame = pl.from_arrow(batch)
+        assert isinstance(frame, pl.DataFrame)
+        chars.append(frame["abstract"].str.len_chars().fill_null(0).to_numpy())
+        # Counting words is a regex over the whole text (about 30 s for 2.7M abstracts): a
+        # systematic sample of rows is plenty for a histogram.
+        first = (-offset) % every
+        sample = frame["abstract"].gather_every(every, first) if first < frame.height else None
+        if sample is not None:
+            words.append(sample.str.count_matches(r"\S+").fill_null(0).to_numpy())
+        offset += frame.height
+    return chars, words
+
+
 def _scan_lengths(
-    files: list[Path], every: int
+    files: list[Path], every: int, pool: ThreadPoolExecutor
 ) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any], dict[str, int]]:
     """Characters of every abstract, words of every `every`-th one, and counts per arXiv YYMM.
 
-    Reads the shards batch by batch (pyarrow) so that memory stays flat at millions of rows.
+    Reads the shards row group by row group, in batches (pyarrow), so that memory stays flat
+    at millions of rows; `pool` decodes and measures two row groups at once.
     """
-    chars, words = [], []
-    yymm: dict[str, int] = {}
+    groups = []
     offset = 0
     for path in files:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=_SCAN_BATCH_ROWS, columns=["abstract"]):
-            frame = pl.from_arrow(batch)
-            assert isinstance(frame, pl.DataFrame)
-            chars.append(frame["abstract"].str.len_chars().fill_null(0).to_numpy())
-            # Counting words is a regex over the whole text (about 30 s for 2.7M abstracts): a
-            # systematic sample of rows is plenty for a histogram.
-            first = (-offset) % every
-            sample = frame["abstract"].gather_every(every, first) if first < frame.height else None
-            if sample is not None:
-                words.append(sample.str.count_matches(r"\S+").fill_null(0).to_numpy())
-            offset += frame.height
+        meta = pq.ParquetFile(path).metadata
+        for group in range(meta.num_row_groups):
+            groups.append(pool.submit(_scan_group, path, group, offset, every))
+            offset += meta.row_group(group).num_rows
+    chars, words = [], []
+    for future in groups:
+        group_chars, group_words = future.result()
+        chars += group_chars
+        words += group_words
+    yymm: dict[str, int] = {}
     if all("arxiv_id" in pq.ParquetFile(path).schema_arrow.names for path in files):
         # Ids are short: one lazy scan of that column alone is fast and small.
         counted = pl.scan_parquet(files).select(_YYMM.alias("m")).drop_nulls().group_by("m").len().collect()
@@ -292,24 +315,27 @@ def read_distributions(
     chars: dict[str, np.ndarray[Any, Any]] = {}
     words: dict[str, np.ndarray[Any, Any]] = {}
     months: dict[str, int] = {}
-    for split in SPLITS:
-        files = sorted(release_data.glob(f"{split}-*.parquet"))
-        if not files:
-            raise BadInputError(f"{release_data}: no {split}-*.parquet shard; run `abstracts split` first")
-        chars[split], words[split], yymm = _scan_lengths(files, every)
-        for key, count in yymm.items():
-            year = int(key[:2])
-            # arXiv started in 1991: old-style ids from 91..99 are the 1990s.
-            month = f"{1900 + year if year >= 91 else 2000 + year}-{key[2:]}"
-            months[month] = months.get(month, 0) + count
-    previous = None
-    if previous_data is not None:
-        files = sorted(previous_data.glob("*.parquet"))
-        if not files:
-            raise BadInputError(f"{previous_data}: no parquet files of the previous release")
-        previous = _scan_lengths(files, max(1, total))[0]
-    elif previous_index is not None:
-        previous = pl.read_parquet(previous_index, columns=["chars"])["chars"].to_numpy()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for split in SPLITS:
+            files = sorted(release_data.glob(f"{split}-*.parquet"))
+            if not files:
+                raise BadInputError(
+                    f"{release_data}: no {split}-*.parquet shard; run `abstracts split` first"
+                )
+            chars[split], words[split], yymm = _scan_lengths(files, every, pool)
+            for key, count in yymm.items():
+                year = int(key[:2])
+                # arXiv started in 1991: old-style ids from 91..99 are the 1990s.
+                month = f"{1900 + year if year >= 91 else 2000 + year}-{key[2:]}"
+                months[month] = months.get(month, 0) + count
+        previous = None
+        if previous_data is not None:
+            files = sorted(previous_data.glob("*.parquet"))
+            if not files:
+                raise BadInputError(f"{previous_data}: no parquet files of the previous release")
+            previous = _scan_lengths(files, max(1, total), pool)[0]
+        elif previous_index is not None:
+            previous = pl.read_parquet(previous_index, columns=["chars"])["chars"].to_numpy()
     return Distributions(chars, words, dict(sorted(months.items())), previous)
 
 
@@ -401,121 +427,132 @@ def load_review(
     diff, version, previous_version = read_diff(reports / "release_diff.json", params.diff_examples)
     release_diff = _read_json(reports / "release_diff.json", required=False)
     latest = latest_index(releases) if releases is not None else None
-    rejects = read_rejects(
-        reports / "rejects.jsonl", ingest.get("rejects_by_reason") or {}, params.rejects_per_reason
-    )
-    if not clean.exists():
-        raise BadInputError(f"{clean}: cleaned parquet not found; run `abstracts clean` first")
-    if not ingested.exists():
-        raise BadInputError(f"{ingested}: ingested parquet not found; run `abstracts ingest` first")
-
-    scan = pl.scan_parquet(clean)
-    rules = _sample_keys(scan, "clean_rules", params.seed)
-    flags = _sample_keys(scan, "flags", params.seed)
-    # Rules and flags the clean report knows of but no row hit still get a (zero) line.
-    rule_counts = {name: 0 for name in clean_report.get("rules") or {}} | _counts(rules)
-    flag_counts = {name: 0 for name in clean_report.get("flags") or {}} | _counts(flags)
-    rule_sources = _stratified(rules, params.examples_per_rule)
-    flag_sources = _stratified(flags, params.rows_per_flag)
-
-    duplicates_path = reports / "duplicates.parquet"
-    dups = pl.read_parquet(duplicates_path) if duplicates_path.exists() else pl.DataFrame()
-    top: list[tuple[str, int]] = []
-    if dups.height:
-        sizes = dups.group_by("kept_source").len().sort(["len", "kept_source"], descending=[True, False])
-        top = [(str(s), int(n)) for s, n in sizes.head(params.clusters).iter_rows()]
-    folded_of: dict[str, list[dict[str, Any]]] = {}
-    if top:
-        shown = (
-            dups.filter(pl.col("kept_source").is_in([s for s, _ in top]))
-            .sort("kept_source", "method", "source")
-            .group_by("kept_source", maintain_order=True)
-            .head(params.folded_per_cluster)
+    # The release's lengths are read on another thread (decoding gigabytes of text) while this
+    # one samples the clean table: both spend their time outside the GIL.
+    background = ThreadPoolExecutor(max_workers=1)
+    try:
+        distributions = background.submit(
+            read_distributions,
+            release_data,
+            previous_data,
+            params.word_sample_rows,
+            latest[1] if latest else None,
         )
-        for row in shown.iter_rows(named=True):
-            folded_of.setdefault(row["kept_source"], []).append(row)
+        rejects = read_rejects(
+            reports / "rejects.jsonl", ingest.get("rejects_by_reason") or {}, params.rejects_per_reason
+        )
+        if not clean.exists():
+            raise BadInputError(f"{clean}: cleaned parquet not found; run `abstracts clean` first")
+        if not ingested.exists():
+            raise BadInputError(f"{ingested}: ingested parquet not found; run `abstracts ingest` first")
 
-    wanted = {s for sources in (*rule_sources.values(), *flag_sources.values()) for s in sources}
-    wanted |= {s for s, _ in top} | {r["source"] for rows in folded_of.values() for r in rows}
-    # The cleaned file is row for row the ingested one, which holds the raw texts.
-    picked = (
-        scan.with_row_index("_row")
-        .filter(pl.col("source").is_in(sorted(wanted)))
-        .select("_row", "source", "abstract", "clean_rules", "flags")
-        .collect(engine="streaming")
-    )
-    # The cleaned file is row for row the ingested one, which holds the raw texts.
-    raw_texts = read_raw_texts(ingested, picked["_row"].to_list())
-    texts = {
-        source: (source, raw_texts[row], abstract, rules, flags)
-        for row, source, abstract, rules, flags in picked.iter_rows()
-    }
+        scan = pl.scan_parquet(clean)
+        rules = _sample_keys(scan, "clean_rules", params.seed)
+        flags = _sample_keys(scan, "flags", params.seed)
+        # Rules and flags the clean report knows of but no row hit still get a (zero) line.
+        rule_counts = {name: 0 for name in clean_report.get("rules") or {}} | _counts(rules)
+        flag_counts = {name: 0 for name in clean_report.get("flags") or {}} | _counts(flags)
+        rule_sources = _stratified(rules, params.examples_per_rule)
+        flag_sources = _stratified(flags, params.rows_per_flag)
 
-    def samples(picked: dict[str, list[str]], tag_column: int) -> dict[str, list[TextSample]]:
-        return {
-            name: [
-                TextSample(s, texts[s][1], texts[s][2], tuple(texts[s][tag_column] or ()))
-                for s in sources
-                if s in texts
-            ]
-            for name, sources in sorted(picked.items())
+        duplicates_path = reports / "duplicates.parquet"
+        dups = pl.read_parquet(duplicates_path) if duplicates_path.exists() else pl.DataFrame()
+        top: list[tuple[str, int]] = []
+        if dups.height:
+            sizes = dups.group_by("kept_source").len().sort(["len", "kept_source"], descending=[True, False])
+            top = [(str(s), int(n)) for s, n in sizes.head(params.clusters).iter_rows()]
+        folded_of: dict[str, list[dict[str, Any]]] = {}
+        if top:
+            shown = (
+                dups.filter(pl.col("kept_source").is_in([s for s, _ in top]))
+                .sort("kept_source", "method", "source")
+                .group_by("kept_source", maintain_order=True)
+                .head(params.folded_per_cluster)
+            )
+            for row in shown.iter_rows(named=True):
+                folded_of.setdefault(row["kept_source"], []).append(row)
+
+        wanted = {s for sources in (*rule_sources.values(), *flag_sources.values()) for s in sources}
+        wanted |= {s for s, _ in top} | {r["source"] for rows in folded_of.values() for r in rows}
+        # The cleaned file is row for row the ingested one, which holds the raw texts.
+        picked = (
+            scan.with_row_index("_row")
+            .filter(pl.col("source").is_in(sorted(wanted)))
+            .select("_row", "source", "abstract", "clean_rules", "flags")
+            .collect(engine="streaming")
+        )
+        # The cleaned file is row for row the ingested one, which holds the raw texts.
+        raw_texts = read_raw_texts(ingested, picked["_row"].to_list())
+        texts = {
+            source: (source, raw_texts[row], abstract, rules, flags)
+            for row, source, abstract, rules, flags in picked.iter_rows()
         }
 
-    clusters = [
-        Cluster(
-            kept_source=kept,
-            kept_text=texts[kept][2] if kept in texts else "",
-            size=size,
-            folded=tuple(
-                (
-                    r["source"],
-                    str(r["method"]),
-                    texts[r["source"]][2] if r["source"] in texts else "",
-                    r.get("similarity"),
-                )
-                for r in folded_of.get(kept, [])
-            ),
+        def samples(picked: dict[str, list[str]], tag_column: int) -> dict[str, list[TextSample]]:
+            return {
+                name: [
+                    TextSample(s, texts[s][1], texts[s][2], tuple(texts[s][tag_column] or ()))
+                    for s in sources
+                    if s in texts
+                ]
+                for name, sources in sorted(picked.items())
+            }
+
+        clusters = [
+            Cluster(
+                kept_source=kept,
+                kept_text=texts[kept][2] if kept in texts else "",
+                size=size,
+                folded=tuple(
+                    (
+                        r["source"],
+                        str(r["method"]),
+                        texts[r["source"]][2] if r["source"] in texts else "",
+                        r.get("similarity"),
+                    )
+                    for r in folded_of.get(kept, [])
+                ),
+            )
+            for kept, size in top
+        ]
+        results = list((validation or {}).get("results") or [])
+        # Row counts come from the release files themselves: they are what would be published.
+        split_rows = {
+            s: sum(pq.ParquetFile(f).metadata.num_rows for f in sorted(release_data.glob(f"{s}-*.parquet")))
+            for s in SPLITS
+        }
+        reported = {s: int((split_report.get("rows") or {}).get(s, 0)) for s in SPLITS}
+        notes = [str(n) for n in release_diff.get("notes") or []] if isinstance(release_diff, dict) else []
+        if reported != split_rows:
+            notes.append(
+                f"split.json reports {reported} rows but {release_data} holds {split_rows}: "
+                "the reports are stale, rerun `dvc repro`"
+            )
+        suites = sorted({_docs_key(r) for r in results})
+        return Review(
+            verdict=verdict,
+            verdict_reason=reason,
+            version=version,
+            previous_version=previous_version,
+            split_rows=split_rows,
+            diff=diff,
+            ingest=ingest,
+            rejects=rejects,
+            clean_rows=pq.ParquetFile(clean).metadata.num_rows,
+            dedup=dedup,
+            rule_counts=dict(sorted(rule_counts.items())),
+            rule_samples=isolate_rules(samples(rule_sources, 3), clean_params),
+            flag_counts=dict(sorted(flag_counts.items())),
+            flag_samples=samples(flag_sources, 4),
+            clusters=clusters,
+            folded_rows=dups.height,
+            distributions=distributions.result(),
+            validation=results,
+            data_docs=data_docs_links(reports / "data_docs", out, suites),
+            notes=notes,
         )
-        for kept, size in top
-    ]
-    results = list((validation or {}).get("results") or [])
-    # Row counts come from the release files themselves: they are what would be published.
-    split_rows = {
-        s: sum(pq.ParquetFile(f).metadata.num_rows for f in sorted(release_data.glob(f"{s}-*.parquet")))
-        for s in SPLITS
-    }
-    reported = {s: int((split_report.get("rows") or {}).get(s, 0)) for s in SPLITS}
-    notes = [str(n) for n in release_diff.get("notes") or []] if isinstance(release_diff, dict) else []
-    if reported != split_rows:
-        notes.append(
-            f"split.json reports {reported} rows but {release_data} holds {split_rows}: "
-            "the reports are stale, rerun `dvc repro`"
-        )
-    suites = sorted({_docs_key(r) for r in results})
-    return Review(
-        verdict=verdict,
-        verdict_reason=reason,
-        version=version,
-        previous_version=previous_version,
-        split_rows=split_rows,
-        diff=diff,
-        ingest=ingest,
-        rejects=rejects,
-        clean_rows=pq.ParquetFile(clean).metadata.num_rows,
-        dedup=dedup,
-        rule_counts=dict(sorted(rule_counts.items())),
-        rule_samples=isolate_rules(samples(rule_sources, 3), clean_params),
-        flag_counts=dict(sorted(flag_counts.items())),
-        flag_samples=samples(flag_sources, 4),
-        clusters=clusters,
-        folded_rows=dups.height,
-        distributions=read_distributions(
-            release_data, previous_data, params.word_sample_rows, latest[1] if latest else None
-        ),
-        validation=results,
-        data_docs=data_docs_links(reports / "data_docs", out, suites),
-        notes=notes,
-    )
+    finally:
+        background.shutdown(wait=True, cancel_futures=True)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -375,3 +375,19 @@ def test_data_quality_lists_warnings_with_counts(
     assert line in warnings.splitlines()
     assert "| warning | failed | 7 |" in card
     assert "No warnings." not in card
+
+
+def test_dataset_info_counts_the_bytes_of_each_whole_file_decoded(seed_release: Path, tmp_path: Path) -> None:
+    """`num_bytes` is `pq.read_table(f).nbytes`, summed row group by row group."""
+    from pipeline.card import dataset_info
+
+    release = tmp_path / "release"
+    shutil.copytree(seed_release / "data", release / "data")
+    train = sorted((release / "data").glob("train-*.parquet"))[0]
+    table = pq.read_table(train)
+    pq.write_table(table, train, row_group_size=max(1, table.num_rows // 5))  # several groups
+    assert pq.ParquetFile(train).num_row_groups > 1
+    info = dataset_info(release)
+    for split in info["splits"]:
+        files = sorted((release / "data").glob(f"{split['name']}-*.parquet"))
+        assert split["num_bytes"] == sum(pq.read_table(f).nbytes for f in files)

@@ -440,3 +440,61 @@ def test_report_directory_keeps_no_spool(seed_build: Path, tmp_path: Path) -> No
     with pytest.raises(ValidationFailed):
         validate(seed_build, data, reports / "v.json")
     assert sorted(p.name for p in reports.iterdir()) == ["v.json"]
+
+
+def test_count_spaces_counts_as_polars_does() -> None:
+    import polars as pl
+
+    from pipeline.validate import count_spaces
+
+    texts = ["", " ", "a b  c", None, "naïve café — ok ", "\u3000 wide\tspace", "x" * 300 + " y"]
+    for array in (pa.array(texts), pa.array(texts, pa.large_string()), pa.array(texts).slice(2, 4)):
+        expected = pl.from_arrow(array).str.count_matches(" ", literal=True)  # type: ignore[union-attr]
+        assert count_spaces(array).to_list() == expected.to_list()
+    chunked = pa.chunked_array([pa.array(texts[:3]), pa.array(texts[3:])])
+    assert count_spaces(chunked).to_list() == count_spaces(pa.array(texts)).to_list()
+
+
+def test_a_value_expectation_on_release_reads_the_text(seed_build: Path, tmp_path: Path) -> None:
+    """The `release` table carries the abstracts only when an expectation may read them; with
+    one that does, it sees every value (and the shape-only results stay the same)."""
+    from pipeline.validate import release_reads_text
+
+    suites = tmp_path / "suites"
+    shutil.copytree(SUITES, suites)
+    schema = json.loads((suites / "schema.json").read_text())
+    assert not release_reads_text(load_suites(SUITES))
+    schema["expectations"].append(
+        {
+            "type": "expect_column_value_lengths_to_be_between",
+            "kwargs": {"column": "abstract", "min_value": 200},
+            "meta": {"severity": "critical", "name": "release_abstract_length"},
+        }
+    )
+    (suites / "schema.json").write_text(json.dumps(schema))
+    assert release_reads_text(load_suites(suites))
+    data = corrupt(seed_build, tmp_path, lambda t: set_value(t, "abstract", 3, "too short " * 3))
+    bad_id = pq.read_table(next(data.glob("train-*.parquet")))["id"][3].as_py()
+    reports = tmp_path / "reports"
+    with pytest.raises(ValidationFailed):
+        run_validate(
+            data,
+            suites,
+            reports / "v.json",
+            ValidateParams(),
+            dedup=seed_build / "build" / "dedup.parquet",
+            split_report=seed_build / "reports" / "split.json",
+            clean=seed_build / "build" / "clean.parquet",
+        )
+    results = json.loads((reports / "v.json").read_text())["results"]
+    by_name = {r["name"]: r for r in results}
+    assert by_name["release_abstract_length"]["unexpected_count"] == 1
+    assert [row["id"] for row in by_name["release_abstract_length"]["failing_rows"]] == [bad_id]
+    shape_only = tmp_path / "shape-only.json"
+    with pytest.raises(ValidationFailed):
+        validate(seed_build, data, shape_only)
+    table_results = [r for r in results if r["table"] == "release" and r["name"] != "release_abstract_length"]
+    assert table_results == [
+        r for r in json.loads(shape_only.read_text())["results"] if r["table"] == "release"
+    ]
+    assert sorted(p.name for p in reports.iterdir()) == ["v.json"]  # the spool is gone
