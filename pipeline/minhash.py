@@ -29,6 +29,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipeline.fingerprint import utf8_buffers
+
 U64: TypeAlias = npt.NDArray[np.uint64]
 I64: TypeAlias = npt.NDArray[np.int64]
 # Strings to shingle: an Arrow string array, a polars Series or plain str.
@@ -134,21 +136,6 @@ def _signature_kernel(
     return signatures
 
 
-def _utf8_buffers(strings: pa.Array | pa.ChunkedArray) -> tuple[npt.NDArray[np.uint8], I64]:
-    """The UTF-8 bytes and int64 row offsets of a string array, without copying when possible."""
-    if isinstance(strings, pa.ChunkedArray):
-        strings = strings.combine_chunks()
-    strings = strings.cast(pa.large_string())
-    _, offsets_buffer, data_buffer = strings.buffers()
-    if offsets_buffer is None:
-        return np.zeros(0, dtype=np.uint8), np.zeros(len(strings) + 1, dtype=np.int64)
-    offsets = np.frombuffer(offsets_buffer, dtype=np.int64)[
-        strings.offset : strings.offset + len(strings) + 1
-    ]
-    data = np.frombuffer(data_buffer, dtype=np.uint8) if data_buffer is not None else np.zeros(0, np.uint8)
-    return data, offsets
-
-
 def _arrow_strings(
     texts: Texts,
 ) -> pa.Array | pa.ChunkedArray:
@@ -166,7 +153,7 @@ def shingle_hashes(texts: Texts, shingle_words: int) -> tuple[U64, I64]:
     `shingle_words` words has one shingle: all its words; a text without words, one shingle.
     """
     lowered = pc.utf8_lower(_arrow_strings(texts))
-    data, offsets = _utf8_buffers(lowered)
+    data, offsets = utf8_buffers(lowered)
     return _shingle_kernel(data, offsets, shingle_words, _SEPARATOR_BYTES)
 
 

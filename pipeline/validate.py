@@ -70,6 +70,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.errors import BadInputError, ValidationFailed
+from pipeline.fingerprint import utf8_buffers
 from pipeline.outputs import write_json
 from pipeline.params import ValidateParams
 
@@ -365,16 +366,8 @@ def _space_counts(
 def count_spaces(text: pa.Array | pa.ChunkedArray) -> pl.Series:
     """Spaces per string (null for null), as `str.count_matches(" ", literal=True)` counts them,
     but in one compiled pass over the UTF-8 buffer, without the GIL (8x faster)."""
-    if isinstance(text, pa.ChunkedArray):
-        text = text.combine_chunks()
-    text = text.cast(pa.large_string())
-    _, offsets_buffer, data_buffer = text.buffers()
-    if offsets_buffer is None or len(text) == 0:
-        counts = np.zeros(len(text), dtype=np.int64)
-    else:
-        offsets = np.frombuffer(offsets_buffer, dtype=np.int64)[text.offset : text.offset + len(text) + 1]
-        data = np.zeros(0, np.uint8) if data_buffer is None else np.frombuffer(data_buffer, dtype=np.uint8)
-        counts = _space_counts(data, offsets)
+    data, offsets = utf8_buffers(text)
+    counts = _space_counts(data, offsets)
     series = pl.from_arrow(pa.array(counts, mask=text.is_null().to_numpy(zero_copy_only=False)))
     assert isinstance(series, pl.Series)
     return series
