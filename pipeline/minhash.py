@@ -363,10 +363,3 @@ class ShingleSets:
         if len(pairs) and not np.array_equal(self.rows[np.minimum(index, len(self.rows) - 1)], pairs):
             raise KeyError("pair of a row without its shingle set")
         return _jaccard_kernel(self.hashes, self.offsets, index[:, 0].copy(), index[:, 1].copy())
-
-
-def shingle_sets(texts: Texts, shingle_words: int) -> list[U64]:
-    """The distinct shingle hashes of each text (sorted), for exact Jaccard."""
-    texts = _arrow_strings(texts)
-    sets = ShingleSets.of_texts(texts, np.arange(len(texts)), shingle_words)
-    return [sets.hashes[sets.offsets[i] : sets.offsets[i + 1]] for i in range(len(texts))]

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 
 from benchmarks.pairs import cleaned_table as cleaned
 from pipeline.dedup import kept_abstracts, read_shingle_sets, run_dedup
-from pipeline.minhash import shingle_sets
+from pipeline.minhash import ShingleSets
 from pipeline.outputs import write_parquet
 from pipeline.params import DedupParams
 
@@ -144,8 +144,9 @@ def test_shingle_sets_read_back_match_those_of_the_texts(tmp_path: Path) -> None
     texts = {int(row): abstracts[row] for row in wanted}
     sets = read_shingle_sets(tmp_path / "clean.parquet", wanted, shingle_words=5)
     assert sets.rows.tolist() == sorted(texts) == [0, 3, 7, 49]
-    for row, expected in zip(sorted(texts), shingle_sets([texts[r] for r in sorted(texts)], 5), strict=True):
-        assert np.array_equal(sets.get(row), expected)
+    expected = ShingleSets.of_texts([texts[r] for r in sorted(texts)], np.array(sorted(texts)), 5)
+    for row in sorted(texts):
+        assert np.array_equal(sets.get(row), expected.get(row))
 
 
 def test_run_restores_the_arrow_memory_pool(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline.minhash import SEPARATORS, band_keys, candidate_pairs, shingle_hashes, shingle_sets, signatures
+from pipeline.minhash import SEPARATORS, ShingleSets, band_keys, candidate_pairs, shingle_hashes, signatures
 
 MASK = 2**64 - 1
 MIX = 0x9E3779B97F4A7C15
@@ -68,7 +68,7 @@ def test_sliced_and_chunked_arrays_give_the_same_shingles() -> None:
 
 
 def test_shingle_sets_are_sorted_and_distinct() -> None:
-    (sets,) = shingle_sets(["a b a b a b a b"], 2)
+    sets = ShingleSets.of_texts(["a b a b a b a b"], np.array([0]), 2).get(0)
     assert sets.tolist() == sorted(set(reference_shingles("a b a b a b a b", 2)))
 
 
@@ -87,9 +87,9 @@ def test_signature_agreement_estimates_jaccard() -> None:
         pairs.append((text, " ".join(words[:keep] + [f"x{i}" for i in range(len(words) - keep)])))
     texts = [t for pair in pairs for t in pair]
     matrix = signatures(*shingle_hashes(texts, 5), num_perm=256, seed=7)
-    sets = shingle_sets(texts, 5)
+    sets = ShingleSets.of_texts(texts, np.arange(len(texts)), 5)
     for i in range(len(pairs)):
-        a, b = sets[2 * i], sets[2 * i + 1]
+        a, b = sets.get(2 * i), sets.get(2 * i + 1)
         true = len(np.intersect1d(a, b)) / len(np.union1d(a, b))
         estimate = float(np.mean(matrix[2 * i] == matrix[2 * i + 1]))
         # Standard error of the estimate is sqrt(J(1-J)/256) <= 0.031: 4.5 of them.
