@@ -27,10 +27,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from pipeline.clean_kernels import ascii_fold, distinct_pieces
 from pipeline.executor import map_batches
 from pipeline.fingerprint import utf8_digests
 from pipeline.ingest import RECORD_SCHEMA, read_raw_texts
@@ -524,8 +526,7 @@ def _pieces(texts: pl.Series) -> pl.Series:
     non-word. Extracting from the pieces skips the repeated text and runs the slow Unicode `\\b`
     engine on the non-ASCII rows once per distinct piece.
     """
-    frame = pl.DataFrame({"t": texts}).lazy().select(pl.col("t").str.split(" ").explode().unique())
-    return frame.collect().to_series()
+    return distinct_pieces(texts)
 
 
 # Literals per regex alternation: keeps each compiled regex far below the regex size limit.
@@ -838,9 +839,21 @@ def text_hashes(normalised: list[str]) -> list[str]:
     return [blake2b(t.encode("utf-8"), digest_size=8).hexdigest() for t in normalised]
 
 
-def _text_hash_column(normalised: pl.Series) -> pl.Series:
-    """`text_hashes` of a string column, from its Arrow buffer (`fingerprint.utf8_digests`)."""
-    digests = utf8_digests(normalised.to_arrow())
+def _text_hash_column(texts: pl.Series) -> pl.Series:
+    """`text_hashes` of `normalised_text` of a string column, hashed from Arrow buffers
+    (`fingerprint.utf8_digests`).
+
+    ASCII rows (most) are folded by a compiled loop; NFKC and the Unicode classes of `_fold`
+    run on the others only.
+    """
+    folded, ascii = ascii_fold(texts.to_arrow())
+    digests = utf8_digests(folded)
+    if not ascii.all():
+        others = np.flatnonzero(~ascii)
+        unicode = texts.gather(others)
+        normalised = pl.select(_fold(pl.lit(_normalise(unicode, "NFKC")))).to_series()
+        for row, digest in zip(others.tolist(), utf8_digests(normalised.to_arrow()), strict=True):
+            digests[row] = digest
     return pl.Series("text_hash", [digest.hex() for digest in digests], dtype=pl.String)
 
 
@@ -899,11 +912,7 @@ def clean_frame(frame: pl.DataFrame, params: CleanParams) -> pl.DataFrame:
         .select(_flags(pl.col("abstract"), pl.col("_glued"), pl.col("_en"), params).alias("flags"))
         .to_series(),
     )
-    # NFKC only where it can change something: same hashes, less work.
-    folded = _normalise(texts, "NFKC")
-    normalised = pl.select(_fold(pl.lit(folded))).to_series()
-    hashes = _text_hash_column(normalised)
-    return out.with_columns(hashes).select(CLEAN_SCHEMA.names)
+    return out.with_columns(_text_hash_column(texts)).select(CLEAN_SCHEMA.names)
 
 
 def clean_batch(batch: pa.RecordBatch, params: CleanParams) -> pa.RecordBatch:
