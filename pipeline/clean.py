@@ -36,7 +36,7 @@ from pipeline.clean_kernels import ascii_fold, distinct_pieces
 from pipeline.executor import map_batches
 from pipeline.fingerprint import utf8_digests
 from pipeline.ingest import RECORD_SCHEMA, read_raw_texts
-from pipeline.outputs import write_json
+from pipeline.outputs import build_file_options, write_json
 from pipeline.params import CleanParams
 
 CLEAN_SCHEMA = pa.schema(
@@ -998,6 +998,7 @@ def run_clean(ingested: Path, out: Path, report_out: Path, params: CleanParams) 
         workers=params.workers,
         batch_rows=params.batch_rows,
         label="clean",
+        options=build_file_options(CLEAN_SCHEMA, repeated=("file", "format")),
     )
     report = summarise(out, ingested, params)
     write_json(report, report_out)

@@ -21,15 +21,16 @@ import shutil
 import sys
 import tempfile
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.outputs import parquet_writer
+from pipeline.outputs import PARQUET_OPTIONS, parquet_writer
 
 BatchFunction = Callable[[pa.RecordBatch], pa.RecordBatch]
 
@@ -111,11 +112,13 @@ def map_batches(
     batch_rows: int,
     label: str,
     columns: list[str] | None = None,
+    options: Mapping[str, Any] = PARQUET_OPTIONS,
 ) -> int:
     """Apply `function` to every batch of `source`, writing the results to `target` in order.
 
     `function` must be picklable (a module-level function or a `functools.partial` of one).
-    `columns` limits what is read from `source` (default: every column).
+    `columns` limits what is read from `source` (default: every column); `options` are the
+    parquet writer's settings for `target`.
     Returns the number of rows written.
     """
     parquet = pq.ParquetFile(source)
@@ -129,7 +132,7 @@ def map_batches(
         writer.write_batch(batch)
         print(f"{label}: {done:,}/{total_rows:,} rows", file=sys.stderr)
 
-    with parquet_writer(target, schema) as writer:
+    with parquet_writer(target, schema, options) as writer:
         # One batch gains nothing from worker processes but their start-up time.
         if workers == 1 or len(slices) <= 1:
             # A writer thread encodes batch n while batch n + 1 is computed: Arrow's parquet

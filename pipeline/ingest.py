@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 
 from pipeline.arxiv_ids import parse_arxiv_id
 from pipeline.errors import BadInputError
-from pipeline.outputs import parquet_writer, write_json, write_jsonl
+from pipeline.outputs import build_file_options, parquet_writer, write_json, write_jsonl
 from pipeline.params import KNOWN_FORMATS, IngestParams
 
 RECORD_SCHEMA = pa.schema(
@@ -718,7 +718,8 @@ def run_ingest(
             raise BadInputError(f"ingest.formats names {forced!r}, which is not a file in {raw_dir}")
     rejects: list[Reject] = []
     per_file: dict[str, FileStats] = {}
-    with parquet_writer(out, RECORD_SCHEMA) as writer, ThreadPoolExecutor(max_workers=1) as pool:
+    options = build_file_options(RECORD_SCHEMA, repeated=("file", "format"))
+    with parquet_writer(out, RECORD_SCHEMA, options) as writer, ThreadPoolExecutor(max_workers=1) as pool:
         buffer = RecordBuffer(writer, params.batch_rows, pool)
         for index, path in enumerate(files, start=1):
             name = path.relative_to(raw_dir).as_posix()

