@@ -32,7 +32,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.clean_kernels import ascii_fold, distinct_pieces
+from pipeline.clean_kernels import Pieces, ascii_fold
 from pipeline.executor import map_batches
 from pipeline.fingerprint import utf8_digests
 from pipeline.ingest import RECORD_SCHEMA, read_raw_texts
@@ -518,17 +518,6 @@ def _candidates(texts: pl.Series, pattern: str) -> pl.Series:
     return texts.str.extract_all(pattern).explode().drop_nulls().unique()
 
 
-def _pieces(texts: pl.Series) -> pl.Series:
-    """The distinct space-separated pieces of `texts` (a few tens of thousands per batch).
-
-    A pattern whose matches hold no space and which asserts nothing but `\\b` finds the same
-    matches in the pieces as in the texts: to `\\b`, a space and the end of a piece are both
-    non-word. Extracting from the pieces skips the repeated text and runs the slow Unicode `\\b`
-    engine on the non-ASCII rows once per distinct piece.
-    """
-    return distinct_pieces(texts)
-
-
 # Literals per regex alternation: keeps each compiled regex far below the regex size limit.
 _ALTERNATION_CHUNK = 2_000
 # Up to this many literals, a regex alternation finds them with a SIMD prefilter (Teddy), several
@@ -622,9 +611,15 @@ def _changes(candidates: list[str], decide: Callable[[str], str]) -> dict[str, s
 
 def _rewrite(texts: pl.Series, changes: dict[str, str]) -> pl.Series:
     """Rewrite each whole-token occurrence of a key of `changes` to its value."""
-    rows = _contains_bounded(texts, list(changes))
+    return _rewrite_rows(texts, changes, _contains_bounded(texts, list(changes)))[0]
+
+
+def _rewrite_rows(texts: pl.Series, changes: dict[str, str], maybe: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """`_rewrite` where `maybe` holds every row with a bounded key of `changes` (others may be
+    in it too); also return which rows were rewritten."""
+    rows = _rows_bounded(texts, list(changes), maybe)
     if not rows.any():
-        return texts
+        return texts, rows
     # Aho-Corasick (polars `replace_many`) over the tokens with their bounding characters: one
     # pass, no per-row Python. Again where a token is left: adjacent tokens share the space
     # between them, and the first pass replaced only one of them.
@@ -638,7 +633,7 @@ def _rewrite(texts: pl.Series, changes: dict[str, str]) -> pl.Series:
     again = _contains_bounded(fixed, list(changes))
     if again.any():
         fixed = fixed.scatter(again.arg_true(), replace(fixed.filter(again)))
-    return texts.clone().scatter(rows.arg_true(), fixed)
+    return texts.clone().scatter(rows.arg_true(), fixed), rows
 
 
 # Two more shapes of lost spacing: a sentence glued to the next ("structures.The",
@@ -709,8 +704,12 @@ def _glued_words(texts: pl.Series, params: CleanParams) -> tuple[pl.Series, pl.S
     # per-word Python work is a few hundred set lookups per batch.
     # Tokens of 12+ letters are few: all of them are candidates, so that a glued pair without
     # a function word ("introduceiris") is at least flagged.
-    # None of the patterns matches a space: the pieces give the same candidates.
-    pieces = _pieces(texts)
+    # A pattern whose matches hold no space and which asserts nothing but `\b` finds the same
+    # matches in the distinct space-separated pieces as in the texts: to `\b`, a space and the
+    # end of a piece are both non-word. The pieces skip the repeated text, and the slow Unicode
+    # `\b` engine runs on a non-ASCII piece once. None of these patterns matches a space.
+    occurring = Pieces.of(texts)
+    pieces = occurring.values
     lower = pl.concat(
         [_candidates(pieces, _lower_pattern(params)), _candidates(pieces, _LONG_LOWER)]
     ).unique()
@@ -729,8 +728,14 @@ def _glued_words(texts: pl.Series, params: CleanParams) -> tuple[pl.Series, pl.S
         | {t for t in named if decide_name(t) == _FLAGGED}
     )
     changes = {**_changes(mixed + unknown, decide), **_changes(named, decide_name)}
-    fixed = _rewrite(texts, changes)
-    return fixed, _contains_bounded(fixed, flagged)
+    # A text holding a token bounded by prose characters holds a piece holding the token: the
+    # pieces find the texts to run the exact test on without a scan of every text. A rewritten
+    # text has new pieces: those are tested too.
+    fixed, rewritten = _rewrite_rows(
+        texts, changes, occurring.texts_holding(_contains_any(pieces, list(changes)))
+    )
+    flagged_maybe = occurring.texts_holding(_contains_any(pieces, flagged)) | rewritten
+    return fixed, _rows_bounded(fixed, flagged, flagged_maybe)
 
 
 RULES: tuple[Rule, ...] = (

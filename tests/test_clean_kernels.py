@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.clean import _fold, _normalise, _text_hash_column, text_hashes
-from pipeline.clean_kernels import ascii_fold, distinct_pieces
+from pipeline.clean_kernels import Pieces, ascii_fold
 
 # Texts mixing words, punctuation, runs of spaces and non-ASCII letters, digits and spaces.
 TEXT = st.text(alphabet=st.sampled_from([*"ab AB09,.-()|\t\n", "é", "Ω", "\u00a0", "ﬁ", "²", "中"]))
@@ -42,14 +42,38 @@ def test_text_hash_column_is_text_hashes_of_the_polars_fold(texts: list[str]) ->
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(TEXT, max_size=20))
-def test_distinct_pieces_is_the_set_of_space_separated_pieces(texts: list[str]) -> None:
-    pieces = distinct_pieces(pl.Series("t", texts, dtype=pl.String)).to_list()
-    assert len(pieces) == len(set(pieces))
-    assert set(pieces) == {piece for text in texts for piece in text.split(" ")}
+def test_pieces_are_the_distinct_space_separated_pieces_and_where_they_occur(texts: list[str]) -> None:
+    pieces = Pieces.of(pl.Series("t", texts, dtype=pl.String))
+    values = pieces.values.to_list()
+    assert len(values) == len(set(values))
+    assert set(values) == {piece for text in texts for piece in text.split(" ")}
+    rebuilt = [
+        " ".join(values[i] for i in pieces.occurrences[start:end])
+        for start, end in zip(pieces.occurrence_offsets[:-1], pieces.occurrence_offsets[1:], strict=True)
+    ]
+    assert rebuilt == texts
 
 
-def test_distinct_pieces_keep_first_occurrence_order_past_the_first_table_size() -> None:
+def test_texts_holding_a_wanted_piece() -> None:
+    pieces = Pieces.of(pl.Series("t", ["a glued wordhere", "clean text", "", "wordhere again wordhere"]))
+    wanted = pieces.values.str.contains("wordhere")
+    assert pieces.texts_holding(wanted).to_list() == [True, False, False, True]
+    assert not pieces.texts_holding(pieces.values == "absent").any()
+
+
+def test_pieces_keep_first_occurrence_order_past_the_first_table_size() -> None:
     # 100,000 distinct pieces: more than the first table holds, so the kernel retries larger.
     words = [f"w{i}" for i in range(100_000)]
     texts = [" ".join(words[i : i + 1000]) for i in range(0, len(words), 1000)] * 2
-    assert distinct_pieces(pl.Series("t", texts)).to_list() == words
+    pieces = Pieces.of(pl.Series("t", texts))
+    assert pieces.values.to_list() == words
+    assert pieces.occurrences.tolist() == list(range(100_000)) * 2
+
+
+def test_pieces_that_share_their_first_sixteen_bytes_stay_apart() -> None:
+    # Slots compare a piece's first 16 bytes and length; longer pieces also their other bytes.
+    stem = "representational"  # 16 bytes
+    texts = [f"{stem} {stem}s {stem}x {stem}ism {stem}isn {stem}s", f"{stem}ism {stem}"]
+    pieces = Pieces.of(pl.Series("t", texts))
+    assert pieces.values.to_list() == [stem, f"{stem}s", f"{stem}x", f"{stem}ism", f"{stem}isn"]
+    assert pieces.occurrences.tolist() == [0, 1, 2, 3, 4, 1, 3, 0]
