@@ -101,6 +101,8 @@ def _masked(
         rows = rows.filter(texts.gather(rows).str.contains(prefilter))
         if rows.is_empty():
             return texts
+    if len(rows) == len(texts):  # e.g. every row of a dump behind an `Abstract:` label
+        return pl.select(repair(pl.lit(texts))).to_series().alias(texts.name)
     fixed = pl.select(repair(pl.lit(texts.gather(rows)))).to_series()
     return texts.clone().scatter(rows, fixed)
 
