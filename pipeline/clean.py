@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 
 from pipeline.clean_kernels import Pieces, ascii_fold
 from pipeline.executor import map_batches
-from pipeline.fingerprint import utf8_digests
+from pipeline.fingerprint import blake2b_64, hex_digests
 from pipeline.ingest import RECORD_SCHEMA, read_raw_texts
 from pipeline.outputs import build_file_options, write_json
 from pipeline.params import CleanParams
@@ -847,21 +847,20 @@ def text_hashes(normalised: list[str]) -> list[str]:
 
 
 def _text_hash_column(texts: pl.Series) -> pl.Series:
-    """`text_hashes` of `normalised_text` of a string column, hashed from Arrow buffers
-    (`fingerprint.utf8_digests`).
+    """`text_hashes` of `normalised_text` of a string column (`fingerprint.blake2b_64`).
 
     ASCII rows (most) are folded by a compiled loop; NFKC and the Unicode classes of `_fold`
     run on the others only.
     """
     folded, ascii = ascii_fold(texts.to_arrow())
-    digests = utf8_digests(folded)
+    digests = blake2b_64(folded)
     if not ascii.all():
         others = np.flatnonzero(~ascii)
-        unicode = texts.gather(others)
-        normalised = pl.select(_fold(pl.lit(_normalise(unicode, "NFKC")))).to_series()
-        for row, digest in zip(others.tolist(), utf8_digests(normalised.to_arrow()), strict=True):
-            digests[row] = digest
-    return pl.Series("text_hash", [digest.hex() for digest in digests], dtype=pl.String)
+        normalised = pl.select(_fold(pl.lit(_normalise(texts.gather(others), "NFKC")))).to_series()
+        digests[others] = blake2b_64(normalised.to_arrow())
+    hashes = pl.from_arrow(hex_digests(digests))
+    assert isinstance(hashes, pl.Series)
+    return hashes.alias("text_hash")
 
 
 # Rules whose output can give an earlier rule (or themselves) new work: removing a footnote or

@@ -25,14 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.errors import BadInputError
-from pipeline.fingerprint import utf8_digests
+from pipeline.fingerprint import blake2b_64
 from pipeline.outputs import write_json, write_parquet
 from pipeline.params import CardParams, ReleaseDiffParams
 
@@ -150,7 +149,7 @@ def propose_version(previous: Version | None, diff: ReleaseDiff) -> Version:
 
 def fingerprints(strings: pa.Array) -> pa.Array:
     """blake2b-64 of each string's UTF-8 bytes, as unsigned integers."""
-    return pa.array(np.frombuffer(b"".join(utf8_digests(strings)), dtype="<u8"), pa.uint64())
+    return pa.array(blake2b_64(strings), pa.uint64())
 
 
 def release_shards(release_data: Path) -> list[tuple[str, Path]]:
@@ -213,9 +212,8 @@ def _id_order(paths: list[Path]) -> pa.Array:
 def row_index(release_data: Path, batch_rows: int = 100_000) -> pa.Table:
     """The row index of a release directory, shard by shard (never the whole text at once).
 
-    This thread hashes (blake2b holds the GIL for all but the longest abstracts, so a second
-    hashing thread would only wait for it) while two others decode the next row groups and
-    sort the ids (pyarrow releases the GIL). At most three row groups of text, in batches of
+    This thread hashes while two others decode the next row groups and sort the ids (pyarrow
+    releases the GIL). At most three row groups of text, in batches of
     `batch_rows`, wait.
     """
     shards = release_shards(release_data)

@@ -15,13 +15,12 @@ row to another split.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -32,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.errors import PipelineError
+from pipeline.fingerprint import blake2b_64
 from pipeline.minhash import U64, ShingleSets, candidate_pairs, read_band_keys
 from pipeline.outputs import PARQUET_OPTIONS, write_json
 from pipeline.params import DedupParams, SplitParams
@@ -52,25 +52,31 @@ _HASH_SPACE = float(2**64)
 
 Codes: TypeAlias = npt.NDArray[np.int8]
 Pairs: TypeAlias = npt.NDArray[np.int64]
+I64: TypeAlias = npt.NDArray[np.int64]
 
 
-def split_codes(ids: list[str], params: SplitParams) -> Codes:
+def salted_digests(ids: Sequence[str] | pa.Array | pa.ChunkedArray, seed: int) -> U64:
+    """blake2b(f"{seed}:{id}", digest_size=8) of each id, its digest bytes read big-endian.
+
+    Hashed in a compiled loop (`fingerprint.blake2b_64`): hashlib costs a Python call per id,
+    seconds for the millions of benchmark rows, while the writing waits for the splits.
+    """
+    strings = ids if isinstance(ids, pa.Array | pa.ChunkedArray) else pa.array(ids, pa.string())
+    # `blake2b_64` reads the digest bytes as a little-endian number: swap to read them big-endian.
+    digests: U64 = blake2b_64(strings, prefix=str(seed).encode("ascii") + b":").byteswap()
+    return digests
+
+
+def split_codes(ids: Sequence[str] | pa.Array | pa.ChunkedArray, params: SplitParams) -> Codes:
     """The split of each id as an index into SPLITS; see `assign_split`."""
     bounds: list[float] = []
     cumulative = 0.0
     for name in SPLITS:
         cumulative += params.fractions[name]
         bounds.append(cumulative)
-    salted = hashlib.blake2b(str(params.seed).encode("ascii") + b":", digest_size=8)
-    copy = salted.copy
-    digests = []
-    for row_id in ids:
-        state = copy()
-        state.update(row_id.encode("utf-8"))
-        digests.append(state.digest())
     # The same point as int.from_bytes(digest, "big") / 2**64: both round the integer to the
     # nearest double, and dividing by a power of two is exact.
-    points = np.frombuffer(b"".join(digests), dtype=">u8").astype(np.float64) / _HASH_SPACE
+    points = salted_digests(ids, params.seed).astype(np.float64) / _HASH_SPACE
     below = points[:, None] < np.array(bounds)[None, :]
     # The first split whose cumulative bound lies above the point; the last split otherwise.
     return np.where(below.any(axis=1), below.argmax(axis=1), len(SPLITS) - 1).astype(np.int8)
@@ -150,16 +156,14 @@ def cross_split_candidates(keys: U64, codes: Codes) -> Pairs:
 
 
 def leaked_pairs(
-    pairs: Pairs, texts: dict[int, str], ids: pa.ChunkedArray, dedup: DedupParams
+    pairs: Pairs, sets: ShingleSets, ids: pa.ChunkedArray, dedup: DedupParams
 ) -> list[dict[str, Any]]:
     """The candidate `pairs` whose verified Jaccard similarity is >= dedup.near_threshold.
 
-    `texts` holds the abstract of every row in `pairs`.
+    `sets` holds the shingle set of every row in `pairs`.
     """
     if not len(pairs):
         return []
-    rows_read = sorted(texts)
-    sets = ShingleSets.of_texts([texts[r] for r in rows_read], np.array(rows_read), dedup.shingle_words)
     leaks = []
     for (a, b), similarity in zip(pairs.tolist(), sets.similarity(pairs).tolist(), strict=True):
         if similarity >= dedup.near_threshold:
@@ -169,59 +173,93 @@ def leaked_pairs(
     return sorted(leaks, key=lambda leak: (leak["id"], leak["other_id"]))
 
 
-def write_release(
-    deduped: Path, cleaned: Path, codes: Codes, writers: dict[str, ShardWriter], wanted: npt.NDArray[np.int64]
-) -> dict[int, str]:
-    """Stream the release columns into each split's shards; return the abstracts of `wanted` rows.
+def read_shingle_sets(cleaned: Path, clean_rows: I64, rows: I64, shingle_words: int) -> ShingleSets:
+    """The shingle sets of the kept `rows` (ascending), whose abstracts are read from the row
+    groups of the cleaned file that hold them (`clean_rows` maps a kept row to its cleaned row)."""
+    parquet = pq.ParquetFile(cleaned, pre_buffer=False)
+    starts = np.cumsum([0] + [parquet.metadata.row_group(g).num_rows for g in range(parquet.num_row_groups)])
+    targets = clean_rows[rows]
+    groups = np.searchsorted(starts, targets, side="right") - 1
+    bounds = np.searchsorted(groups, np.arange(parquet.num_row_groups + 1))
+    parts = []
+    for group, (first, last) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)):
+        if last > first:
+            texts = parquet.read_row_group(group, columns=["abstract"]).column(0)
+            texts = texts.take(pa.array(targets[first:last] - starts[group]))
+            parts.append(ShingleSets.of_texts(texts, rows[first:last], shingle_words))
+    return ShingleSets.concat(parts)
 
-    The kept rows' metadata comes from the deduplicated table (held whole: no texts in it), their
-    abstracts from the cleaned file, whose batches are read once and cut to the kept rows.
+
+def write_release(
+    kept: pa.Table,
+    clean_rows: I64,
+    cleaned: Path,
+    codes: Codes,
+    writers: dict[str, ShardWriter],
+    candidates: Future[Pairs],
+    shingle_words: int,
+) -> ShingleSets:
+    """Stream the release columns into each split's shards; return the shingle sets of the rows
+    in the `candidates` pairs.
+
+    `kept` holds the kept rows' metadata (no texts), `clean_rows` their rows in the cleaned file,
+    whose abstracts are read batch by batch, once, and cut to the kept rows.
     Each split's writer runs in its own thread (parquet encoding and compression release the
     GIL) while the next batch is read; a batch is handed over only when the previous one is
     written, so every shard receives the same tables in the same order as a serial loop.
+
+    The candidate pairs are computed beside the writing, which does not wait for them: the
+    candidates' texts are shingled from the batches read once the pairs are known, and those of
+    the batches read before are read again from the cleaned file, also beside the writing.
     """
-    columns = [name for name in RELEASE_SCHEMA.names if name != "abstract"]
-    kept = pq.read_table(deduped, columns=["row", *columns])
-    clean_rows = kept.column("row").to_numpy()
-    kept = kept.drop_columns(["row"])
-    texts: dict[int, str] = {}
+    wanted: I64 | None = None
+    shingled: list[ShingleSets] = []
+    earlier: Future[ShingleSets] | None = None
     clean_offset = 0
-    with ThreadPoolExecutor(max_workers=len(SPLITS)) as pool:
+    with ThreadPoolExecutor(max_workers=len(SPLITS) + 1) as pool:
         writing: list[Future[None]] = []
-        batches = pq.ParquetFile(cleaned).iter_batches(batch_size=100_000, columns=["abstract"])
+        # Without pre-buffering: its read buffers bypass Arrow's pool, so each batch's came as
+        # fresh pages from the kernel, which cost more system time than the decompression.
+        parquet = pq.ParquetFile(cleaned, pre_buffer=False)
+        batches = parquet.iter_batches(batch_size=100_000, columns=["abstract"])
         for batch in batches:
-            lo, hi = np.searchsorted(clean_rows, [clean_offset, clean_offset + batch.num_rows])
-            abstracts = batch.column(0).take(pa.array(clean_rows[lo:hi] - clean_offset))
-            clean_offset += batch.num_rows
+            batch_start, clean_offset = clean_offset, clean_offset + batch.num_rows
+            lo, hi = np.searchsorted(clean_rows, [batch_start, clean_offset])
             if hi == lo:
                 continue
-            table = kept.slice(lo, hi - lo).append_column("abstract", abstracts)
-            table = table.select(RELEASE_SCHEMA.names).cast(RELEASE_SCHEMA)
+            if wanted is None and candidates.done():
+                wanted = np.unique(candidates.result())
+                earlier = pool.submit(
+                    read_shingle_sets, cleaned, clean_rows, wanted[wanted < lo], shingle_words
+                )
             batch_codes = codes[lo:hi]
-            # One stable take groups the batch by split (cheaper than a filter per split);
-            # each split's rows are then a slice, in file order.
-            grouped = table.take(np.argsort(batch_codes, kind="stable"))
+            # One stable order groups the batch by split, each split's rows in file order; the
+            # abstracts are taken in that order at once (one copy of the texts, not two).
+            order = np.argsort(batch_codes, kind="stable")
+            abstracts = batch.column(0).take(pa.array(clean_rows[lo:hi][order] - batch_start))
+            table = kept.slice(lo, hi - lo).take(order).append_column("abstract", abstracts)
+            table = table.select(RELEASE_SCHEMA.names).cast(RELEASE_SCHEMA)
             ends = np.cumsum(np.bincount(batch_codes, minlength=len(SPLITS))).tolist()
             parts = [
-                grouped.slice(start, end - start) for start, end in zip([0, *ends[:-1]], ends, strict=True)
+                table.slice(start, end - start) for start, end in zip([0, *ends[:-1]], ends, strict=True)
             ]
-            first, last = np.searchsorted(wanted, [lo, hi])
-            if last > first:
-                leak_texts = abstracts.take(pa.array(wanted[first:last] - lo)).to_pylist()
-                texts.update(zip(wanted[first:last].tolist(), leak_texts, strict=True))
             for future in writing:
                 future.result()
             writing = [
                 pool.submit(writers[name].write, part) for name, part in zip(SPLITS, parts, strict=True)
             ]
+            if wanted is not None:
+                # Shingled here, while the writers compress: this thread would only wait.
+                first, last = np.searchsorted(wanted, [lo, hi])
+                if last > first:
+                    texts = batch.column(0).take(pa.array(clean_rows[wanted[first:last]] - batch_start))
+                    shingled.append(ShingleSets.of_texts(texts, wanted[first:last], shingle_words))
         for future in writing:
             future.result()
-    if clean_offset <= (clean_rows[-1] if len(clean_rows) else -1):
-        raise PipelineError(
-            f"{deduped}: kept row {int(clean_rows[-1])} is past the end of {cleaned} ({clean_offset} rows); "
-            "the two files come from different runs: run `dvc repro`"
-        )
-    return texts
+    if earlier is None:  # the pairs came after the last batch: read all their texts again
+        wanted = np.unique(candidates.result())
+        return read_shingle_sets(cleaned, clean_rows, wanted, shingle_words)
+    return ShingleSets.concat([earlier.result(), *shingled])
 
 
 def run_split(
@@ -233,17 +271,35 @@ def run_split(
     dedup: DedupParams,
 ) -> dict[str, Any]:
     """Write the release shards for every split and the split report (with the leak check)."""
-    ids = pq.read_table(deduped, columns=["id"])["id"]
-    codes = split_codes(ids.to_pylist(), params)
-    pairs = cross_split_candidates(read_band_keys(deduped, dedup.bands), codes)
+    columns = [name for name in RELEASE_SCHEMA.names if name != "abstract"]
+    # The kept rows' metadata, read once (no texts in it): the ids give the splits, and the
+    # rest is cut into the shards beside the abstracts.
+    kept = pq.read_table(deduped, columns=["row", *columns])
+    clean_rows = kept.column("row").to_numpy()
+    kept = kept.drop_columns(["row"])
+    clean_count = pq.ParquetFile(cleaned).metadata.num_rows
+    if len(clean_rows) and clean_rows[-1] >= clean_count:
+        raise PipelineError(
+            f"{deduped}: kept row {int(clean_rows[-1])} is past the end of {cleaned} ({clean_count} rows); "
+            "the two files come from different runs: run `dvc repro`"
+        )
+    ids = kept["id"]
+    codes = split_codes(ids, params)
     totals = {name: int(np.count_nonzero(codes == code)) for code, name in enumerate(SPLITS)}
-    with atomic_directory(release_data) as directory:
-        writers = {name: ShardWriter(directory, name, totals[name], params.rows_per_shard) for name in SPLITS}
-        texts = write_release(deduped, cleaned, codes, writers, np.unique(pairs))
-        for writer in writers.values():
-            writer.close()
-        shards = {name: writers[name].names for name in SPLITS}
-    leaks = leaked_pairs(pairs, texts, ids, dedup)
+    with ThreadPoolExecutor(max_workers=1) as background:
+        # numpy's sorts and counts release the GIL, so the candidates cost the writing little.
+        candidates = background.submit(
+            lambda: cross_split_candidates(read_band_keys(deduped, dedup.bands), codes)
+        )
+        with atomic_directory(release_data) as directory:
+            writers = {
+                name: ShardWriter(directory, name, totals[name], params.rows_per_shard) for name in SPLITS
+            }
+            sets = write_release(kept, clean_rows, cleaned, codes, writers, candidates, dedup.shingle_words)
+            for writer in writers.values():
+                writer.close()
+            shards = {name: writers[name].names for name in SPLITS}
+    leaks = leaked_pairs(candidates.result(), sets, ids, dedup)
     report = {"seed": params.seed, "rows": totals, "shards": shards, "leaked_pairs": leaks}
     write_json(report, report_out)
     print(f"split: {totals}, {len(leaks)} near-duplicate pairs across splits", file=sys.stderr)

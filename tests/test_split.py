@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import Future
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -11,10 +13,19 @@ import pytest
 
 from pipeline.dedup import DEDUP_SCHEMA
 from pipeline.errors import PipelineError
-from pipeline.minhash import band_keys, keys_to_arrow
+from pipeline.minhash import ShingleSets, band_keys, keys_to_arrow
 from pipeline.outputs import write_parquet
 from pipeline.params import DedupParams, SplitParams
-from pipeline.split import RELEASE_SCHEMA, assign_split, cross_split_candidates, run_split
+from pipeline.split import (
+    RELEASE_SCHEMA,
+    ShardWriter,
+    assign_split,
+    cross_split_candidates,
+    read_shingle_sets,
+    run_split,
+    salted_digests,
+    write_release,
+)
 
 
 def write_build(directory: Path, ids: list[str], texts: list[str]) -> pa.Table:
@@ -172,3 +183,76 @@ def test_kept_rows_past_the_cleaned_file_fail_clearly(tmp_path: Path) -> None:
             DedupParams(),
         )
     assert not (tmp_path / "data").exists()
+
+
+def test_salted_digests_match_hashlib_across_block_boundaries() -> None:
+    # Ids of every length around BLAKE2b's 128-byte blocks, with the salt before them, and
+    # multi-byte UTF-8; the seed's digits shift where the blocks end.
+    ids = ["", "é-ü/1234567", "\U0001f600" * 40] + [
+        ("x" * n)[: n // 2] + "é" * (n - n // 2) for n in range(300)
+    ]
+    ids += [f"2301.{i:05d}" for i in range(100)] + ["a" * n for n in range(110, 270)]
+    for seed in (0, 7, 20261123, 2**40 + 3):
+        salt = f"{seed}:".encode("ascii")
+        expected = [
+            int.from_bytes(hashlib.blake2b(salt + i.encode(), digest_size=8).digest(), "big") for i in ids
+        ]
+        assert salted_digests(ids, seed).tolist() == expected
+        assert salted_digests(pa.chunked_array([ids[:50], ids[50:]]), seed).tolist() == expected
+
+
+class SettingWriter(ShardWriter):
+    """A shard writer that completes `pairs` with `result` on its `after`-th table: the leak
+    candidates then arrive while the release is being written."""
+
+    def __init__(
+        self, directory: Path, pairs: Future[npt.NDArray[np.int64]], result: npt.NDArray[np.int64], after: int
+    ) -> None:
+        super().__init__(directory, "train", 10**6, 10**6)
+        self.pairs, self.result, self.after, self.calls = pairs, result, after, 0
+
+    def write(self, table: pa.Table) -> None:
+        self.calls += 1
+        if self.calls == self.after:
+            self.pairs.set_result(self.result)
+        super().write(table)
+
+
+@pytest.mark.parametrize("after", [0, 1, 2, 3])
+def test_candidate_texts_are_the_same_whenever_the_candidates_arrive(tmp_path: Path, after: int) -> None:
+    # 250,000 cleaned rows: three read batches of 100,000, in row groups of 30,000.
+    n = 250_000
+    write_parquet(
+        pa.table({"abstract": [f"abstract {i} words {i % 97} more {i % 13} text" for i in range(n)]}),
+        tmp_path / "clean.parquet",
+        row_group_rows=30_000,
+    )
+    clean_rows = np.arange(1, n, 2, dtype=np.int64)
+    kept_ids = [f"id-{r}" for r in clean_rows.tolist()]
+    kept = pa.table(
+        {
+            "id": kept_ids,
+            "arxiv_id": kept_ids,
+            "arxiv_version": [1] * len(kept_ids),
+            "source": ["a.txt"] * len(kept_ids),
+            "duplicate_count": [0] * len(kept_ids),
+        }
+    )
+    codes = np.zeros(len(kept_ids), dtype=np.int8)  # all train: the setting writer sees every batch
+    rng = np.random.default_rng(2)
+    pairs = np.unique(np.sort(rng.integers(0, len(kept_ids), (60, 2)), axis=1), axis=0)
+    pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+    candidates: Future[npt.NDArray[np.int64]] = Future()
+    if after == 0:
+        candidates.set_result(pairs)
+    directory = tmp_path / "data"
+    directory.mkdir()
+    writers = {name: ShardWriter(directory, name, 10**6, 10**6) for name in ("validation", "test")}
+    writers["train"] = SettingWriter(directory, candidates, pairs, after)
+    sets = write_release(kept, clean_rows, tmp_path / "clean.parquet", codes, writers, candidates, 5)
+    expected = read_shingle_sets(tmp_path / "clean.parquet", clean_rows, np.unique(pairs), 5)
+    assert sets.rows.tolist() == np.unique(pairs).tolist()
+    assert np.array_equal(sets.hashes, expected.hashes) and np.array_equal(sets.offsets, expected.offsets)
+    texts = [f"abstract {r} words {r % 97} more {r % 13} text" for r in clean_rows[np.unique(pairs)].tolist()]
+    direct = ShingleSets.of_texts(texts, np.unique(pairs), 5)
+    assert np.array_equal(sets.hashes, direct.hashes) and np.array_equal(sets.offsets, direct.offsets)
