@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import math
 import multiprocessing
+import os
 import shutil
 import sys
 import tempfile
@@ -95,6 +96,17 @@ def _empty(schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_pylist([], schema=schema)
 
 
+def _share_cores(threads: int) -> None:
+    """Worker set-up: at most `threads` compute threads for polars and Arrow in this process.
+
+    Each library otherwise starts a thread per core in every worker, and with one worker per
+    core the threads of all workers contend for the same cores.
+    """
+    # Read by polars when it starts its thread pool: before the first batch imports it.
+    os.environ["POLARS_MAX_THREADS"] = str(threads)
+    pa.set_cpu_count(threads)
+
+
 def _apply_to_slice(
     function: BatchFunction, source: Path, columns: list[str] | None, part: BatchSlice, result_path: Path
 ) -> Path:
@@ -152,7 +164,12 @@ def map_batches(
         scratch = _scratch_dir(parquet, batch_rows, workers)
         with (
             tempfile.TemporaryDirectory(prefix=f"{label}-", dir=scratch) as tmp,
-            ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool,
+            ProcessPoolExecutor(
+                max_workers=workers,
+                mp_context=context,
+                initializer=_share_cores,
+                initargs=(max(1, (os.cpu_count() or 1) // workers),),
+            ) as pool,
         ):
 
             def collect(future: Future[Path]) -> None:

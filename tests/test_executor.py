@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -65,3 +66,24 @@ def test_output_is_in_order_and_byte_identical_for_any_worker_count(tmp_path: Pa
     assert table.column("upper")[999].as_py() == "ROW 999"
     # Batches follow the row groups: 500 -> 3 parts, 120 -> 1, 380 -> 2.
     assert sorted(set(table.column("batch").to_pylist())) == [0, 166, 333, 500, 620, 810]
+
+
+THREADS_SCHEMA = pa.schema([pa.field("polars_threads", pa.int64()), pa.field("arrow_threads", pa.int64())])
+
+
+def thread_counts(batch: pa.RecordBatch) -> pa.RecordBatch:
+    import polars as pl
+
+    rows = batch.num_rows
+    return pa.RecordBatch.from_arrays(
+        [pa.array([pl.thread_pool_size()] * rows), pa.array([pa.cpu_count()] * rows)], schema=THREADS_SCHEMA
+    )
+
+
+def test_workers_share_the_cores_instead_of_each_starting_a_thread_per_core(tmp_path: Path) -> None:
+    target = tmp_path / "threads.parquet"
+    map_batches(source(tmp_path, [10, 10, 10, 10]), target, thread_counts, THREADS_SCHEMA, 2, 10, "test")
+    expected = max(1, (os.cpu_count() or 1) // 2)
+    counts = pq.read_table(target).to_pylist()
+    assert {row["polars_threads"] for row in counts} == {expected}
+    assert {row["arrow_threads"] for row in counts} == {expected}
