@@ -32,7 +32,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.clean_kernels import Pieces, ascii_fold
+from pipeline.clean_kernels import Pieces, fold_plain_texts
 from pipeline.executor import map_batches
 from pipeline.fingerprint import blake2b_64, hex_digests
 from pipeline.ingest import RECORD_SCHEMA, read_raw_texts
@@ -849,13 +849,13 @@ def text_hashes(normalised: list[str]) -> list[str]:
 def _text_hash_column(texts: pl.Series) -> pl.Series:
     """`text_hashes` of `normalised_text` of a string column (`fingerprint.blake2b_64`).
 
-    ASCII rows (most) are folded by a compiled loop; NFKC and the Unicode classes of `_fold`
-    run on the others only.
+    Rows of ASCII and general punctuation (nearly all) are folded by a compiled loop; NFKC and
+    the Unicode classes of `_fold` run on the others only.
     """
-    folded, ascii = ascii_fold(texts.to_arrow())
+    folded, plain = fold_plain_texts(texts.to_arrow())
     digests = blake2b_64(folded)
-    if not ascii.all():
-        others = np.flatnonzero(~ascii)
+    if not plain.all():
+        others = np.flatnonzero(~plain)
         normalised = pl.select(_fold(pl.lit(_normalise(texts.gather(others), "NFKC")))).to_series()
         digests[others] = blake2b_64(normalised.to_arrow())
     hashes = pl.from_arrow(hex_digests(digests))

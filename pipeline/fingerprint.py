@@ -67,6 +67,10 @@ _BLAKE2B_SIGMA = np.array(
     ],
     dtype=np.int64,
 )
+_ONE = np.uint64(1)
+_THREE = np.uint64(3)
+_SEVEN = np.uint64(7)
+_EIGHT = np.uint64(8)
 # Parameter block word 0 for an 8-byte digest without key: digest length, fanout 1, depth 1.
 _BLAKE2B_8_PARAMS = np.uint64(0x01010008)
 
@@ -104,25 +108,41 @@ def _blake2b_64_kernel(
     out = np.empty(len(offsets) - 1, dtype=np.uint64)
     h = np.empty(8, dtype=np.uint64)
     m = np.empty(16, dtype=np.uint64)
-    n_prefix = len(prefix)
+    # Unsigned positions: numba checks a signed index for a negative value on every access.
+    n_prefix = np.uint64(len(prefix))
     for row in range(len(offsets) - 1):
-        start = offsets[row]
-        length = n_prefix + (offsets[row + 1] - start)
+        start = np.uint64(offsets[row])
+        length = n_prefix + (np.uint64(offsets[row + 1]) - start)
         h[:] = iv
         h[0] ^= _BLAKE2B_8_PARAMS
-        blocks = max(1, (length + 127) // 128)  # the empty message is one block of zeros
+        blocks = max(_ONE, (length + np.uint64(127)) >> np.uint64(7))  # the empty message: one block
         for block in range(blocks):
-            first = block * 128
-            last = min(length, first + 128)
+            first = np.uint64(block) << np.uint64(7)
+            last = min(length, first + np.uint64(128))
             m[:] = 0
-            for k in range(first, last):
-                byte = prefix[k] if k < n_prefix else data[start + k - n_prefix]
-                m[(k - first) >> 3] |= np.uint64(byte) << np.uint64(8 * ((k - first) & 7))
+            # The block's bytes as 16 little-endian words: the prefix's byte by byte, then the
+            # string's eight at a time while whole words remain, then the rest byte by byte.
+            k = first
+            while k < last and k < n_prefix:
+                m[(k - first) >> _THREE] |= np.uint64(prefix[k]) << (((k - first) & _SEVEN) << _THREE)
+                k += _ONE
+            while k + _EIGHT <= last and (k - first) & _SEVEN == 0:
+                at = start + k - n_prefix
+                word = np.uint64(0)
+                for byte in range(8):
+                    word |= np.uint64(data[at + np.uint64(byte)]) << np.uint64(8 * byte)
+                m[(k - first) >> _THREE] = word
+                k += _EIGHT
+            while k < last:
+                m[(k - first) >> _THREE] |= np.uint64(data[start + k - n_prefix]) << (
+                    ((k - first) & _SEVEN) << _THREE
+                )
+                k += _ONE
             v0, v1, v2, v3, v4, v5, v6, v7 = h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]
             v8, v9, v10, v11 = iv[0], iv[1], iv[2], iv[3]
-            v12 = iv[4] ^ np.uint64(last)  # bytes hashed so far (the high counter word stays 0)
+            v12 = iv[4] ^ last  # bytes hashed so far (the high counter word stays 0)
             v13 = iv[5]
-            v14 = ~iv[6] if block == blocks - 1 else iv[6]
+            v14 = ~iv[6] if block == blocks - _ONE else iv[6]
             v15 = iv[7]
             for r in range(12):
                 s = sigma[r]

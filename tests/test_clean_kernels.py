@@ -6,10 +6,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.clean import _fold, _normalise, _text_hash_column, text_hashes
-from pipeline.clean_kernels import Pieces, ascii_fold
+from pipeline.clean_kernels import Pieces, fold_plain_texts
 
-# Texts mixing words, punctuation, runs of spaces and non-ASCII letters, digits and spaces.
-TEXT = st.text(alphabet=st.sampled_from([*"ab AB09,.-()|\t\n", "é", "Ω", "\u00a0", "ﬁ", "²", "中"]))
+# Texts mixing words, punctuation, runs of spaces, non-ASCII letters, digits and spaces, and
+# general punctuation (curly quotes, dashes, an ellipsis, a double prime, an unassigned code
+# point and a superscript digit just past the block).
+PUNCTUATION = ["\u2019", "\u201c", "\u2014", "\u2026", "\u2033", "\u2065", "\u2070"]
+TEXT = st.text(
+    alphabet=st.sampled_from([*"ab AB09,.-()|\t\n", "é", "Ω", "\u00a0", "ﬁ", "²", "中", *PUNCTUATION])
+)
+
+
+def plain(text: str) -> bool:
+    """ASCII and the general punctuation that folds to a separator."""
+    return all(c.isascii() or c in PUNCTUATION[:5] for c in text)
 
 
 def polars_fold(texts: list[str]) -> list[str]:
@@ -17,20 +27,29 @@ def polars_fold(texts: list[str]) -> list[str]:
     return pl.select(_fold(pl.lit(normalised))).to_series().to_list()
 
 
-def test_ascii_fold_joins_alphanumeric_runs_with_single_spaces() -> None:
-    folded, ascii = ascii_fold(pa.array(["  Deep-Learning, (BERT) 4 U!  ", "", "Café au lait", "a"]))
-    assert folded.to_pylist() == ["deep learning bert 4 u", "", "", "a"]
-    assert ascii.tolist() == [True, True, False, True]
+def test_plain_fold_joins_alphanumeric_runs_with_single_spaces() -> None:
+    texts = [
+        "  Deep-Learning, (BERT) 4 U!  ",
+        "",
+        "Café au lait",
+        "a",
+        "the \u201cbest\u201d\u2014so far\u2026",
+    ]
+    folded, plain_rows = fold_plain_texts(pa.array(texts))
+    assert folded.to_pylist() == ["deep learning bert 4 u", "", "", "a", "the best so far"]
+    assert plain_rows.tolist() == [True, True, False, True, True]
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(TEXT, max_size=20))
-def test_ascii_fold_is_polars_fold_on_every_ascii_row(texts: list[str]) -> None:
-    folded, ascii = ascii_fold(pa.array(texts, pa.large_string()))
+def test_plain_fold_is_polars_fold_on_every_plain_row(texts: list[str]) -> None:
+    folded, plain_rows = fold_plain_texts(pa.array(texts, pa.large_string()))
     expected = polars_fold(texts)
-    for text, got, is_ascii, want in zip(texts, folded.to_pylist(), ascii.tolist(), expected, strict=True):
-        assert is_ascii == text.isascii()
-        assert got == (want if is_ascii else "")
+    for text, got, is_plain, want in zip(
+        texts, folded.to_pylist(), plain_rows.tolist(), expected, strict=True
+    ):
+        assert is_plain == plain(text)
+        assert got == (want if is_plain else "")
 
 
 @settings(max_examples=200, deadline=None)
