@@ -257,7 +257,8 @@ def _footnotes(text: pl.Expr) -> pl.Expr:
         .str.replace_all(_MARK_AFTER + _MARK + r"(\s|$)", "$1$2")
         # Dagger and asterisk operators are affiliation/equal-contribution marks, never text.
         .str.replace_all(r"([A-Za-z)\].,])[\u2020\u2021\u2217]+", "$1")
-        .str.replace_all(r"^[\u2020\u2021\u2217]+\s*", "")
+        # Leading marks, spaced or not ("† † †"): all in one pass, which the pass limit needs.
+        .str.replace_all(r"^(?:[\u2020\u2021\u2217]+\s*)+", "")
         .str.replace_all(r"  +", " ")
         .str.strip_chars(" ")
     )

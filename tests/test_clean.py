@@ -10,7 +10,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pipeline.clean import (
@@ -293,6 +293,8 @@ _FRAGMENTS = [
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.sampled_from(_FRAGMENTS), st.sampled_from(["", " ", "\n", ". "])), max_size=25))
+# Found by hypothesis: one spaced leading mark per pass left the label for a fourth pass.
+@example(pieces=[("\u2020", " "), ("\u2020", " "), ("\u2020", ""), ("Abstract:", "")])
 def test_cleaning_is_idempotent(pieces: list[tuple[str, str]]) -> None:
     text = "".join(fragment + glue for fragment, glue in pieces)
     once = clean_one(text)
