@@ -213,8 +213,7 @@ def row_index(release_data: Path, batch_rows: int = 100_000) -> pa.Table:
     """The row index of a release directory, shard by shard (never the whole text at once).
 
     This thread hashes while two others decode the next row groups and sort the ids (pyarrow
-    releases the GIL). At most three row groups of text, in batches of
-    `batch_rows`, wait.
+    releases the GIL). At most three row groups of text, in batches of `batch_rows`, wait.
     """
     shards = release_shards(release_data)
     groups = [
