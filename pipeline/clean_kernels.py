@@ -21,7 +21,7 @@ import numpy.typing as npt
 import polars as pl
 import pyarrow as pa
 
-from pipeline.fingerprint import utf8_buffers
+from pipeline.fingerprint import fmix64, utf8_buffers
 
 Bytes: TypeAlias = npt.NDArray[np.uint8]
 I64: TypeAlias = npt.NDArray[np.int64]
@@ -147,17 +147,6 @@ def fold_plain_texts(texts: pa.Array | pa.ChunkedArray) -> tuple[pa.LargeStringA
     return array, foldable
 
 
-@numba.njit(cache=True, inline="always")
-def _mix(x: np.uint64) -> np.uint64:  # pragma: no cover - compiled
-    # murmur3's fmix64: the rotate-xor piece hash alone leaves its last bytes in the low bits.
-    x ^= x >> np.uint64(33)
-    x *= np.uint64(0xFF51AFD7ED558CCD)
-    x ^= x >> np.uint64(33)
-    x *= np.uint64(0xC4CEB9FE1A85EC53)
-    x ^= x >> np.uint64(33)
-    return x
-
-
 @numba.njit(cache=True, nogil=True)
 def _distinct_pieces_kernel(
     data: Bytes, offsets: I64, capacity: int
@@ -191,7 +180,7 @@ def _distinct_pieces_kernel(
         for i in range(piece, end + _ONE):
             if i < end and data[i] != _SPACE:
                 byte = np.uint64(data[i])
-                # Rotate-xor: one cycle per byte; `_mix` makes up for it (and slots compare).
+                # Rotate-xor: one cycle per byte; `fmix64` makes up for it (and slots compare).
                 h = ((h << np.uint64(5)) | (h >> np.uint64(59))) ^ byte
                 at = i - piece
                 if at < _EIGHT:
@@ -200,7 +189,7 @@ def _distinct_pieces_kernel(
                     high |= byte << ((at - _EIGHT) << _THREE)
                 continue
             length = np.int64(i - piece)
-            key = _mix(h ^ np.uint64(length))
+            key = fmix64(h ^ np.uint64(length))
             if length > 16:
                 high = key
             slot = key & mask

@@ -36,6 +36,19 @@ def utf8_buffers(strings: pa.Array | pa.ChunkedArray) -> tuple[npt.NDArray[np.ui
     return data, offsets
 
 
+@numba.njit(cache=True, inline="always")
+def fmix64(x: np.uint64) -> np.uint64:  # pragma: no cover - compiled
+    """murmur3's 64-bit finaliser: spreads every input bit over the output. The cheap byte
+    hashes of `minhash` (FNV-1a) and `clean_kernels` (rotate-xor) leave a word's last bytes
+    in its low bits alone without it."""
+    x ^= x >> np.uint64(33)
+    x *= np.uint64(0xFF51AFD7ED558CCD)
+    x ^= x >> np.uint64(33)
+    x *= np.uint64(0xC4CEB9FE1A85EC53)
+    x ^= x >> np.uint64(33)
+    return x
+
+
 # BLAKE2b (RFC 7693): initial values and message schedule of its 12 rounds.
 _BLAKE2B_IV = np.array(
     [

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.fingerprint import utf8_buffers
+from pipeline.fingerprint import fmix64, utf8_buffers
 
 U64: TypeAlias = npt.NDArray[np.uint64]
 I64: TypeAlias = npt.NDArray[np.int64]
@@ -50,17 +50,6 @@ _SEPARATOR_BYTES = np.zeros(256, dtype=np.uint8)
 _SEPARATOR_BYTES[list(_SEPARATOR_TEXT.encode("ascii"))] = 1
 assert all(c.encode("utf-8")[:2] == b"\xe2\x80" for c in _SEPARATOR_WIDE)
 _SEPARATOR_BYTES[[c.encode("utf-8")[2] for c in _SEPARATOR_WIDE]] = 2
-
-
-@numba.njit(cache=True, inline="always")
-def _finalise(x: np.uint64) -> np.uint64:  # pragma: no cover - compiled
-    # murmur3's fmix64: FNV-1a alone leaves the last bytes of a word in the low bits only.
-    x ^= x >> np.uint64(33)
-    x *= np.uint64(0xFF51AFD7ED558CCD)
-    x ^= x >> np.uint64(33)
-    x *= np.uint64(0xC4CEB9FE1A85EC53)
-    x ^= x >> np.uint64(33)
-    return x
 
 
 @numba.njit(cache=True, nogil=True)
@@ -90,7 +79,7 @@ def _shingle_kernel(
                 width = 3
             if width == 1 or width == 3:
                 if in_word:
-                    words[n_words] = _finalise(word)
+                    words[n_words] = fmix64(word)
                     n_words += 1
                     in_word = False
                 i += width
@@ -101,10 +90,10 @@ def _shingle_kernel(
                 word = (word ^ np.uint64(byte)) * _FNV_PRIME
                 i += 1
         if in_word:
-            words[n_words] = _finalise(word)
+            words[n_words] = fmix64(word)
             n_words += 1
         if n_words == 0:  # no words: one shingle, the empty word
-            words[0] = _finalise(_FNV_OFFSET)
+            words[0] = fmix64(_FNV_OFFSET)
             n_words = 1
         # A text shorter than `shingle_words` words has one shingle: all its words.
         width = min(shingle_words, n_words)
@@ -128,7 +117,7 @@ def _signature_kernel(
         minimum = signatures[row]
         minimum[:] = _ALL_ONES
         for s in range(offsets[row], offsets[row + 1]):
-            key = _finalise(shingles[s]) >> np.uint64(32)
+            key = fmix64(shingles[s]) >> np.uint64(32)
             for p in range(len(multipliers)):
                 value = (multipliers[p] * key + increments[p]) >> np.uint64(32)
                 if value < minimum[p]:
