@@ -48,7 +48,7 @@ from pipeline.minhash import (
     keys_to_arrow,
     read_band_keys,
 )
-from pipeline.outputs import parquet_writer, write_json, write_parquet
+from pipeline.outputs import build_file_options, parquet_writer, write_json, write_parquet
 from pipeline.params import DedupParams
 
 METHODS = ("same_id", "exact", "near")
@@ -362,6 +362,7 @@ def run_dedup(
             batch_rows=params.batch_rows,
             label="dedup: minhash",
             columns=["abstract"],
+            options=build_file_options(MINHASH_SCHEMA, hashes=("band_keys",)),
         )
         all_keys = read_band_keys(minhash_out, params.bands)
         lengths = pq.read_table(minhash_out, columns=["length"])["length"].combine_chunks()
@@ -406,7 +407,7 @@ def write_kept_rows(
     A kept row is its own winner, so its id comes from its own columns.
     """
     columns = ["arxiv_id", "arxiv_version", "source", "flags", "text_hash"]
-    with parquet_writer(out, DEDUP_SCHEMA) as writer:
+    with parquet_writer(out, DEDUP_SCHEMA, build_file_options(DEDUP_SCHEMA, hashes=("band_keys",))) as writer:
         offset = 0
         for batch in stream_batches(cleaned, columns):
             rows = offset + np.flatnonzero(keep[offset : offset + batch.num_rows])

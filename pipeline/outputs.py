@@ -22,21 +22,38 @@ import pyarrow.parquet as pq
 PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "compression_level": 3}
 
 
-def build_file_options(schema: pa.Schema, repeated: Collection[str]) -> dict[str, Any]:
-    """Writer settings for a text-heavy build file (a DVC out that only the next stage reads).
+def build_file_options(
+    schema: pa.Schema, repeated: Collection[str] = (), hashes: Collection[str] = ()
+) -> dict[str, Any]:
+    """Writer settings for a build file (a DVC out that only the next stage reads).
 
     These favour write speed over size: zstd level 1, and dictionaries and min/max statistics
     only for the `repeated` columns (few distinct values) and non-string columns. On 500,000
     cleaned benchmark rows this writes in 2.3 CPU-s instead of 3.2 (a file 25% larger) and
-    reads as fast (a dictionary of unique abstracts is built, then thrown away).
+    reads as fast (a dictionary of unique abstracts is built, then thrown away). The `hashes`
+    columns hold random values that no codec shrinks: they are stored plain, uncompressed
+    (band keys: 0.1 instead of 0.54 CPU-s per 500,000 rows, for 8% more bytes).
     """
-    kept = []
-    for field in schema:
-        if pa.types.is_string(field.type) and field.name not in repeated:
-            continue
+
+    def path(field: pa.Field) -> str:
         # A list's values are a column of their own, named by its path in the file.
-        kept.append(f"{field.name}.list.element" if pa.types.is_list(field.type) else field.name)
-    return {"compression": "zstd", "compression_level": 1, "use_dictionary": kept, "write_statistics": kept}
+        return f"{field.name}.list.element" if pa.types.is_list(field.type) else field.name
+
+    compressed = [path(field) for field in schema if field.name not in hashes]
+    kept = [
+        path(field)
+        for field in schema
+        if field.name not in hashes and (field.name in repeated or not pa.types.is_string(field.type))
+    ]
+    return {
+        "compression": {
+            **dict.fromkeys(compressed, "zstd"),
+            **{path(schema.field(h)): "none" for h in hashes},
+        },
+        "compression_level": dict.fromkeys(compressed, 1),
+        "use_dictionary": kept,
+        "write_statistics": kept,
+    }
 
 
 @contextlib.contextmanager
