@@ -4,6 +4,7 @@ import functools
 import os
 from pathlib import Path
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -72,8 +73,6 @@ THREADS_SCHEMA = pa.schema([pa.field("polars_threads", pa.int64()), pa.field("ar
 
 
 def thread_counts(batch: pa.RecordBatch) -> pa.RecordBatch:
-    import polars as pl
-
     rows = batch.num_rows
     return pa.RecordBatch.from_arrays(
         [pa.array([pl.thread_pool_size()] * rows), pa.array([pa.cpu_count()] * rows)], schema=THREADS_SCHEMA
