@@ -21,10 +21,9 @@ import numpy.typing as npt
 import polars as pl
 import pyarrow as pa
 
-from pipeline.fingerprint import fmix64, utf8_buffers
+from pipeline.fingerprint import I64, fmix64, utf8_buffers
 
 Bytes: TypeAlias = npt.NDArray[np.uint8]
-I64: TypeAlias = npt.NDArray[np.int64]
 I32: TypeAlias = npt.NDArray[np.int32]
 Flags: TypeAlias = npt.NDArray[np.bool_]
 
@@ -103,7 +102,7 @@ def _foldable_rows_kernel(
 
 
 @numba.njit(cache=True, nogil=True)
-def _ascii_fold_kernel(
+def _plain_fold_kernel(
     data: Bytes, offsets: I64, foldable: Flags, fold: Bytes
 ) -> tuple[Bytes, I64]:  # pragma: no cover - compiled
     rows = len(offsets) - 1
@@ -140,7 +139,7 @@ def fold_plain_texts(texts: pa.Array | pa.ChunkedArray) -> tuple[pa.LargeStringA
     """
     data, offsets = utf8_buffers(texts)
     foldable = _foldable_rows_kernel(data, offsets, _PUNCTUATION_SEPARATORS)
-    folded, folded_offsets = _ascii_fold_kernel(data, offsets, foldable, _ASCII_FOLD)
+    folded, folded_offsets = _plain_fold_kernel(data, offsets, foldable, _ASCII_FOLD)
     array = pa.LargeStringArray.from_buffers(
         len(foldable), pa.py_buffer(folded_offsets), pa.py_buffer(folded)
     )

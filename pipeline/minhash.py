@@ -29,10 +29,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.fingerprint import fmix64, utf8_buffers
+from pipeline.fingerprint import I64, U64, fmix64, utf8_buffers
 
-U64: TypeAlias = npt.NDArray[np.uint64]
-I64: TypeAlias = npt.NDArray[np.int64]
 # Strings to shingle: an Arrow string array, a polars Series or plain str.
 Texts: TypeAlias = pa.Array | pa.ChunkedArray | pl.Series | Iterable[str]
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # 2^64 / golden ratio: spreads bits when combining hashes

@@ -31,8 +31,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.errors import PipelineError
-from pipeline.fingerprint import blake2b_64
-from pipeline.minhash import U64, ShingleSets, candidate_pairs, read_band_keys
+from pipeline.fingerprint import I64, U64, blake2b_64
+from pipeline.minhash import ShingleSets, candidate_pairs, read_band_keys
 from pipeline.outputs import PARQUET_OPTIONS, write_json
 from pipeline.params import DedupParams, SplitParams
 
@@ -52,7 +52,6 @@ _HASH_SPACE = float(2**64)
 
 Codes: TypeAlias = npt.NDArray[np.int8]
 Pairs: TypeAlias = npt.NDArray[np.int64]
-I64: TypeAlias = npt.NDArray[np.int64]
 
 
 def salted_digests(ids: Sequence[str] | pa.Array | pa.ChunkedArray, seed: int) -> U64:
