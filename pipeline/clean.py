@@ -545,8 +545,9 @@ def _contains_any(texts: pl.Series, literals: list[str], *, alternation: bool = 
 
 # Characters that may bound a repaired token: prose, not identifiers, LaTeX commands, URLs or
 # hyphenated compounds ("\\textit", "github.com/antoyang", "leaveone-out" are left alone).
-_LEFT = (" ", "(", "[", "\u201c", '"')
-_RIGHT = (" ", ", ", ". ", "; ", ": ", "? ", "! ", ")", "]", "\u201d", '"')
+# A possessive or closing single quote may follow a token ("thePreconditioner\u2019s").
+_LEFT = (" ", "(", "[", "\u201c", "\u2018", '"')
+_RIGHT = (" ", ", ", ". ", "; ", ": ", "? ", "! ", ")", "]", "\u201d", "\u2019", '"', "'")
 # `_LEFT` and `_RIGHT` as regexes on the unpadded text: a padding space is a text end there.
 _LEFT_REGEX = "|".join(
     "(?:^| )" + pl.escape_regex(left[1:]) if left.startswith(" ") else pl.escape_regex(left) for left in _LEFT

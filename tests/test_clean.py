@@ -194,6 +194,7 @@ def seed_row(rows: list[dict[str, Any]], snippet: str) -> dict[str, Any]:
         ("DeepNetfor", "glued_words", "DeepNet for", "DeepNetfor"),
         ("computation.CoCoNetenabled", "glued_words", "computation. CoCoNet enabled", "CoCoNetenabled"),
         ("Toavoid", "glued_words", "To avoid", "Toavoid"),
+        ("thePreconditioner\u2019s", "glued_words", "in the Preconditioner\u2019s eigenbasis", "thePrecon"),
     ],
 )
 def test_seed_repairs(
