@@ -998,6 +998,7 @@ def summarise(cleaned: Path, ingested: Path, params: CleanParams) -> dict[str, A
 
 def run_clean(ingested: Path, out: Path, report_out: Path, params: CleanParams) -> dict[str, Any]:
     """Clean every record of `ingested` into `out`; write the rule report to `report_out`."""
+    _zipf_table()  # loaded once here: the worker threads would each load it at their start
     rows = map_batches(
         ingested,
         out,
@@ -1007,6 +1008,8 @@ def run_clean(ingested: Path, out: Path, report_out: Path, params: CleanParams) 
         batch_rows=params.batch_rows,
         label="clean",
         options=build_file_options(CLEAN_SCHEMA, repeated=("file", "format")),
+        # Nearly all of cleaning runs in polars and compiled loops, outside the GIL.
+        threads=True,
     )
     report = summarise(out, ingested, params)
     write_json(report, report_out)

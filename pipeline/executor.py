@@ -10,6 +10,12 @@ memory (`/dev/shm` where it exists and has room), not pickled through a pipe: on
 benchmark, pickling cost about 0.5 s of CPU per 50,000-row batch, a memory map next to none.
 A batch cut from a row group decodes the whole group, so stages write row groups of their
 batch size.
+
+A stage whose function spends its time in code that releases the GIL (polars, Arrow, numba
+`nogil` loops) can run its batches on threads of the main process instead (`threads=True`):
+no worker starts (imports, word lists, compiled loops loaded once per process) and no result
+makes the trip through shared memory. On 1M benchmark rows `clean` takes about 15% less
+wall time and 20% less CPU that way.
 """
 
 from __future__ import annotations
@@ -115,6 +121,42 @@ def _apply_to_slice(
     return result_path
 
 
+def _in_threads(
+    parts: list[BatchSlice],
+    compute: Callable[[BatchSlice], pa.RecordBatch],
+    write: Callable[[pa.RecordBatch], None],
+    threads: int,
+) -> None:
+    """`write(compute(part))` for every part, in order: `threads` threads compute while one
+    more writes (Arrow's parquet writer releases the GIL too), so batch n is encoded while
+    later ones are computed. At most `threads + 1` results wait, which bounds memory."""
+    with ThreadPoolExecutor(max_workers=threads) as pool, ThreadPoolExecutor(max_workers=1) as write_thread:
+        pending: deque[Future[pa.RecordBatch]] = deque()
+        writing: Future[None] | None = None
+
+        def write_next() -> None:
+            nonlocal writing
+            result = pending.popleft().result()
+            if writing is not None:
+                writing.result()  # one write at a time keeps the order
+            writing = write_thread.submit(write, result)
+
+        try:
+            for part in parts:
+                pending.append(pool.submit(compute, part))
+                if len(pending) > threads:
+                    write_next()
+            while pending:
+                write_next()
+            if writing is not None:
+                writing.result()
+        except BaseException:
+            # A failed batch: the batches not started yet are dropped, not computed for nothing.
+            for future in pending:
+                future.cancel()
+            raise
+
+
 def map_batches(
     source: Path,
     target: Path,
@@ -125,12 +167,14 @@ def map_batches(
     label: str,
     columns: list[str] | None = None,
     options: Mapping[str, Any] = PARQUET_OPTIONS,
+    threads: bool = False,
 ) -> int:
     """Apply `function` to every batch of `source`, writing the results to `target` in order.
 
-    `function` must be picklable (a module-level function or a `functools.partial` of one).
-    `columns` limits what is read from `source` (default: every column); `options` are the
-    parquet writer's settings for `target`.
+    `function` must be picklable (a module-level function or a `functools.partial` of one)
+    unless `threads` runs the `workers` on threads of this process. `columns` limits what is
+    read from `source` (default: every column); `options` are the parquet writer's settings
+    for `target`.
     Returns the number of rows written.
     """
     parquet = pq.ParquetFile(source)
@@ -146,18 +190,12 @@ def map_batches(
 
     with parquet_writer(target, schema, options) as writer:
         # One batch gains nothing from worker processes but their start-up time.
-        if workers == 1 or len(slices) <= 1:
-            # A writer thread encodes batch n while batch n + 1 is computed: Arrow's parquet
-            # writer and polars both release the GIL. One write at a time keeps the order.
-            with ThreadPoolExecutor(max_workers=1) as write_thread:
-                writing: Future[None] | None = None
-                for part in slices:
-                    result = function(read_slice(source, columns, part)).cast(schema)
-                    if writing is not None:
-                        writing.result()
-                    writing = write_thread.submit(report, result)
-                if writing is not None:
-                    writing.result()
+        if threads or workers == 1 or len(slices) <= 1:
+
+            def compute(part: BatchSlice) -> pa.RecordBatch:
+                return function(read_slice(source, columns, part)).cast(schema)
+
+            _in_threads(slices, compute, report, workers if threads else 1)
             return done
         # spawn, not fork: polars and Arrow thread pools deadlock in forked children.
         context = multiprocessing.get_context("spawn")

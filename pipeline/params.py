@@ -52,9 +52,9 @@ class IngestParams:
 
 @dataclass(frozen=True)
 class CleanParams:
-    # Worker processes for the row-local executor; output is identical for any value.
+    # Batches cleaned at once, on threads of the stage's process; output is identical for any value.
     workers: int = 2
-    # Rows per Arrow batch handed to a worker (and per output row group).
+    # Rows per Arrow batch handed to a worker thread (and per output row group).
     batch_rows: int = 50_000
     # Abstracts shorter than this (characters, after cleaning) are flagged `too_short`.
     min_chars: int = 200

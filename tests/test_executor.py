@@ -8,6 +8,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import pytest
 
 from pipeline.executor import BatchSlice, batch_slices, map_batches, read_slice
 
@@ -56,17 +57,41 @@ def test_row_groups_are_cut_into_equal_parts_of_at_most_batch_rows(tmp_path: Pat
 def test_output_is_in_order_and_byte_identical_for_any_worker_count(tmp_path: Path) -> None:
     path = source(tmp_path, [500, 120, 380])
     outputs = []
-    for workers in (1, 2, 3):
-        target = tmp_path / f"out-{workers}.parquet"
-        rows = map_batches(path, target, functools.partial(shout, tag=0), OUT_SCHEMA, workers, 200, "test")
+    for workers, threads in ((1, False), (2, False), (3, False), (2, True), (3, True)):
+        target = tmp_path / f"out-{workers}-{threads}.parquet"
+        shouting = functools.partial(shout, tag=0)
+        rows = map_batches(path, target, shouting, OUT_SCHEMA, workers, 200, "test", threads=threads)
         assert rows == 1000
         outputs.append(target.read_bytes())
-    assert outputs[0] == outputs[1] == outputs[2]
-    table = pq.read_table(tmp_path / "out-2.parquet")
+    assert len(set(outputs)) == 1
+    table = pq.read_table(tmp_path / "out-2-False.parquet")
     assert table.column("n").to_pylist() == list(range(1000))
     assert table.column("upper")[999].as_py() == "ROW 999"
     # Batches follow the row groups: 500 -> 3 parts, 120 -> 1, 380 -> 2.
     assert sorted(set(table.column("batch").to_pylist())) == [0, 166, 333, 500, 620, 810]
+
+
+def fail_on_row_500(batch: pa.RecordBatch) -> pa.RecordBatch:
+    if 500 in batch.column("n").to_pylist():
+        raise ValueError("row 500 is bad")
+    return shout(batch, tag=0)
+
+
+@pytest.mark.parametrize("threads", [False, True])
+def test_a_failing_batch_fails_the_map_and_leaves_no_output(tmp_path: Path, threads: bool) -> None:
+    target = tmp_path / "out.parquet"
+    with pytest.raises(ValueError, match="row 500 is bad"):
+        map_batches(
+            source(tmp_path, [500, 120, 380]),
+            target,
+            fail_on_row_500,
+            OUT_SCHEMA,
+            2,
+            200,
+            "t",
+            threads=threads,
+        )
+    assert list(tmp_path.iterdir()) == [tmp_path / "in.parquet"]
 
 
 THREADS_SCHEMA = pa.schema([pa.field("polars_threads", pa.int64()), pa.field("arrow_threads", pa.int64())])
