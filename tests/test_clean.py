@@ -14,13 +14,16 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pipeline.clean import (
+    _LEFT,
+    _RIGHT,
     CLEAN_SCHEMA,
     RULES,
     _bounded,
     _contains_bounded,
+    _is_bounded,
     _may_normalise,
     _padded,
-    _rewrite,
+    _rewrite_rows,
     clean_batch,
     run_clean,
 )
@@ -396,4 +399,18 @@ def test_bounded_tokens_are_found_and_rewritten_like_the_padded_patterns(texts: 
     twice = padded
     for _ in range(2):
         twice = twice.str.replace_many(patterns, replacements, leftmost=True)
-    assert _rewrite(series, changes).to_list() == [t[1:-1] for t in twice.to_list()]
+    rewritten, _ = _rewrite_rows(series, changes, _contains_bounded(series, list(changes)))
+    assert rewritten.to_list() == [t[1:-1] for t in twice.to_list()]
+
+
+@settings(max_examples=300, deadline=None)
+@given(_TOKEN_TEXT)
+def test_is_bounded_is_the_padded_patterns_test(text: str) -> None:
+    """`dehyphenate` tests a match's bounds in Python: as `_bounded`'s patterns on the padded text."""
+    padded = f" {text} "
+    for token in ("ab", "b", "ab- cd"):
+        for start in (m.start() for m in re.finditer(f"(?={re.escape(token)})", text)):
+            expected = any(
+                padded.startswith(left + token + right, start) for left in _LEFT for right in _RIGHT
+            )
+            assert _is_bounded(text, start, start + len(token)) == expected
