@@ -14,8 +14,8 @@ batch size.
 A stage whose function spends its time in code that releases the GIL (polars, Arrow, numba
 `nogil` loops) can run its batches on threads of the main process instead (`threads=True`):
 no worker starts (imports, word lists, compiled loops loaded once per process) and no result
-makes the trip through shared memory. On 1M benchmark rows `clean` takes about 15% less
-wall time and 20% less CPU that way.
+makes the trip through shared memory. On the 2.7M benchmark, `clean` took 53 instead of 58 s
+that way, and 100 instead of 112 CPU-s.
 """
 
 from __future__ import annotations
