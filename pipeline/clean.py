@@ -148,9 +148,9 @@ def _maybe_whitespace(texts: pl.Series) -> pl.Series:
 
 
 def _maybe_empty_citation(texts: pl.Series) -> pl.Series:
-    # ` [,.;:]( |$)|\(\s*[,;]?\s*\)`: a space before the punctuation, or "(" before a space, a
-    # comma, a semicolon or ")"; a literal alternation runs at memchr speed (Teddy).
-    literals = r" ,| \.| ;| :|\(\)|\(,|\(;|\( |\(\t|\(\n|\(\x0b|\(\x0c|\(\r"
+    # `_EMPTY_CITATION`: a space before the punctuation, or "(" before a space, a comma, a
+    # semicolon, ")" or a lead-in; a literal alternation runs at memchr speed (Teddy).
+    literals = r" ,| \.| ;| :|\(\)|\(,|\(;|\( |\(\t|\(\n|\(\x0b|\(\x0c|\(\r|\(e\.g\.|\(i\.e\.|\(cf\.|\(see"
     return texts.str.contains(literals).fill_null(False) | _non_ascii(texts)
 
 
@@ -282,12 +282,18 @@ def _dangling_link(text: pl.Expr) -> pl.Expr:
     ).str.strip_chars(" ")
 
 
+# Brackets left with nothing but separators and a lead-in when their citations were removed:
+# "( )", "(;)", "(e.g., , )", "(see , )".
+_EMPTY_BRACKETS = r"\(\s*(?:(?:e\.g\.|i\.e\.|cf\.|see)\s*)?(?:[,;]\s*)*\)"
+_EMPTY_CITATION = r" [,.;:]( |$)|" + _EMPTY_BRACKETS
+
+
 def _empty_citation(text: pl.Expr) -> pl.Expr:
     # A removed citation or formula leaves a space before punctuation (" ,", " .") or an
     # empty pair of brackets; the punctuation must be followed by a space or the end so that
     # ".NET" or " .5" are left alone.
     return (
-        text.str.replace_all(r"\s*\(\s*[,;]?\s*\)", "")
+        text.str.replace_all(r"\s*" + _EMPTY_BRACKETS, "")
         .str.replace_all(r" +([,.;:])( |$)", "$1$2")
         .str.replace_all(r"  +", " ")
     )
@@ -659,6 +665,8 @@ def _rewrite_rows(texts: pl.Series, changes: dict[str, str], maybe: pl.Series) -
 # opening bracket: "U.S.Army", "arXiv.Org" and "github.com/Org" stay. All 15 such glues in the
 # SciTLDR abstracts are real; a code name written "torch.Tensor" would be split too.
 _SENTENCE_GLUE = r"(^|[ (\[\"\u201c])([a-z]{2,}|e\.g|i\.e)\.([A-Z][A-Za-z0-9])"
+# The comma after "e.g." or "i.e." glued to the next word ("(e.g.,arithmetic reasoning)").
+_ABBREVIATION_GLUE = r"\b(e\.g|i\.e)\.,([A-Za-z])"
 _NAME_THEN_LOWER = r"\b[A-Za-z0-9]*[A-Z][A-Za-z0-9]*[a-z]{3,}\b"
 _NAME_TAIL = re.compile(r"^(.*[A-Z0-9])([a-z]+)$")
 
@@ -703,13 +711,15 @@ def _name_token(token: str, params: CleanParams) -> str:
 
 
 def _sentence_glue(texts: pl.Series) -> pl.Series:
-    # Every glue holds a full stop before an upper-case letter: a scan 8x cheaper than the
-    # glue regex picks the few rows to run it on.
+    # Every glue holds a full stop before an upper-case letter or a comma: a scan 8x cheaper
+    # than the glue regexes picks the few rows to run them on.
     return _masked(
         texts,
-        _SENTENCE_GLUE,
-        lambda text: text.str.replace_all(_SENTENCE_GLUE, "${1}${2}. ${3}"),
-        lambda part: part.str.contains(r"\.[A-Z]").fill_null(False),
+        f"{_SENTENCE_GLUE}|{_ABBREVIATION_GLUE}",
+        lambda text: text.str.replace_all(_SENTENCE_GLUE, "${1}${2}. ${3}").str.replace_all(
+            _ABBREVIATION_GLUE, "${1}., ${2}"
+        ),
+        lambda part: part.str.contains(r"\.[A-Z]|\.,").fill_null(False),
     )
 
 
@@ -764,7 +774,7 @@ RULES: tuple[Rule, ...] = (
     Rule("dehyphenate", _dehyphenate),
     Rule(
         "empty_citation",
-        _regex_rule(r" [,.;:]( |$)|\(\s*[,;]?\s*\)", _empty_citation, _maybe_empty_citation),
+        _regex_rule(_EMPTY_CITATION, _empty_citation, _maybe_empty_citation),
     ),
     Rule("glued_words", _glued_words),
 )

@@ -73,6 +73,12 @@ def clean_one(text: str) -> dict[str, Any]:
         ("language (NLU) . We", "language (NLU). We", ["empty_citation"]),
         ("as in ( ) prior work , we", "as in prior work, we", ["empty_citation"]),
         ("on .NET and 0.5 .", "on .NET and 0.5.", ["empty_citation"]),
+        ("large models (e.g., , ) and (see ; ) work.", "large models and work.", ["empty_citation"]),
+        (
+            "Prior work (see Section 3) and (e.g., BERT) (e.g.) .",
+            "Prior work (see Section 3) and (e.g., BERT).",
+            ["empty_citation"],
+        ),
         # dehyphenate: a word broken at a line end is rejoined; compounds are kept.
         ("The approach incor-porates a detector.", "The approach incorporates a detector.", ["dehyphenate"]),
         (
@@ -116,6 +122,11 @@ def clean_one(text: str) -> dict[str, Any]:
             ["glued_words"],
         ),
         ("Toavoid this, we win.", "To avoid this, we win.", ["glued_words"]),
+        (
+            "Tasks (e.g.,arithmetic) and i.e.,the rest.",
+            "Tasks (e.g., arithmetic) and i.e., the rest.",
+            ["glued_words"],
+        ),
         ("UltraFeedback, LibriSpeech, seq2slate, U.S.Army, arXiv.Org and github.com/Org/Repo.", None, []),
         (
             "Benchmarks focused onshorttexts, such as X.",
@@ -197,6 +208,7 @@ def seed_row(rows: list[dict[str, Any]], snippet: str) -> dict[str, Any]:
         ("DeepNetfor", "glued_words", "DeepNet for", "DeepNetfor"),
         ("computation.CoCoNetenabled", "glued_words", "computation. CoCoNet enabled", "CoCoNetenabled"),
         ("Toavoid", "glued_words", "To avoid", "Toavoid"),
+        ("(e.g.,arithmetic reasoning)", "glued_words", "(e.g., arithmetic reasoning)", "e.g.,arithmetic"),
         ("thePreconditioner\u2019s", "glued_words", "in the Preconditioner\u2019s eigenbasis", "thePrecon"),
     ],
 )
@@ -276,6 +288,9 @@ _FRAGMENTS = [
     " .",
     "( )",
     "(e.g., , )",
+    "(see ;",
+    "e.g.,",
+    "i.e.",
     "\u00a0",
     "\u200b",
     "\u2020",
