@@ -667,6 +667,9 @@ def _rewrite_rows(texts: pl.Series, changes: dict[str, str], maybe: pl.Series) -
 _SENTENCE_GLUE = r"(^|[ (\[\"\u201c])([a-z]{2,}|e\.g|i\.e)\.([A-Z][A-Za-z0-9])"
 # The comma after "e.g." or "i.e." glued to the next word ("(e.g.,arithmetic reasoning)").
 _ABBREVIATION_GLUE = r"\b(e\.g|i\.e)\.,([A-Za-z])"
+# A comma between two words with the space after it lost ("adapters,no", "query,HyDEfirst");
+# two letters on each side leave pairs such as "(s,a)" and numbers such as "1,000" alone.
+_COMMA_GLUE = r"([a-z]{2}),([A-Za-z]{2})"
 _NAME_THEN_LOWER = r"\b[A-Za-z0-9]*[A-Z][A-Za-z0-9]*[a-z]{3,}\b"
 _NAME_TAIL = re.compile(r"^(.*[A-Z0-9])([a-z]+)$")
 
@@ -723,9 +726,25 @@ def _sentence_glue(texts: pl.Series) -> pl.Series:
     )
 
 
+def _comma_glue(texts: pl.Series) -> pl.Series:
+    # A match takes the two letters after its comma, which may come right before the next
+    # comma ("a,list,of,words"): again until no match is left (each round only adds spaces
+    # after commas, so the matches only become fewer).
+    while True:
+        fixed = _masked(
+            texts,
+            _COMMA_GLUE,
+            lambda text: text.str.replace_all(_COMMA_GLUE, "${1}, ${2}"),
+            lambda part: part.str.contains(",", literal=True).fill_null(False),
+        )
+        if fixed is texts:
+            return texts
+        texts = fixed
+
+
 def _glued_words(texts: pl.Series, params: CleanParams) -> tuple[pl.Series, pl.Series | None]:
     decide = functools.partial(_glued_token, params=params)
-    texts = _sentence_glue(texts)
+    texts = _comma_glue(_sentence_glue(texts))
     # Only distinct lower-case tokens the word list does not know are candidates, so the
     # per-word Python work is a few hundred set lookups per batch.
     # Tokens of 12+ letters are few: all of them are candidates, so that a glued pair without

@@ -127,6 +127,8 @@ def clean_one(text: str) -> dict[str, Any]:
             "Tasks (e.g., arithmetic) and i.e., the rest.",
             ["glued_words"],
         ),
+        ("In this paper,we win,lose,or draw.", "In this paper, we win, lose, or draw.", ["glued_words"]),
+        ("Pairs (s,a), 1,000 rows, CO2,NO2 and x,y.", None, []),
         ("UltraFeedback, LibriSpeech, seq2slate, U.S.Army, arXiv.Org and github.com/Org/Repo.", None, []),
         (
             "Benchmarks focused onshorttexts, such as X.",
@@ -209,6 +211,8 @@ def seed_row(rows: list[dict[str, Any]], snippet: str) -> dict[str, Any]:
         ("computation.CoCoNetenabled", "glued_words", "computation. CoCoNet enabled", "CoCoNetenabled"),
         ("Toavoid", "glued_words", "To avoid", "Toavoid"),
         ("(e.g.,arithmetic reasoning)", "glued_words", "(e.g., arithmetic reasoning)", "e.g.,arithmetic"),
+        ("adapters,no", "glued_words", "unlike adapters, no additional", "adapters,no"),
+        ("Moreover,CoLT5can", "glued_words", "Moreover, CoLT5 can effectively", "CoLT5can"),
         ("thePreconditioner\u2019s", "glued_words", "in the Preconditioner\u2019s eigenbasis", "thePrecon"),
     ],
 )
@@ -290,6 +294,8 @@ _FRAGMENTS = [
     "(e.g., , )",
     "(see ;",
     "e.g.,",
+    "adapters,no",
+    "paper,we",
     "i.e.",
     "\u00a0",
     "\u200b",
