@@ -20,6 +20,7 @@ import functools
 import hashlib
 import math
 import re
+import string
 import sys
 import unicodedata
 from collections.abc import Callable
@@ -670,6 +671,8 @@ _ABBREVIATION_GLUE = r"\b(e\.g|i\.e)\.,([A-Za-z])"
 # A comma between two words with the space after it lost ("adapters,no", "query,HyDEfirst");
 # two letters on each side leave pairs such as "(s,a)" and numbers such as "1,000" alone.
 _COMMA_GLUE = r"([a-z]{2}),([A-Za-z]{2})"
+# A comma right before a letter: 52 literals, which one SIMD scan finds (far cheaper than the regex).
+_COMMA_LETTER = [f",{letter}" for letter in string.ascii_letters]
 _NAME_THEN_LOWER = r"\b[A-Za-z0-9]*[A-Z][A-Za-z0-9]*[a-z]{3,}\b"
 _NAME_TAIL = re.compile(r"^(.*[A-Z0-9])([a-z]+)$")
 
@@ -735,7 +738,7 @@ def _comma_glue(texts: pl.Series) -> pl.Series:
             texts,
             _COMMA_GLUE,
             lambda text: text.str.replace_all(_COMMA_GLUE, "${1}, ${2}"),
-            lambda part: part.str.contains(",", literal=True).fill_null(False),
+            lambda part: _contains_any(part, _COMMA_LETTER),
         )
         if fixed is texts:
             return texts
