@@ -78,6 +78,15 @@ class Rule:
 Superset = Callable[[pl.Series], pl.Series]
 
 
+def _matching_rows(texts: pl.Series, prefilter: str, superset: Superset | None = None) -> pl.Series:
+    """The indices of the rows matching `prefilter`; `superset`, if given, is a cheaper test
+    true on every such row, and the regex then runs only on the rows it selects."""
+    if superset is None:
+        return texts.str.contains(prefilter).arg_true()
+    rows = superset(texts).arg_true()
+    return rows.filter(texts.gather(rows).str.contains(prefilter))
+
+
 def _masked(
     texts: pl.Series,
     prefilter: str,
@@ -89,19 +98,9 @@ def _masked(
     `superset`, if given, is a cheaper test (literal scans, byte counts) true on every row
     `prefilter` matches; the regex then only runs on the rows it selects.
     """
-    if superset is None:
-        mask = texts.str.contains(prefilter)
-        if not mask.any():
-            return texts
-        rows = mask.arg_true()
-    else:
-        maybe = superset(texts)
-        if not maybe.any():
-            return texts
-        rows = maybe.arg_true()
-        rows = rows.filter(texts.gather(rows).str.contains(prefilter))
-        if rows.is_empty():
-            return texts
+    rows = _matching_rows(texts, prefilter, superset)
+    if rows.is_empty():
+        return texts
     if len(rows) == len(texts):  # e.g. every row of a dump behind an `Abstract:` label
         return pl.select(repair(pl.lit(texts))).to_series().alias(texts.name)
     fixed = pl.select(repair(pl.lit(texts.gather(rows)))).to_series()
@@ -736,11 +735,7 @@ def _sentence_glue(texts: pl.Series) -> pl.Series:
 
 
 def _comma_glue(texts: pl.Series) -> pl.Series:
-    maybe = _contains_any(texts, _COMMA_LETTER)
-    if not maybe.any():
-        return texts
-    rows = maybe.arg_true()
-    rows = rows.filter(texts.gather(rows).str.contains(_COMMA_GLUE))
+    rows = _matching_rows(texts, _COMMA_GLUE, lambda part: _contains_any(part, _COMMA_LETTER))
     if rows.is_empty():
         return texts
     # A match takes the two letters after its comma, which may come right before the next

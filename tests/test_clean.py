@@ -128,6 +128,8 @@ def clean_one(text: str) -> dict[str, Any]:
             ["glued_words"],
         ),
         ("In this paper,we win,lose,or draw.", "In this paper, we win, lose, or draw.", ["glued_words"]),
+        # a two-letter word between commas: its letters belong to two matches, so two rounds
+        ("Turn it on,up,off again.", "Turn it on, up, off again.", ["glued_words"]),
         ("Pairs (s,a), 1,000 rows, CO2,NO2 and x,y.", None, []),
         ("UltraFeedback, LibriSpeech, seq2slate, U.S.Army, arXiv.Org and github.com/Org/Repo.", None, []),
         (
