@@ -670,6 +670,7 @@ _ABBREVIATION_GLUE = r"\b(e\.g|i\.e)\.,([A-Za-z])"
 # A comma between two words with the space after it lost ("adapters,no", "query,HyDEfirst");
 # two letters on each side leave pairs such as "(s,a)" and numbers such as "1,000" alone.
 _COMMA_GLUE = r"([a-z]{2}),([A-Za-z]{2})"
+# A full stop right before a capital, which every sentence glue holds: 26 literals, one SIMD scan.
 _FULL_STOP_CAPITAL = [f".{letter}" for letter in string.ascii_uppercase]
 # A comma right before a letter: 52 literals, which one SIMD scan finds (far cheaper than the regex).
 _COMMA_LETTER = [f",{letter}" for letter in string.ascii_letters]
