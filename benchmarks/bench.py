@@ -140,7 +140,8 @@ def clean_time_by_rule(ingested: Path, rows: int = 100_000, repeats: int = 3) ->
     the whole of `clean_frame`, on the first `rows` ingested rows: the median of `repeats` runs
     after one untimed warm-up run (the word list and the compiled loops, which a long run loads
     once; it also caches the timed rows' token decisions, but forgetting them before each run
-    measured the same, within noise). Each step is timed on its own, not as a difference of two noisy times.
+    measured the same, within noise). Each step is timed on its own, not as a difference of two
+    noisy times.
     Run it with one polars thread (`clean_time_on_one_core`): the CPU time is then what one core
     spends."""
     import polars as pl

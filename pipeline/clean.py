@@ -79,8 +79,9 @@ Superset = Callable[[pl.Series], pl.Series]
 
 
 def _matching_rows(texts: pl.Series, prefilter: str, superset: Superset | None = None) -> pl.Series:
-    """The indices of the rows matching `prefilter`; `superset`, if given, is a cheaper test
-    true on every such row, and the regex then runs only on the rows it selects."""
+    """The indices of the rows matching `prefilter`. `superset`, if given, is a cheaper test
+    (literal scans, byte counts) true on every such row; the regex then only runs on the rows
+    it selects."""
     if superset is None:
         return texts.str.contains(prefilter).arg_true()
     rows = superset(texts).arg_true()
@@ -93,11 +94,8 @@ def _masked(
     repair: Callable[[pl.Expr], pl.Expr],
     superset: Superset | None = None,
 ) -> pl.Series:
-    """Apply `repair` only to rows matching `prefilter`: most rows need no repair at all.
-
-    `superset`, if given, is a cheaper test (literal scans, byte counts) true on every row
-    `prefilter` matches; the regex then only runs on the rows it selects.
-    """
+    """Apply `repair` only to rows matching `prefilter` (found as `_matching_rows` finds them):
+    most rows need no repair at all."""
     rows = _matching_rows(texts, prefilter, superset)
     if rows.is_empty():
         return texts
