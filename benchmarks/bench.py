@@ -146,7 +146,8 @@ def clean_time_by_rule(ingested: Path, rows: int = 100_000, repeats: int = 3) ->
     spends."""
     import polars as pl
 
-    from pipeline.clean import (
+    from pipeline.params import load_params
+    from pipeline.stages.clean.core import (
         _REPEAT_AFTER,
         RULES,
         _flags,
@@ -155,7 +156,6 @@ def clean_time_by_rule(ingested: Path, rows: int = 100_000, repeats: int = 3) ->
         _text_hash_column,
         clean_frame,
     )
-    from pipeline.params import load_params
 
     params = load_params(ROOT / "params.yaml").clean
     frame = pl.read_parquet(ingested, n_rows=rows)
@@ -223,7 +223,7 @@ def dedup_quality(workdir: Path) -> dict[str, float | int]:
     seed_release = ROOT / "build" / "dedup.parquet"
     extra: list[str] = []
     if seed_release.exists():
-        from pipeline.dedup import kept_abstracts
+        from pipeline.stages.dedup.core import kept_abstracts
 
         extra = kept_abstracts(ROOT / "build" / "clean.parquet", seed_release).to_pylist()
     rows, positives = build_rows(load_corpus() + extra)

@@ -170,7 +170,8 @@ def cleaned_table(rows: list[tuple[str, str, str | None, int | None, str]]) -> p
 
     rows: (source `file:line`, format, arxiv_id, arxiv_version, abstract).
     """
-    from pipeline.clean import CLEAN_SCHEMA, normalised_text, text_hashes
+    from pipeline.contracts import CLEAN_SCHEMA
+    from pipeline.stages.clean.core import normalised_text, text_hashes
 
     texts = [r[4] for r in rows]
     normalised = pl.DataFrame({"t": texts}).select(normalised_text(pl.col("t")))["t"].to_list()
@@ -194,8 +195,8 @@ def cleaned_table(rows: list[tuple[str, str, str | None, int | None, str]]) -> p
 
 def dedup_rows(rows: list[Row], workdir: Path, params: DedupParams) -> dict[str, str]:
     """Run the real dedup stage on `rows` (as text-only records); map each key to its kept key."""
-    from pipeline.dedup import run_dedup
-    from pipeline.outputs import write_parquet
+    from pipeline.io.writers import write_parquet
+    from pipeline.stages.dedup.core import run_dedup
 
     table = cleaned_table(
         [(f"{row.key}:{i + 1}", "jsonl", None, None, row.text) for i, row in enumerate(rows)]

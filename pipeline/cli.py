@@ -17,31 +17,31 @@ from pipeline.params import Params, load_params
 
 
 def _ingest(args: argparse.Namespace, params: Params) -> None:
-    from pipeline.ingest import run_ingest
+    from pipeline.stages.ingest.core import run_ingest
 
     run_ingest(args.raw, args.out, args.rejects, args.report, params.ingest)
 
 
 def _clean(args: argparse.Namespace, params: Params) -> None:
-    from pipeline.clean import run_clean
+    from pipeline.stages.clean.core import run_clean
 
     run_clean(args.input, args.out, args.report, params.clean)
 
 
 def _dedup(args: argparse.Namespace, params: Params) -> None:
-    from pipeline.dedup import run_dedup
+    from pipeline.stages.dedup.core import run_dedup
 
     run_dedup(args.input, args.out, args.minhash, args.duplicates, args.report, params.dedup)
 
 
 def _split(args: argparse.Namespace, params: Params) -> None:
-    from pipeline.split import run_split
+    from pipeline.stages.split.core import run_split
 
     run_split(args.input, args.clean, args.out, args.report, params.split, params.dedup)
 
 
 def _validate(args: argparse.Namespace, params: Params) -> None:
-    from pipeline.validate import run_validate
+    from pipeline.stages.validate.core import run_validate
 
     run_validate(
         args.release_data,
@@ -56,13 +56,13 @@ def _validate(args: argparse.Namespace, params: Params) -> None:
 
 
 def _card(args: argparse.Namespace, params: Params) -> None:
-    from pipeline.card import run_card
+    from pipeline.stages.card.core import run_card
 
     run_card(args.release, args.card_dir, args.reports, params.card, params.publish.repo_id, args.releases)
 
 
 def _release_diff(args: argparse.Namespace, params: Params) -> None:
-    from pipeline.release_diff import run_release_diff
+    from pipeline.stages.release_diff.core import run_release_diff
 
     report = run_release_diff(args.release_data, args.releases, args.out, params.release_diff, params.card)
     previous = report["previous"] or "no previous release"
@@ -73,14 +73,14 @@ def _release_diff(args: argparse.Namespace, params: Params) -> None:
 
 
 def _publish(args: argparse.Namespace, params: Params) -> None:
-    from pipeline.publish import PublishPaths, run_publish
+    from pipeline.publish.core import PublishPaths, run_publish
 
     paths = PublishPaths(params=args.params)
     run_publish(paths, params, args.repo_id, args.version, args.private, args.dry_run)
 
 
 def _review(args: argparse.Namespace, params: Params) -> None:
-    from pipeline.review import render_markdown, run_review
+    from pipeline.stages.review.core import render_markdown, run_review
 
     review = run_review(
         args.reports,

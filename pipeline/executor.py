@@ -37,7 +37,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.outputs import PARQUET_OPTIONS, parquet_writer
+from pipeline.io.writers import PARQUET_OPTIONS, parquet_writer
 
 BatchFunction = Callable[[pa.RecordBatch], pa.RecordBatch]
 

@@ -82,12 +82,12 @@ def seed_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     Layout mirrors the repository: build/, reports/, release/data/.
     """
-    from pipeline.clean import run_clean
-    from pipeline.dedup import run_dedup
-    from pipeline.ingest import run_ingest
     from pipeline.params import load_params
-    from pipeline.split import run_split
-    from pipeline.validate import run_validate
+    from pipeline.stages.clean.core import run_clean
+    from pipeline.stages.dedup.core import run_dedup
+    from pipeline.stages.ingest.core import run_ingest
+    from pipeline.stages.split.core import run_split
+    from pipeline.stages.validate.core import run_validate
 
     root = tmp_path_factory.mktemp("seed_build")
     params = load_params(REPO_ROOT / "params.yaml")

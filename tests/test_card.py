@@ -16,7 +16,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.card import (
+from pipeline.cli import main
+from pipeline.contracts import RELEASE_SCHEMA, SPLITS
+from pipeline.errors import BadInputError, ConfigError, ValidationFailed
+from pipeline.params import CardParams, Params, PublishParams, load_params
+from pipeline.stages.card.core import (
     ChangelogEntry,
     check_card,
     escape_markdown,
@@ -24,10 +28,6 @@ from pipeline.card import (
     render_card,
     run_card,
 )
-from pipeline.cli import main
-from pipeline.errors import BadInputError, ConfigError, ValidationFailed
-from pipeline.params import CardParams, Params, PublishParams, load_params
-from pipeline.split import RELEASE_SCHEMA, SPLITS
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "card"
 # `UPDATE_GOLDEN=1 pytest tests/test_card.py` rewrites the golden card after a reviewed change.
@@ -379,7 +379,7 @@ def test_data_quality_lists_warnings_with_counts(
 
 def test_dataset_info_counts_the_bytes_of_each_whole_file_decoded(seed_release: Path, tmp_path: Path) -> None:
     """`num_bytes` is `pq.read_table(f).nbytes`, summed row group by row group."""
-    from pipeline.card import dataset_info
+    from pipeline.stages.card.core import dataset_info
 
     release = tmp_path / "release"
     shutil.copytree(seed_release / "data", release / "data")

@@ -13,7 +13,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from pipeline.clean import (
+from pipeline.contracts import RECORD_SCHEMA
+from pipeline.params import CleanParams, IngestParams
+from pipeline.stages.clean.core import (
     _LEFT,
     _RIGHT,
     CLEAN_SCHEMA,
@@ -27,8 +29,7 @@ from pipeline.clean import (
     clean_batch,
     run_clean,
 )
-from pipeline.ingest import RECORD_SCHEMA, run_ingest
-from pipeline.params import CleanParams, IngestParams
+from pipeline.stages.ingest.core import run_ingest
 
 REPO = Path(__file__).resolve().parent.parent
 SCITLDR = REPO.parent / "shared" / "corpora" / "scitldr_train_abstracts.jsonl"

@@ -5,8 +5,8 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.clean import _fold, _normalise, _text_hash_column, text_hashes
-from pipeline.clean_kernels import Pieces, fold_plain_texts
+from pipeline.kernels.text import Pieces, fold_plain_texts
+from pipeline.stages.clean.core import _fold, _normalise, _text_hash_column, text_hashes
 
 # Texts mixing words, punctuation, runs of spaces, non-ASCII letters, digits and spaces, and
 # general punctuation (curly quotes, dashes, an ellipsis, a double prime, an unassigned code

@@ -8,10 +8,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from benchmarks.pairs import cleaned_table as cleaned
-from pipeline.dedup import kept_abstracts, read_shingle_sets, run_dedup
-from pipeline.minhash import ShingleSets
-from pipeline.outputs import write_parquet
+from pipeline.io.writers import write_parquet
+from pipeline.kernels.minhash import ShingleSets
 from pipeline.params import DedupParams
+from pipeline.stages.dedup.core import kept_abstracts, read_shingle_sets, run_dedup
 
 
 def dedup(tmp_path: Path, rows: list) -> tuple[pl.DataFrame, pl.DataFrame, dict]:

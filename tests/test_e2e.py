@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 from conftest import copy_project
 
-from pipeline.split import RELEASE_SCHEMA
+from pipeline.contracts import RELEASE_SCHEMA
 
 
 def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -5,7 +5,7 @@ import hashlib
 import numpy as np
 import pyarrow as pa
 
-from pipeline.fingerprint import blake2b_64, hex_digests, utf8_buffers
+from pipeline.kernels.fingerprint import blake2b_64, hex_digests, utf8_buffers
 
 # Lengths around BLAKE2b's 128-byte blocks, multi-byte UTF-8, and the empty string.
 STRINGS = (

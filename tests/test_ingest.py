@@ -11,16 +11,16 @@ import pytest
 from conftest import REPO_ROOT, copy_into
 
 from pipeline.errors import BadInputError
-from pipeline.ingest import (
+from pipeline.io.build_files import read_raw_texts
+from pipeline.params import GenericColumns, IngestParams
+from pipeline.stages.ingest.core import (
     BLOCK_PARSERS,
     PY_WHITESPACE,
     Reject,
     TextBlocks,
-    read_raw_texts,
     run_ingest,
     sniff_format,
 )
-from pipeline.params import GenericColumns, IngestParams
 
 
 def ingest(raw_dir: Path, params: IngestParams | None = None) -> tuple[pl.DataFrame, list[dict], dict]:

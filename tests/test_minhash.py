@@ -6,7 +6,14 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline.minhash import SEPARATORS, ShingleSets, band_keys, candidate_pairs, shingle_hashes, signatures
+from pipeline.kernels.minhash import (
+    SEPARATORS,
+    ShingleSets,
+    band_keys,
+    candidate_pairs,
+    shingle_hashes,
+    signatures,
+)
 
 MASK = 2**64 - 1
 MIX = 0x9E3779B97F4A7C15

@@ -25,8 +25,8 @@ import pytest
 from conftest import copy_project as copy_tree
 from hub_server import HubServer
 
-from pipeline.publish import strip_changelog
-from pipeline.release_diff import ReleaseDiff, diff_releases, propose_version
+from pipeline.publish.core import strip_changelog
+from pipeline.releases import ReleaseDiff, diff_releases, propose_version
 
 TOKEN = "hf_publish_test_token_5f0c1d2e3a"
 REPO = "test-org/ml-abstracts"

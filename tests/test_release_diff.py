@@ -14,7 +14,8 @@ from conftest import REPO_ROOT
 from pipeline.cli import main
 from pipeline.errors import BadInputError
 from pipeline.params import CardParams, ReleaseDiffParams
-from pipeline.release_diff import row_index, run_release_diff, write_row_index
+from pipeline.releases import row_index, write_row_index
+from pipeline.stages.release_diff.core import run_release_diff
 
 
 def _release_rows(data: Path) -> dict[str, pl.DataFrame]:

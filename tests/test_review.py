@@ -25,7 +25,7 @@ from conftest import DATA, REPO_ROOT
 from pipeline.cli import build_parser, main
 from pipeline.errors import BadInputError, ConfigError
 from pipeline.params import ReviewParams, load_params, parse_params
-from pipeline.review import (
+from pipeline.stages.review.core import (
     Review,
     data_docs_links,
     diff_windows,
@@ -340,7 +340,7 @@ def test_dvc_stage_declares_what_the_command_reads_and_writes() -> None:
     assert argv[:2] == ["abstracts", "review"]
     args = build_parser().parse_args(argv[1:])
     deps = set(stage["deps"])
-    assert {str(args.clean), str(args.release_data), "pipeline/review.py"} <= deps
+    assert {str(args.clean), str(args.release_data), "pipeline/stages/review"} <= deps
     reports = {d for d in deps if d.startswith(f"{args.reports}/")}
     assert {f"{args.reports}/{name}" for name in ("ingest.json", "dedup.json", "split.json")} <= reports
     assert [next(iter(o)) if isinstance(o, dict) else o for o in stage["outs"]] == [str(args.out)]

@@ -11,12 +11,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.dedup import DEDUP_SCHEMA
+from pipeline.contracts import DEDUP_SCHEMA
 from pipeline.errors import PipelineError
-from pipeline.minhash import ShingleSets, band_keys, keys_to_arrow
-from pipeline.outputs import write_parquet
+from pipeline.io.writers import write_parquet
+from pipeline.kernels.minhash import ShingleSets, band_keys, keys_to_arrow
 from pipeline.params import DedupParams, SplitParams
-from pipeline.split import (
+from pipeline.stages.split.core import (
     RELEASE_SCHEMA,
     ShardWriter,
     assign_split,

@@ -17,7 +17,13 @@ from conftest import REPO_ROOT
 from pipeline.cli import main
 from pipeline.errors import BadInputError, ValidationFailed
 from pipeline.params import ValidateParams
-from pipeline.validate import find_artifacts, load_suites, release_batches, release_schema, run_validate
+from pipeline.stages.validate.core import (
+    find_artifacts,
+    load_suites,
+    release_batches,
+    release_schema,
+    run_validate,
+)
 
 SUITES = REPO_ROOT / "expectations"
 DATA = Path(__file__).resolve().parent / "data" / "validate"
@@ -342,8 +348,9 @@ def test_find_artifacts_names_every_match() -> None:
 
 def test_great_expectations_is_not_imported_by_the_cli_or_other_stages() -> None:
     code = (
-        "import sys, pipeline.cli, pipeline.ingest, pipeline.clean, pipeline.dedup, pipeline.split\n"
-        "import pipeline.validate\n"
+        "import sys, pipeline.cli, pipeline.stages.ingest.core, pipeline.stages.clean.core\n"
+        "import pipeline.stages.dedup.core, pipeline.stages.split.core\n"
+        "import pipeline.stages.validate.core\n"
         "pipeline.cli.build_parser().format_help()\n"
         "assert 'great_expectations' not in sys.modules, 'imported'\n"
     )
@@ -445,7 +452,7 @@ def test_report_directory_keeps_no_spool(seed_build: Path, tmp_path: Path) -> No
 def test_count_spaces_counts_as_polars_does() -> None:
     import polars as pl
 
-    from pipeline.validate import count_spaces
+    from pipeline.stages.validate.core import count_spaces
 
     texts = ["", " ", "a b  c", None, "naïve café — ok ", "\u3000 wide\tspace", "x" * 300 + " y"]
     for array in (pa.array(texts), pa.array(texts, pa.large_string()), pa.array(texts).slice(2, 4)):
@@ -458,7 +465,7 @@ def test_count_spaces_counts_as_polars_does() -> None:
 def test_a_value_expectation_on_release_reads_the_text(seed_build: Path, tmp_path: Path) -> None:
     """The `release` table carries the abstracts only when an expectation may read them; with
     one that does, it sees every value (and the shape-only results stay the same)."""
-    from pipeline.validate import release_reads_text
+    from pipeline.stages.validate.core import release_reads_text
 
     suites = tmp_path / "suites"
     shutil.copytree(SUITES, suites)

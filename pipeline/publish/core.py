@@ -35,18 +35,13 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from pipeline import release_diff
+from pipeline import versions
+from pipeline.contracts import ROW_INDEX_SUFFIX
 from pipeline.errors import BadInputError, PipelineError, PublishError
-from pipeline.outputs import atomic_path, sha256_file, write_json
+from pipeline.io.writers import atomic_path, sha256_file, write_json
 from pipeline.params import Params
-from pipeline.release_diff import (
-    ReleaseDiff,
-    Version,
-    diff_releases,
-    format_version,
-    propose_version,
-    tag_name,
-)
+from pipeline.releases import ReleaseDiff, diff_releases, propose_version, write_row_index
+from pipeline.versions import Version, format_version, tag_name
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
@@ -56,7 +51,6 @@ REPO_TYPE = "dataset"
 DIFF_EXAMPLES = 20
 # Files the Hub manages itself; never compared, deleted or uploaded by publish.
 HUB_MANAGED = frozenset({".gitattributes"})
-_TAG = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
 # The card's changelog section differs between two renderings of the same release (it lists
 # the releases published so far), so "same release" compares cards without it.
 _CHANGELOG_SECTION = re.compile(r"^## Changelog\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
@@ -104,7 +98,7 @@ def parse_version(text: str) -> Version:
         PublishError: `text` is not MAJOR.MINOR.PATCH.
     """
     try:
-        return release_diff.parse_version(text)
+        return versions.parse_version(text)
     except BadInputError:
         raise PublishError(
             f"--version {text!r} is not a semantic version; use MAJOR.MINOR.PATCH, e.g. 1.2.0"
@@ -193,7 +187,7 @@ def check_dvc_status(root: Path) -> None:
 
 def check_card_matches(release: Path) -> None:
     """Refuse when the card or the Croissant file disagree with the data (card.check_card)."""
-    from pipeline.card import check_card
+    from pipeline.stages.card.core import check_card
 
     try:
         check_card(release)
@@ -323,7 +317,8 @@ def render_published(
     paths: PublishPaths, params: Params, repo_id: str, version: Version, diff: ReleaseDiff | None
 ) -> dict[str, bytes]:
     """README.md and croissant.json as published: this version, this repo, this changelog entry."""
-    from pipeline.card import ChangelogEntry, build_croissant, load_changelog, render_card
+    from pipeline.releases import ChangelogEntry, load_changelog
+    from pipeline.stages.card.core import build_croissant, render_card
 
     card_params = dataclasses.replace(params.card, version=format_version(version))
     changelog = load_changelog(paths.at(paths.releases))
@@ -357,9 +352,9 @@ def write_records(
     params_file = paths.at(paths.params)
     code = _git_commit(paths.root)
     params_sha = sha256_file(params_file) if params_file.is_file() else "unknown"
-    index = paths.at(paths.releases) / f"{format_version(version)}{release_diff.INDEX_SUFFIX}"
+    index = paths.at(paths.releases) / f"{format_version(version)}{ROW_INDEX_SUFFIX}"
     # The index goes first: a record without its index would stop the `release_diff` stage.
-    release_diff.write_row_index(paths.at(paths.release) / "data", index)
+    write_row_index(paths.at(paths.release) / "data", index)
     record = {
         "version": format_version(version),
         "tag": tag_name(version),
@@ -464,7 +459,7 @@ def run_publish(
         with hub_errors("reading the repository's refs", endpoint, token):
             refs = hub.refs()
         branches, tags = refs if refs is not None else ({}, {})
-        versions = sorted((parse_version(t), t) for t in tags if _TAG.match(t))
+        versions = sorted((parse_version(t), t) for t in tags if versions.is_release_tag(t))
         previous = versions[-1] if versions else None
         files = local_files(release)
 

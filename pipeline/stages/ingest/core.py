@@ -36,23 +36,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.arxiv_ids import parse_arxiv_id
+from pipeline.contracts import RECORD_SCHEMA
 from pipeline.errors import BadInputError
-from pipeline.outputs import build_file_options, parquet_writer, write_json, write_jsonl
+from pipeline.ids import parse_arxiv_id
+from pipeline.io.writers import build_file_options, parquet_writer, write_json, write_jsonl
 from pipeline.params import KNOWN_FORMATS, IngestParams
-
-RECORD_SCHEMA = pa.schema(
-    [
-        pa.field("source", pa.string(), nullable=False),
-        pa.field("file", pa.string(), nullable=False),
-        pa.field("line", pa.int64(), nullable=False),
-        pa.field("format", pa.string(), nullable=False),
-        pa.field("raw_id", pa.string()),
-        pa.field("arxiv_id", pa.string()),
-        pa.field("arxiv_version", pa.int64()),
-        pa.field("raw_text", pa.string(), nullable=False),
-    ]
-)
 
 _ABSTRACT_LINE = re.compile(r"^\s*(?:abstract\s*[:.]|ABSTRACT\b)", re.IGNORECASE)
 _TABLE_ROW = re.compile(
@@ -778,32 +766,3 @@ def build_report(per_file: dict[str, FileStats]) -> dict[str, Any]:
         "rejects_by_reason": dict(sorted(by_reason.items())),
         "records_by_format": dict(sorted(by_format.items())),
     }
-
-
-# Rows per batch when reading a few rows: reading a row group stops after the batch holding the
-# last row wanted instead of decompressing the whole group (examples are mostly early rows).
-_FEW_ROWS_BATCH = 1_024
-
-
-def read_raw_texts(ingested: Path, rows: list[int]) -> dict[int, str]:
-    """`raw_text` of the given row numbers of the ingested file (row for row the cleaned one),
-    reading each row group only up to the last row wanted."""
-    parquet = pq.ParquetFile(ingested)
-    values: dict[int, str] = {}
-    start = 0
-    for group in range(parquet.metadata.num_row_groups):
-        size = parquet.metadata.row_group(group).num_rows
-        inside = [r - start for r in rows if start <= r < start + size]
-        offset = 0
-        if inside:
-            for batch in parquet.iter_batches(
-                batch_size=_FEW_ROWS_BATCH, row_groups=[group], columns=["raw_text"]
-            ):
-                texts = batch.column(0)
-                end = offset + batch.num_rows
-                values.update({start + r: texts[r - offset].as_py() for r in inside if offset <= r < end})
-                offset = end
-                if offset > max(inside):
-                    break
-        start += size
-    return values

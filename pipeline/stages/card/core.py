@@ -20,7 +20,6 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +29,12 @@ import pyarrow.parquet as pq
 import yaml
 from huggingface_hub import DatasetCard, DatasetCardData
 
+from pipeline.contracts import RELEASE_SCHEMA, SPLITS
 from pipeline.errors import BadInputError, ConfigError, ValidationFailed
-from pipeline.outputs import atomic_path, sha256_file, write_json
+from pipeline.io.writers import atomic_path, sha256_file, write_json
 from pipeline.params import CardParams
-from pipeline.split import RELEASE_SCHEMA, SPLITS
+from pipeline.releases import ChangelogEntry, load_changelog
+from pipeline.versions import sort_key
 
 _ARROW_TO_HF = {pa.string(): "string", pa.int64(): "int64"}
 _ARROW_TO_CROISSANT = {pa.string(): "sc:Text", pa.int64(): "sc:Integer"}
@@ -58,8 +59,6 @@ _LICENSE_URLS = {
     "mit": "https://opensource.org/licenses/MIT",
     "apache-2.0": "https://www.apache.org/licenses/LICENSE-2.0",
 }
-_SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?$")
-_CHANGELOG_KEYS = ("added", "removed", "changed", "moved")
 # Characters that start Markdown constructs inside a paragraph or table cell. `<`, `>` and `&`
 # are handled by HTML-escaping first, so raw HTML (`<script>`) never reaches the renderer.
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]|~#$!])")
@@ -108,17 +107,6 @@ CROISSANT_CONTEXT: dict[str, Any] = {
     "subField": "cr:subField",
     "transform": "cr:transform",
 }
-
-
-@dataclass(frozen=True)
-class ChangelogEntry:
-    """One published (or about-to-be-published) release, as recorded in `releases/<version>.json`."""
-
-    version: str
-    added: int
-    removed: int
-    changed: int
-    moved: int
 
 
 def escape_markdown(text: str) -> str:
@@ -265,67 +253,12 @@ def _read_report(reports: Path, name: str) -> dict[str, Any]:
         raise BadInputError(f"{path}: cannot read report ({exc}); run `dvc repro` first") from None
 
 
-def semver_key(version: str) -> tuple[int, int, int, int, str]:
-    """Sort key for `MAJOR.MINOR.PATCH[-PRE]`; a pre-release sorts before its release.
-
-    Raises:
-        BadInputError: `version` is not a semantic version.
-    """
-    match = _SEMVER.match(version)
-    if match is None:
-        raise BadInputError(f"release version {version!r} is not a semantic version (MAJOR.MINOR.PATCH)")
-    major, minor, patch, pre = match.groups()
-    return (int(major), int(minor), int(patch), 0 if pre else 1, pre or "")
-
-
-def parse_changelog_entry(record: Mapping[str, Any], origin: str) -> ChangelogEntry:
-    """A `ChangelogEntry` from a release record (`{"version": ..., "diff": {...}}`).
-
-    Raises:
-        BadInputError: a key is missing or has the wrong type; `origin` names the record.
-    """
-    version = record.get("version")
-    diff = record.get("diff")
-    if not isinstance(version, str):
-        raise BadInputError(f"{origin}: 'version' must be a string like \"1.0.0\"")
-    semver_key(version)
-    if not isinstance(diff, Mapping):
-        raise BadInputError(f"{origin}: 'diff' must be a mapping of {', '.join(_CHANGELOG_KEYS)}")
-    counts = {}
-    for key in _CHANGELOG_KEYS:
-        value = diff.get(key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise BadInputError(f"{origin}: diff.{key} must be a non-negative integer, got {value!r}")
-        counts[key] = value
-    return ChangelogEntry(version=version, **counts)
-
-
-def load_changelog(releases: Path | None) -> list[ChangelogEntry]:
-    """Every `releases/*.json` record; a missing directory means nothing was published yet.
-
-    Raises:
-        BadInputError: a record cannot be read or lacks a required key.
-    """
-    if releases is None or not releases.is_dir():
-        return []
-    entries = []
-    for path in sorted(releases.glob("*.json")):
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise BadInputError(f"{path}: cannot read release record ({exc})") from None
-        if not isinstance(record, dict):
-            raise BadInputError(f"{path}: a release record must be a JSON object")
-        entries.append(parse_changelog_entry(record, str(path)))
-    return entries
-
-
 def _changelog_rows(entries: Iterable[ChangelogEntry]) -> list[ChangelogEntry]:
     by_version: dict[str, ChangelogEntry] = {}
     for entry in entries:
         # A pending entry passed by publish replaces a stale record of the same version.
         by_version[entry.version] = entry
-    return sorted(by_version.values(), key=lambda e: semver_key(e.version), reverse=True)
+    return sorted(by_version.values(), key=lambda e: sort_key(e.version), reverse=True)
 
 
 def _example_row(release: Path) -> dict[str, Any]:

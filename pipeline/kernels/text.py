@@ -21,7 +21,7 @@ import numpy.typing as npt
 import polars as pl
 import pyarrow as pa
 
-from pipeline.fingerprint import I64, fmix64, utf8_buffers
+from pipeline.kernels.fingerprint import I64, fmix64, utf8_buffers
 
 Bytes: TypeAlias = npt.NDArray[np.uint8]
 I32: TypeAlias = npt.NDArray[np.int32]

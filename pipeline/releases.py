@@ -1,16 +1,11 @@
-"""Stage `release_diff`: what this build changes against the newest published release.
+"""Published releases: their row indexes under `releases/`, the diff between two releases and
+the version it calls for.
 
-Reads: the release data directory and `releases/`, where `abstracts publish` keeps one record
-per published version (`<version>.json`) and that version's row index
-(`<version>.rows.parquet`: per row its `id`, `split`, the release columns other than the
-abstract, a fingerprint of the abstract and its length in characters). Writes:
-`release_diff.json` with the previous version, the version the Croissant bump rules propose,
-counts per kind (added / removed / changed / moved) and a few example ids of each. Params:
-`release_diff` (examples per kind) and `card.version` (compared with the proposal).
-
-The same diff and version rules serve `abstracts publish`, which diffs against the Hub's
-previous tag; this stage diffs against the local record of it, so that a maintainer sees the
-proposed version and the changes before publishing, without network access.
+`abstracts publish` keeps one record per published version in `releases/` (`<version>.json`)
+and that version's row index (`<version>.rows.parquet`: per row its `id`, `split`, the release
+columns other than the abstract, a fingerprint of the abstract and its length in characters).
+The `release_diff` stage, the card's changelog, the review page and `abstracts publish` read
+them through this module.
 
 The abstract fingerprint is a blake2b digest, not a polars hash, because an index must still
 compare equal after a polars upgrade.
@@ -18,8 +13,9 @@ compare equal after a polars upgrade.
 
 from __future__ import annotations
 
-import re
+import json
 from collections import deque
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,30 +26,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.errors import BadInputError
-from pipeline.fingerprint import blake2b_64
-from pipeline.outputs import write_json, write_parquet
-from pipeline.params import CardParams, ReleaseDiffParams
-
-Version = tuple[int, int, int]
-DIFF_KINDS = ("added", "removed", "changed", "moved")
-_VERSION = re.compile(r"^v?(\d+)\.(\d+)\.(\d+)$")
-_SHARD = re.compile(r"([a-z]+)-\d+-of-\d+\.parquet")
-# Release columns other than `id` and `abstract`: small, so the index keeps them as they are.
-META_COLUMNS = ("arxiv_id", "arxiv_version", "source", "duplicate_count")
-ROW_INDEX_SCHEMA = pa.schema(
-    [
-        ("id", pa.string()),
-        ("split", pa.string()),
-        ("arxiv_id", pa.string()),
-        ("arxiv_version", pa.int64()),
-        ("source", pa.string()),
-        ("duplicate_count", pa.int64()),
-        ("abstract_hash", pa.uint64()),
-        ("chars", pa.int32()),
-    ]
+from pipeline.contracts import (
+    DIFF_KINDS,
+    ROW_INDEX_META_COLUMNS,
+    ROW_INDEX_SCHEMA,
+    ROW_INDEX_SUFFIX,
+    SHARD_NAME,
 )
-INDEX_SUFFIX = ".rows.parquet"
+from pipeline.errors import BadInputError
+from pipeline.io.writers import write_parquet
+from pipeline.kernels.fingerprint import blake2b_64
+from pipeline.versions import Version, format_version, next_version, release_version, sort_key, tag_name
 
 
 @dataclass(frozen=True)
@@ -79,27 +62,6 @@ class ReleaseDiff:
 
     def examples(self, limit: int) -> dict[str, list[str]]:
         return {kind: getattr(self, kind)[:limit] for kind in DIFF_KINDS}
-
-
-def parse_version(text: str) -> Version:
-    """`1.2.3` or `v1.2.3` as a tuple.
-
-    Raises:
-        BadInputError: `text` is not MAJOR.MINOR.PATCH.
-    """
-    match = _VERSION.match(text.strip())
-    if match is None:
-        raise BadInputError(f"version {text!r} is not a semantic version; use MAJOR.MINOR.PATCH, e.g. 1.2.0")
-    major, minor, patch = (int(g) for g in match.groups())
-    return (major, minor, patch)
-
-
-def format_version(version: Version) -> str:
-    return ".".join(str(part) for part in version)
-
-
-def tag_name(version: Version) -> str:
-    return f"v{format_version(version)}"
 
 
 def diff_releases(old: pl.DataFrame, new: pl.DataFrame, previous: str | None = None) -> ReleaseDiff:
@@ -129,19 +91,10 @@ def diff_releases(old: pl.DataFrame, new: pl.DataFrame, previous: str | None = N
 
 
 def propose_version(previous: Version | None, diff: ReleaseDiff) -> Version:
-    """The next version by the Croissant 1.1 rules.
-
-    Patch: the same records; minor: records only added; major: any record removed, changed or
-    moved to another split. The first release is 1.0.0.
-    """
-    if previous is None:
-        return (1, 0, 0)
-    major, minor, patch = previous
-    if diff.removed or diff.changed or diff.moved:
-        return (major + 1, 0, 0)
-    if diff.added:
-        return (major, minor + 1, 0)
-    return (major, minor, patch + 1)
+    """The next version after `previous` for the changes in `diff` (see `versions.next_version`)."""
+    return next_version(
+        previous, breaking=bool(diff.removed or diff.changed or diff.moved), additive=bool(diff.added)
+    )
 
 
 # -- row index --------------------------------------------------------------------------------
@@ -161,7 +114,7 @@ def release_shards(release_data: Path) -> list[tuple[str, Path]]:
     shards = [
         (match.group(1), path)
         for path in sorted(release_data.glob("*.parquet"))
-        if (match := _SHARD.fullmatch(path.name)) is not None
+        if (match := SHARD_NAME.fullmatch(path.name)) is not None
     ]
     if not shards:
         raise BadInputError(
@@ -178,7 +131,7 @@ def index_batch(batch: pa.RecordBatch, split: str, chars: pa.Array | None = None
         [
             batch.column("id"),
             pa.array([split] * batch.num_rows, pa.string()),
-            *(batch.column(name) for name in META_COLUMNS),
+            *(batch.column(name) for name in ROW_INDEX_META_COLUMNS),
             fingerprints(abstracts),
             _chars(abstracts) if chars is None else chars,
         ],
@@ -192,7 +145,7 @@ def _chars(abstracts: pa.Array) -> pa.Array:
 
 def _read_row_group(path: Path, group: int, batch_rows: int) -> list[tuple[pa.RecordBatch, pa.Array]]:
     """A row group's index columns in batches, each with its abstracts' lengths."""
-    columns = ["id", "abstract", *META_COLUMNS]
+    columns = ["id", "abstract", *ROW_INDEX_META_COLUMNS]
     batches = pq.ParquetFile(path).iter_batches(
         batch_size=batch_rows, row_groups=[group], columns=columns, use_threads=False
     )
@@ -244,9 +197,9 @@ def published_versions(releases: Path) -> list[tuple[Version, Path]]:
         return []
     found = []
     for path in releases.glob("*.json"):
-        match = _VERSION.match(path.stem)
-        if match is not None:
-            found.append(((int(match[1]), int(match[2]), int(match[3])), path))
+        version = release_version(path.stem)
+        if version is not None:
+            found.append((version, path))
     return sorted(found)
 
 
@@ -260,7 +213,7 @@ def latest_index(releases: Path) -> tuple[Version, Path] | None:
     if not versions:
         return None
     version, record = versions[-1]
-    index = record.with_name(format_version(version) + INDEX_SUFFIX)
+    index = record.with_name(format_version(version) + ROW_INDEX_SUFFIX)
     if not index.is_file():
         raise BadInputError(
             f"{record}: published release {tag_name(version)} has no row index {index.name} beside it; "
@@ -276,68 +229,57 @@ def read_index(path: Path) -> pl.DataFrame:
         raise BadInputError(f"{path}: cannot read the row index ({exc})") from None
 
 
-# -- stage ------------------------------------------------------------------------------------
+# -- changelog records ---------------------------------------------------------------------
 
 
-def describe(old: pl.DataFrame, new: pl.DataFrame, diff: ReleaseDiff, limit: int) -> dict[str, list[str]]:
-    """Examples per kind; `changed` and `moved` say what changed about the row."""
-    examples = diff.examples(limit)
-    shown = set(examples["changed"]) | set(examples["moved"])
-    if not shown:
-        return examples
-    pairs = old.filter(pl.col("id").is_in(shown)).join(
-        new.filter(pl.col("id").is_in(shown)), on="id", suffix="__new"
-    )
-    by_id = {row["id"]: row for row in pairs.iter_rows(named=True)}
+@dataclass(frozen=True)
+class ChangelogEntry:
+    """One published (or about-to-be-published) release, as recorded in `releases/<version>.json`."""
 
-    def changed(row_id: str) -> str:
-        row = by_id[row_id]
-        columns = [
-            "abstract" if column == "abstract_hash" else column
-            for column in ("abstract_hash", *META_COLUMNS)
-            if f"{column}__new" in row and row[column] != row[f"{column}__new"]
-        ]
-        return f"{row_id} ({', '.join(columns) or 'columns'} changed)"
-
-    examples["changed"] = [changed(i) for i in examples["changed"]]
-    examples["moved"] = [f"{i} ({by_id[i]['split']} -> {by_id[i]['split__new']})" for i in examples["moved"]]
-    return examples
+    version: str
+    added: int
+    removed: int
+    changed: int
+    moved: int
 
 
-def run_release_diff(
-    release_data: Path, releases: Path, out: Path, params: ReleaseDiffParams, card: CardParams
-) -> dict[str, Any]:
-    """Diff the release against the newest published row index; write and return the report.
+def parse_changelog_entry(record: Mapping[str, Any], origin: str) -> ChangelogEntry:
+    """A `ChangelogEntry` from a release record (`{"version": ..., "diff": {...}}`).
 
     Raises:
-        BadInputError: no release shards, or a published record without its row index.
+        BadInputError: a key is missing or has the wrong type; `origin` names the record.
     """
-    new = pl.from_arrow(row_index(release_data))
-    assert isinstance(new, pl.DataFrame)
-    latest = latest_index(releases)
-    previous = None if latest is None else tag_name(latest[0])
-    old = new.clear() if latest is None else read_index(latest[1])
-    diff = diff_releases(old, new, previous)
-    proposed = format_version(propose_version(None if latest is None else latest[0], diff))
-    notes = []
-    if card.version != proposed:
-        notes.append(
-            f"params.yaml card.version is {card.version} but this release would be {proposed}: "
-            f"set card.version: {proposed} and run `dvc repro` before publishing"
-        )
-    report = {
-        "previous": previous,
-        "proposed_version": proposed,
-        "card_version": card.version,
-        "rows": new.height,
-        "counts": diff.counts(),
-        "diff": {
-            kind: {"count": count, "examples": examples}
-            for (kind, count), examples in zip(
-                diff.counts().items(), describe(old, new, diff, params.examples).values(), strict=True
-            )
-        },
-        "notes": notes,
-    }
-    write_json(report, out)
-    return report
+    version = record.get("version")
+    diff = record.get("diff")
+    if not isinstance(version, str):
+        raise BadInputError(f"{origin}: 'version' must be a string like \"1.0.0\"")
+    sort_key(version)
+    if not isinstance(diff, Mapping):
+        raise BadInputError(f"{origin}: 'diff' must be a mapping of {', '.join(DIFF_KINDS)}")
+    counts = {}
+    for key in DIFF_KINDS:
+        value = diff.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise BadInputError(f"{origin}: diff.{key} must be a non-negative integer, got {value!r}")
+        counts[key] = value
+    return ChangelogEntry(version=version, **counts)
+
+
+def load_changelog(releases: Path | None) -> list[ChangelogEntry]:
+    """Every `releases/*.json` record; a missing directory means nothing was published yet.
+
+    Raises:
+        BadInputError: a record cannot be read or lacks a required key.
+    """
+    if releases is None or not releases.is_dir():
+        return []
+    entries = []
+    for path in sorted(releases.glob("*.json")):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise BadInputError(f"{path}: cannot read release record ({exc})") from None
+        if not isinstance(record, dict):
+            raise BadInputError(f"{path}: a release record must be a JSON object")
+        entries.append(parse_changelog_entry(record, str(path)))
+    return entries

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.fingerprint import I64, U64, fmix64, utf8_buffers
+from pipeline.kernels.fingerprint import I64, U64, fmix64, utf8_buffers
 
 # Strings to shingle: an Arrow string array, a polars Series or plain str.
 Texts: TypeAlias = pa.Array | pa.ChunkedArray | pl.Series | Iterable[str]
@@ -210,7 +210,7 @@ def keys_from_arrow(column: pa.ChunkedArray | pa.Array, bands: int) -> U64:
 
 def read_band_keys(path: Path, bands: int) -> U64:
     """The `band_keys` column of a parquet file as one array, read one row group at a time."""
-    # Without pre-buffering: its buffers bypass the memory pool callers set (see pipeline.dedup).
+    # Without pre-buffering: its buffers bypass the memory pool callers set (see pipeline.stages.dedup.core).
     parquet = pq.ParquetFile(path, pre_buffer=False)
     keys = np.empty((parquet.metadata.num_rows, bands), dtype=np.uint64)
     offset = 0

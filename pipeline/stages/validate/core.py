@@ -70,8 +70,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.errors import BadInputError, ValidationFailed
-from pipeline.fingerprint import utf8_buffers
-from pipeline.outputs import write_json
+from pipeline.io.writers import write_json
+from pipeline.kernels.fingerprint import utf8_buffers
 from pipeline.params import ValidateParams
 
 SEVERITIES = ("critical", "warning")

@@ -31,12 +31,12 @@ import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 
+from pipeline.contracts import DIFF_KINDS, SPLITS
 from pipeline.errors import BadInputError
-from pipeline.ingest import read_raw_texts
-from pipeline.outputs import atomic_path
+from pipeline.io.build_files import read_raw_texts
+from pipeline.io.writers import atomic_path
 from pipeline.params import CleanParams, ReviewParams
-from pipeline.release_diff import DIFF_KINDS, latest_index
-from pipeline.split import SPLITS
+from pipeline.releases import latest_index
 
 VERDICTS = ("PASS", "WARN", "FAIL")
 # Tokens for the before/after diff: words, runs of whitespace, single punctuation marks.
@@ -339,36 +339,19 @@ def read_distributions(
     return Distributions(chars, words, dict(sorted(months.items())), previous)
 
 
-def isolate_rules(
-    samples: dict[str, list[TextSample]], clean_params: CleanParams
-) -> dict[str, list[TextSample]]:
-    """Narrow each rule's samples to that rule's own change: the text just before and after it.
+def rule_examples(clean_report: dict[str, Any]) -> dict[str, list[TextSample]]:
+    """Each rule's before/after examples as the clean stage recorded them in `clean.json`.
 
-    The rules of `pipeline.clean.RULES` are replayed in order on the sampled raw texts (a few
-    dozen rows). A sample keeps its whole raw -> cleaned pair, tagged `all rules`, when the
-    replay does not reproduce the stored cleaned text (the rules or params changed since the
-    clean stage ran): the page then says it shows every rule's change at once.
+    The clean stage keeps, per rule, windows of text just before and just after that rule's own
+    change, so the page shows each rule alone without replaying the rules here.
     """
-    from pipeline.clean import RULES
-
-    names = [rule.name for rule in RULES]
     out: dict[str, list[TextSample]] = {}
-    for name, rows in samples.items():
-        if not rows or name not in names:
-            out[name] = [TextSample(s.source, s.before, s.after, ("all rules",)) for s in rows]
-            continue
-        texts = pl.Series([s.before for s in rows], dtype=pl.String)
-        before = after = texts
-        for rule in RULES:
-            fixed, _ = rule.apply(texts, clean_params)
-            if rule.name == name:
-                before, after = texts, fixed
-            texts = fixed
+    for name, entry in sorted((clean_report.get("rules") or {}).items()):
+        examples = entry.get("examples") if isinstance(entry, dict) else None
         out[name] = [
-            TextSample(s.source, b, a, (name,))
-            if final == s.after
-            else TextSample(s.source, s.before, s.after, ("all rules",))
-            for s, b, a, final in zip(rows, before, after, texts, strict=True)
+            TextSample(str(x.get("source")), str(x.get("before")), str(x.get("after")), (name,))
+            for x in examples or []
+            if isinstance(x, dict)
         ]
     return out
 
@@ -541,7 +524,7 @@ def load_review(
             clean_rows=pq.ParquetFile(clean).metadata.num_rows,
             dedup=dedup,
             rule_counts=dict(sorted(rule_counts.items())),
-            rule_samples=isolate_rules(samples(rule_sources, 3), clean_params),
+            rule_samples=rule_examples(clean_report),
             flag_counts=dict(sorted(flag_counts.items())),
             flag_samples=samples(flag_sources, 4),
             clusters=clusters,

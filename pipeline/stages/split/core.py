@@ -30,23 +30,13 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.contracts import RELEASE_SCHEMA, SPLITS, shard_name
 from pipeline.errors import PipelineError
-from pipeline.fingerprint import I64, U64, blake2b_64
-from pipeline.minhash import ShingleSets, candidate_pairs, read_band_keys
-from pipeline.outputs import PARQUET_OPTIONS, write_json
+from pipeline.io.writers import PARQUET_OPTIONS, write_json
+from pipeline.kernels.fingerprint import I64, U64, blake2b_64
+from pipeline.kernels.minhash import ShingleSets, candidate_pairs, read_band_keys
 from pipeline.params import DedupParams, SplitParams
 
-SPLITS = ("train", "validation", "test")
-RELEASE_SCHEMA = pa.schema(
-    [
-        pa.field("id", pa.string()),
-        pa.field("arxiv_id", pa.string()),
-        pa.field("arxiv_version", pa.int64()),
-        pa.field("abstract", pa.string()),
-        pa.field("source", pa.string()),
-        pa.field("duplicate_count", pa.int64()),
-    ]
-)
 _HASH_SPACE = float(2**64)
 
 
@@ -88,10 +78,6 @@ def assign_split(ids: list[str], params: SplitParams) -> list[str]:
     falls into the first split whose cumulative fraction exceeds it.
     """
     return [SPLITS[code] for code in split_codes(ids, params).tolist()]
-
-
-def shard_name(split: str, index: int, count: int) -> str:
-    return f"{split}-{index:05d}-of-{count:05d}.parquet"
 
 
 @contextlib.contextmanager

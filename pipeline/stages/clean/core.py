@@ -33,23 +33,14 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.clean_kernels import Pieces, fold_plain_texts
+from pipeline.contracts import CLEAN_SCHEMA
 from pipeline.executor import map_batches
-from pipeline.fingerprint import blake2b_64, hex_digests
-from pipeline.ingest import RECORD_SCHEMA, read_raw_texts
-from pipeline.outputs import build_file_options, write_json
+from pipeline.io.build_files import read_raw_texts
+from pipeline.io.writers import build_file_options, write_json
+from pipeline.kernels.fingerprint import blake2b_64, hex_digests
+from pipeline.kernels.text import Pieces, fold_plain_texts
 from pipeline.params import CleanParams
 
-CLEAN_SCHEMA = pa.schema(
-    [
-        # Not `raw_text`: written again, it was a third of the stage's time at 2.7M rows.
-        *[field for field in RECORD_SCHEMA if field.name != "raw_text"],
-        pa.field("abstract", pa.string(), nullable=False),
-        pa.field("clean_rules", pa.list_(pa.string()), nullable=False),
-        pa.field("flags", pa.list_(pa.string()), nullable=False),
-        pa.field("text_hash", pa.string(), nullable=False),
-    ]
-)
 EXAMPLES_PER_RULE = 5
 # Characters of context kept on each side of a change in the report's before/after windows.
 EXAMPLE_CONTEXT = 40

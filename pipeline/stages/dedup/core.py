@@ -11,7 +11,7 @@ Steps, in order:
    highest version; ties go to the richer source format, then the longer text.
 2. `exact`: identical normalised text (`text_hash` from `clean`) folds, preferring a row with
    an arXiv id, then the rule of step 1.
-3. `near`: MinHash LSH over word shingles (`pipeline.minhash`) proposes candidate pairs, each
+3. `near`: MinHash LSH over word shingles (`pipeline.kernels.minhash`) proposes candidate pairs, each
    verified with the exact Jaccard similarity (`dedup.near_threshold`); connected components of
    verified pairs fold into one row, chosen as in step 2.
 The MinHash pass is row-local (Arrow batches through the local executor) and writes the band
@@ -40,54 +40,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipeline.contracts import DEDUP_METHODS, DEDUP_SCHEMA, DUPLICATES_SCHEMA, MINHASH_SCHEMA
 from pipeline.executor import map_batches
-from pipeline.minhash import (
+from pipeline.io.writers import build_file_options, parquet_writer, write_json, write_parquet
+from pipeline.kernels.minhash import (
     ShingleSets,
     band_keys,
     candidate_pairs,
     keys_to_arrow,
     read_band_keys,
 )
-from pipeline.outputs import build_file_options, parquet_writer, write_json, write_parquet
 from pipeline.params import DedupParams
-
-METHODS = ("same_id", "exact", "near")
-
-DEDUP_SCHEMA = pa.schema(
-    [
-        # The kept row's row number in the cleaned parquet, where its abstract is: the split
-        # stage reads the texts from there, so they are not written (and read) once more.
-        pa.field("row", pa.int64(), nullable=False),
-        pa.field("id", pa.string(), nullable=False),
-        pa.field("arxiv_id", pa.string()),
-        pa.field("arxiv_version", pa.int64()),
-        pa.field("source", pa.string(), nullable=False),
-        pa.field("duplicate_count", pa.int64(), nullable=False),
-        pa.field("flags", pa.list_(pa.string()), nullable=False),
-        pa.field("text_hash", pa.string(), nullable=False),
-        # LSH band keys of the kept row: the split stage checks them for cross-split leaks.
-        pa.field("band_keys", pa.list_(pa.uint64()), nullable=False),
-    ]
-)
-DUPLICATES_SCHEMA = pa.schema(
-    [
-        pa.field("source", pa.string(), nullable=False),
-        pa.field("id", pa.string(), nullable=False),
-        pa.field("kept_source", pa.string(), nullable=False),
-        pa.field("method", pa.string(), nullable=False),
-        pa.field("similarity", pa.float64()),
-    ]
-)
-
-
-MINHASH_SCHEMA = pa.schema(
-    [
-        pa.field("band_keys", pa.list_(pa.uint64()), nullable=False),
-        # Characters of the abstract: the keep order needs it, and the global step must not
-        # read the texts again to get it.
-        pa.field("length", pa.int64(), nullable=False),
-    ]
-)
 
 
 @contextlib.contextmanager
@@ -387,7 +350,7 @@ def run_dedup(
         duplicate_count[winners] = counts["len"].to_numpy() - 1
         write_kept_rows(cleaned, all_keys, out, keep, duplicate_count)
         write_parquet(duplicates.to_arrow().cast(DUPLICATES_SCHEMA), duplicates_out)
-        by_method = {m: duplicates.filter(pl.col("method") == m).height for m in METHODS}
+        by_method = {m: duplicates.filter(pl.col("method") == m).height for m in DEDUP_METHODS}
         report = {"rows_in": n_rows, "rows_out": int(keep.sum()), "folded_by_method": by_method}
         write_json(report, report_out)
         print(f"dedup: {n_rows:,} rows in, {report['rows_out']:,} out, folded {by_method}", file=sys.stderr)

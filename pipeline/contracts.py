@@ -1,0 +1,143 @@
+"""The contracts other files, tools and users depend on, written once.
+
+Every parquet schema between stages and of the release, the split names, the release shard-name
+grammar and the report file names live here. This module imports nothing of the project, so any
+stage, reader or tool can import it without pulling in a stage (or numba).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pyarrow as pa
+
+# Split names, in their canonical order (the release, the card and the Hub configs use it).
+SPLITS = ("train", "validation", "test")
+
+# Release shards: `data/{split}-NNNNN-of-NNNNN.parquet`, the Hub's default data-files pattern.
+SHARD_NAME = re.compile(r"(?P<split>[a-z]+)-(?P<index>\d{5})-of-(?P<count>\d{5})\.parquet")
+RELEASE_DATA_DIR = "data"
+
+
+def shard_name(split: str, index: int, count: int) -> str:
+    """The file name of shard `index` (0-based) of `count` shards of `split`."""
+    return f"{split}-{index:05d}-of-{count:05d}.parquet"
+
+
+def shard_split(name: str) -> str | None:
+    """The split a release shard file name belongs to, or None when `name` is not a shard name."""
+    match = SHARD_NAME.fullmatch(name)
+    return match.group("split") if match is not None else None
+
+
+# One row per raw record (build/ingested.parquet), written by ingest.
+RECORD_SCHEMA = pa.schema(
+    [
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("file", pa.string(), nullable=False),
+        pa.field("line", pa.int64(), nullable=False),
+        pa.field("format", pa.string(), nullable=False),
+        pa.field("raw_id", pa.string()),
+        pa.field("arxiv_id", pa.string()),
+        pa.field("arxiv_version", pa.int64()),
+        pa.field("raw_text", pa.string(), nullable=False),
+    ]
+)
+
+# Row for row the ingested records (build/clean.parquet), written by clean.
+CLEAN_SCHEMA = pa.schema(
+    [
+        # Not `raw_text`: written again, it was a third of the stage's time on the bench corpus.
+        *[field for field in RECORD_SCHEMA if field.name != "raw_text"],
+        pa.field("abstract", pa.string(), nullable=False),
+        pa.field("clean_rules", pa.list_(pa.string()), nullable=False),
+        pa.field("flags", pa.list_(pa.string()), nullable=False),
+        pa.field("text_hash", pa.string(), nullable=False),
+    ]
+)
+
+# How dedup folded a record into the row it kept.
+DEDUP_METHODS = ("same_id", "exact", "near")
+
+# The kept rows (build/dedup.parquet), written by dedup.
+DEDUP_SCHEMA = pa.schema(
+    [
+        # The kept row's row number in the cleaned parquet, where its abstract is: the split
+        # stage reads the texts from there, so they are not written (and read) once more.
+        # Readers check `text_hash` against the cleaned row, so a misaligned join fails loudly.
+        pa.field("row", pa.int64(), nullable=False),
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("arxiv_id", pa.string()),
+        pa.field("arxiv_version", pa.int64()),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("duplicate_count", pa.int64(), nullable=False),
+        pa.field("flags", pa.list_(pa.string()), nullable=False),
+        pa.field("text_hash", pa.string(), nullable=False),
+        # LSH band keys of the kept row: the split stage checks them for cross-split leaks.
+        pa.field("band_keys", pa.list_(pa.uint64()), nullable=False),
+    ]
+)
+
+# Every folded record (reports/duplicates.parquet), written by dedup.
+DUPLICATES_SCHEMA = pa.schema(
+    [
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("kept_source", pa.string(), nullable=False),
+        pa.field("method", pa.string(), nullable=False),
+        pa.field("similarity", pa.float64()),
+    ]
+)
+
+# Row for row the cleaned records (build/minhash.parquet), written by dedup.
+MINHASH_SCHEMA = pa.schema(
+    [
+        pa.field("band_keys", pa.list_(pa.uint64()), nullable=False),
+        # Characters of the abstract: the keep order needs it, and the global step must not
+        # read the texts again to get it.
+        pa.field("length", pa.int64(), nullable=False),
+    ]
+)
+
+# The release rows (release/data/*.parquet), written by split; the card's features follow it.
+RELEASE_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string()),
+        pa.field("arxiv_id", pa.string()),
+        pa.field("arxiv_version", pa.int64()),
+        pa.field("abstract", pa.string()),
+        pa.field("source", pa.string()),
+        pa.field("duplicate_count", pa.int64()),
+    ]
+)
+
+# Kinds of change between two releases, in report order.
+DIFF_KINDS = ("added", "removed", "changed", "moved")
+
+# Release columns other than `id` and `abstract`: small, so the row index keeps them as they are.
+ROW_INDEX_META_COLUMNS = ("arxiv_id", "arxiv_version", "source", "duplicate_count")
+
+# A published release's rows (releases/<version>.rows.parquet), written by publish.
+ROW_INDEX_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("split", pa.string()),
+        ("arxiv_id", pa.string()),
+        ("arxiv_version", pa.int64()),
+        ("source", pa.string()),
+        ("duplicate_count", pa.int64()),
+        ("abstract_hash", pa.uint64()),
+        ("chars", pa.int32()),
+    ]
+)
+ROW_INDEX_SUFFIX = ".rows.parquet"
+
+# Report file names under reports/, as dvc.yaml declares them.
+INGEST_REPORT = "ingest.json"
+REJECTS = "rejects.jsonl"
+CLEAN_REPORT = "clean.json"
+DEDUP_REPORT = "dedup.json"
+DUPLICATES = "duplicates.parquet"
+SPLIT_REPORT = "split.json"
+VALIDATION_REPORT = "validation.json"
+RELEASE_DIFF_REPORT = "release_diff.json"

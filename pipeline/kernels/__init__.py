@@ -1,0 +1,1 @@
+"""Compiled (numba) kernels over Arrow buffers, shared by stages; each pinned by golden-value tests."""

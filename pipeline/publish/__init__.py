@@ -1,0 +1,1 @@
+"""Stage `publish`: see `core` for what it reads, writes and which params it uses."""

@@ -1,0 +1,1 @@
+"""Stage `dedup`: see `core` for what it reads, writes and which params it uses."""

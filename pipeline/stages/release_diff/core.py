@@ -1,0 +1,92 @@
+"""Stage `release_diff`: what this build changes against the newest published release.
+
+Reads: the release data directory and `releases/` (see `pipeline.releases`). Writes:
+`release_diff.json` with the previous version, the version the Croissant bump rules propose,
+counts per kind (added / removed / changed / moved) and a few example ids of each. Params:
+`release_diff` (examples per kind) and `card.version` (compared with the proposal).
+
+The same diff and version rules serve `abstracts publish`, which diffs against the Hub's
+previous tag; this stage diffs against the local record of it, so that a maintainer sees the
+proposed version and the changes before publishing, without network access.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from pipeline.contracts import (
+    ROW_INDEX_META_COLUMNS,
+)
+from pipeline.io.writers import write_json
+from pipeline.params import CardParams, ReleaseDiffParams
+from pipeline.releases import ReleaseDiff, diff_releases, latest_index, propose_version, read_index, row_index
+from pipeline.versions import format_version, tag_name
+
+# -- stage ------------------------------------------------------------------------------------
+
+
+def describe(old: pl.DataFrame, new: pl.DataFrame, diff: ReleaseDiff, limit: int) -> dict[str, list[str]]:
+    """Examples per kind; `changed` and `moved` say what changed about the row."""
+    examples = diff.examples(limit)
+    shown = set(examples["changed"]) | set(examples["moved"])
+    if not shown:
+        return examples
+    pairs = old.filter(pl.col("id").is_in(shown)).join(
+        new.filter(pl.col("id").is_in(shown)), on="id", suffix="__new"
+    )
+    by_id = {row["id"]: row for row in pairs.iter_rows(named=True)}
+
+    def changed(row_id: str) -> str:
+        row = by_id[row_id]
+        columns = [
+            "abstract" if column == "abstract_hash" else column
+            for column in ("abstract_hash", *ROW_INDEX_META_COLUMNS)
+            if f"{column}__new" in row and row[column] != row[f"{column}__new"]
+        ]
+        return f"{row_id} ({', '.join(columns) or 'columns'} changed)"
+
+    examples["changed"] = [changed(i) for i in examples["changed"]]
+    examples["moved"] = [f"{i} ({by_id[i]['split']} -> {by_id[i]['split__new']})" for i in examples["moved"]]
+    return examples
+
+
+def run_release_diff(
+    release_data: Path, releases: Path, out: Path, params: ReleaseDiffParams, card: CardParams
+) -> dict[str, Any]:
+    """Diff the release against the newest published row index; write and return the report.
+
+    Raises:
+        BadInputError: no release shards, or a published record without its row index.
+    """
+    new = pl.from_arrow(row_index(release_data))
+    assert isinstance(new, pl.DataFrame)
+    latest = latest_index(releases)
+    previous = None if latest is None else tag_name(latest[0])
+    old = new.clear() if latest is None else read_index(latest[1])
+    diff = diff_releases(old, new, previous)
+    proposed = format_version(propose_version(None if latest is None else latest[0], diff))
+    notes = []
+    if card.version != proposed:
+        notes.append(
+            f"params.yaml card.version is {card.version} but this release would be {proposed}: "
+            f"set card.version: {proposed} and run `dvc repro` before publishing"
+        )
+    report = {
+        "previous": previous,
+        "proposed_version": proposed,
+        "card_version": card.version,
+        "rows": new.height,
+        "counts": diff.counts(),
+        "diff": {
+            kind: {"count": count, "examples": examples}
+            for (kind, count), examples in zip(
+                diff.counts().items(), describe(old, new, diff, params.examples).values(), strict=True
+            )
+        },
+        "notes": notes,
+    }
+    write_json(report, out)
+    return report

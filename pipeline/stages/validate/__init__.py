@@ -1,0 +1,1 @@
+"""Stage `validate`: see `core` for what it reads, writes and which params it uses."""
