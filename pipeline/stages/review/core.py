@@ -465,7 +465,9 @@ def load_review(
             .collect(engine="streaming")
         )
         # The cleaned file is row for row the ingested one, which holds the raw texts.
-        raw_texts = read_raw_texts(ingested, picked["_row"].to_list())
+        raw_texts = read_raw_texts(
+            ingested, picked["_row"].to_list(), dict(zip(picked["_row"], picked["source"], strict=True))
+        )
         texts = {
             source: (source, raw_texts[row], abstract, rules, flags)
             for row, source, abstract, rules, flags in picked.iter_rows()
