@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -128,7 +129,7 @@ def test_a_code_change_to_a_stage_module_makes_dvc_report_that_stage(tmp_path: P
         core.write_text(original + "\n# a change\n", encoding="utf-8")
         try:
             status = subprocess.run(
-                ["dvc", "status", name], cwd=copy, capture_output=True, text=True, check=False
+                [sys.executable, "-m", "dvc", "status", name], cwd=copy, capture_output=True, text=True, check=False
             )
         finally:
             core.write_text(original, encoding="utf-8")
