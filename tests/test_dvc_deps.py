@@ -129,7 +129,11 @@ def test_a_code_change_to_a_stage_module_makes_dvc_report_that_stage(tmp_path: P
         core.write_text(original + "\n# a change\n", encoding="utf-8")
         try:
             status = subprocess.run(
-                [sys.executable, "-m", "dvc", "status", name], cwd=copy, capture_output=True, text=True, check=False
+                [sys.executable, "-m", "dvc", "status", name],
+                cwd=copy,
+                capture_output=True,
+                text=True,
+                check=False,
             )
         finally:
             core.write_text(original, encoding="utf-8")
