@@ -56,6 +56,7 @@ def run(args: argparse.Namespace, params: Params) -> None:
         params.clean,
         args.previous_data,
         args.releases,
+        params.publish,
     )
     if args.markdown:
         print(render_markdown(review), end="")

@@ -15,6 +15,7 @@ tables are scanned lazily with polars, so it stays fast on millions of rows.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterable
@@ -30,28 +31,32 @@ from pipeline.contracts import DIFF_KINDS, SPLITS
 from pipeline.errors import BadInputError
 from pipeline.io.build_files import read_raw_texts
 from pipeline.io.writers import atomic_path
-from pipeline.params import CleanParams, ReviewParams
+from pipeline.params import CleanParams, PublishParams, ReviewParams
 from pipeline.releases import latest_index
 from pipeline.stages.review.model import (
     Cluster,
     Distributions,
+    PublishPlan,
     Review,
     TextSample,
     docs_key,
     expectation_label,
 )
 from pipeline.stages.review.report import diff_windows, render_html, render_markdown
+from pipeline.versions import release_version, tag_name
 
 # What callers and tests use from the stage: the readers here, the model and the renderers.
 __all__ = [
     "Cluster",
     "Distributions",
+    "PublishPlan",
     "Review",
     "TextSample",
     "data_docs_links",
     "diff_windows",
     "expectation_label",
     "load_review",
+    "publish_plan",
     "read_diff",
     "read_distributions",
     "read_rejects",
@@ -341,6 +346,28 @@ def data_docs_links(data_docs: Path, out: Path, suites: Iterable[str]) -> dict[s
     return links
 
 
+def _sha256(path: Path) -> str:
+    with path.open("rb") as file:
+        return hashlib.file_digest(file, "sha256").hexdigest()
+
+
+def publish_plan(release_data: Path, version: str, params: PublishParams) -> PublishPlan:
+    """The version, tag, data files (size, sha256) and Hub repo `abstracts publish` would use.
+
+    Paths are as the command line names them (`release_data` as given), so a reviewer can
+    check a file with `sha256sum`.
+    """
+    files = sorted(p for p in release_data.rglob("*") if p.is_file())
+    parsed = release_version(version)
+    return PublishPlan(
+        version=version,
+        tag=tag_name(parsed) if parsed is not None else None,
+        repo_id=params.repo_id,
+        files=tuple((path.as_posix(), path.stat().st_size, _sha256(path)) for path in files),
+        command="abstracts publish --dry-run",
+    )
+
+
 def load_review(
     reports: Path,
     clean: Path,
@@ -351,8 +378,12 @@ def load_review(
     clean_params: CleanParams,
     previous_data: Path | None = None,
     releases: Path | None = None,
+    publish_params: PublishParams | None = None,
 ) -> Review:
     """Read every input the page needs, sampling the large tables.
+
+    With `publish_params`, also what publishing this build would upload (sizes and hashes of
+    the release data files).
 
     Raises:
         BadInputError: a required report or table is missing or unreadable.
@@ -368,8 +399,14 @@ def load_review(
     latest = latest_index(releases) if releases is not None else None
     # The release's lengths are read on another thread (decoding gigabytes of text) while this
     # one samples the clean table: both spend their time outside the GIL.
-    background = ThreadPoolExecutor(max_workers=1)
+    background = ThreadPoolExecutor(max_workers=2)
     try:
+        # Hashing the release files runs beside the length scan (hashlib releases the GIL).
+        plan = (
+            background.submit(publish_plan, release_data, version, publish_params)
+            if publish_params is not None
+            else None
+        )
         distributions = background.submit(
             read_distributions,
             release_data,
@@ -491,6 +528,7 @@ def load_review(
             validation=results,
             data_docs=data_docs_links(reports / "data_docs", out, suites),
             notes=notes,
+            publish=plan.result() if plan is not None else None,
         )
     finally:
         background.shutdown(wait=True, cancel_futures=True)
@@ -506,6 +544,7 @@ def run_review(
     clean_params: CleanParams,
     previous_data: Path | None = None,
     releases: Path | None = None,
+    publish_params: PublishParams | None = None,
 ) -> Review:
     """Write the review page to `out` and return what it was rendered from.
 
@@ -513,7 +552,16 @@ def run_review(
         BadInputError: a required report or table is missing or unreadable.
     """
     review = load_review(
-        reports, clean, ingested, release_data, out, params, clean_params, previous_data, releases
+        reports,
+        clean,
+        ingested,
+        release_data,
+        out,
+        params,
+        clean_params,
+        previous_data,
+        releases,
+        publish_params,
     )
     page = render_html(review, params)
     with atomic_path(out) as tmp:

@@ -42,6 +42,17 @@ class Distributions:
     previous_chars: np.ndarray[Any, Any] | None = None
 
 
+@dataclass(frozen=True)
+class PublishPlan:
+    """What `abstracts publish` would put on the Hub for this build."""
+
+    version: str  # as proposed by `release_diff.json`
+    tag: str | None  # None when the proposed version is not a release version
+    repo_id: str
+    files: tuple[tuple[str, int, str], ...]  # (path, bytes, sha256) of each release data file
+    command: str  # the command to check the plan with
+
+
 @dataclass
 class Review:
     verdict: str
@@ -64,6 +75,7 @@ class Review:
     validation: list[dict[str, Any]]
     data_docs: dict[str, str] = field(default_factory=dict)  # docs_key ("" = index) -> relative link
     notes: list[str] = field(default_factory=list)  # inconsistencies between the inputs
+    publish: PublishPlan | None = None  # None when no publish params were given
 
 
 def docs_key(result: dict[str, Any]) -> str:
