@@ -15,7 +15,6 @@ tables are scanned lazily with polars, so it stays fast on millions of rows.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterable
@@ -30,7 +29,7 @@ import pyarrow.parquet as pq
 from pipeline.contracts import DIFF_KINDS, SPLITS
 from pipeline.errors import BadInputError
 from pipeline.io.build_files import read_raw_texts
-from pipeline.io.writers import atomic_path
+from pipeline.io.writers import atomic_path, sha256_file
 from pipeline.params import CleanParams, PublishParams, ReviewParams
 from pipeline.releases import latest_index
 from pipeline.stages.review.model import (
@@ -346,11 +345,6 @@ def data_docs_links(data_docs: Path, out: Path, suites: Iterable[str]) -> dict[s
     return links
 
 
-def _sha256(path: Path) -> str:
-    with path.open("rb") as file:
-        return hashlib.file_digest(file, "sha256").hexdigest()
-
-
 def publish_plan(release_data: Path, version: str, params: PublishParams) -> PublishPlan:
     """The version, tag, data files (size, sha256) and Hub repo `abstracts publish` would use.
 
@@ -363,7 +357,7 @@ def publish_plan(release_data: Path, version: str, params: PublishParams) -> Pub
         version=version,
         tag=tag_name(parsed) if parsed is not None else None,
         repo_id=params.repo_id,
-        files=tuple((path.as_posix(), path.stat().st_size, _sha256(path)) for path in files),
+        files=tuple((path.as_posix(), path.stat().st_size, sha256_file(path)) for path in files),
         command="abstracts publish --dry-run",
     )
 
