@@ -43,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, params: Params) -> None:
-    from pipeline.stages.review.core import render_markdown, run_review
+    from pipeline.stages.review.core import run_review
+    from pipeline.stages.review.report import render_markdown
 
     review = run_review(
         args.reports,
@@ -55,6 +56,7 @@ def run(args: argparse.Namespace, params: Params) -> None:
         params.clean,
         args.previous_data,
         args.releases,
+        params.publish,
     )
     if args.markdown:
         print(render_markdown(review), end="")
