@@ -170,3 +170,10 @@ def test_similarity_of_a_row_past_the_last_held_one_is_a_key_error() -> None:
         sets.similarity(np.array([[3, 9]]))
     with pytest.raises(KeyError):
         sets.get(9)
+
+
+def test_no_parts_concatenate_to_no_rows() -> None:
+    empty = ShingleSets.concat([])
+    assert len(empty.rows) == 0 and len(empty.offsets) == 1
+    with pytest.raises(KeyError):
+        empty.get(0)
