@@ -14,6 +14,10 @@ from pathlib import Path
 
 from pipeline.errors import PipelineError
 from pipeline.params import Params, load_params
+from pipeline.stages.gate import cli as gate_cli
+from pipeline.stages.metrics import cli as metrics_cli
+from pipeline.stages.release import cli as release_cli
+from pipeline.stages.validate import cli as validate_cli
 
 
 def _ingest(args: argparse.Namespace, params: Params) -> None:
@@ -38,21 +42,6 @@ def _split(args: argparse.Namespace, params: Params) -> None:
     from pipeline.stages.split.core import run_split
 
     run_split(args.input, args.clean, args.out, args.report, params.split, params.dedup)
-
-
-def _validate(args: argparse.Namespace, params: Params) -> None:
-    from pipeline.stages.validate.core import run_validate
-
-    run_validate(
-        args.release_data,
-        args.suites,
-        args.report,
-        params.validate,
-        dedup=args.dedup,
-        split_report=args.split_report,
-        clean=args.clean,
-        data_docs=args.data_docs,
-    )
 
 
 def _card(args: argparse.Namespace, params: Params) -> None:
@@ -102,8 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="abstracts",
         description=(
             "Build the ML abstracts dataset: raw dumps -> ingest -> clean -> dedup -> split -> "
-            "validate -> card -> release-diff -> review. `dvc repro` runs the stages in order; each can "
-            "also be run alone; `publish` puts a release on the Hub."
+            "validate -> card -> release-diff -> review -> metrics -> gate -> release. `dvc repro` "
+            "runs the stages in order; each can also be run alone; `publish` puts a release on the Hub."
         ),
     )
     parser.add_argument(
@@ -144,18 +133,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--out", type=Path, required=True, help="release data directory to write")
     sub.add_argument("--report", type=Path, required=True, help="split report JSON to write")
 
-    sub = command(
-        "validate", "Run the Great Expectations suites; fail on any critical expectation.", _validate
-    )
-    sub.add_argument("--release-data", type=Path, required=True, help="release data directory")
-    sub.add_argument("--suites", type=Path, required=True, help="directory of suite JSON files")
-    sub.add_argument("--report", type=Path, required=True, help="validation report JSON to write")
-    sub.add_argument("--dedup", type=Path, required=True, help="deduplicated parquet (text hashes, flags)")
-    sub.add_argument("--split-report", type=Path, required=True, help="split report JSON (leaked_pairs)")
-    sub.add_argument(
-        "--clean", type=Path, required=True, help="cleaned records parquet (build/clean.parquet)"
-    )
-    sub.add_argument("--data-docs", type=Path, help="directory to write offline Data Docs HTML to (optional)")
+    sub = command("validate", validate_cli.HELP, validate_cli.run)
+    validate_cli.add_arguments(sub)
+
+    sub = command("gate", gate_cli.HELP, gate_cli.run)
+    gate_cli.add_arguments(sub)
+
+    sub = command("release", release_cli.HELP, release_cli.run)
+    release_cli.add_arguments(sub)
+
+    sub = command("metrics", metrics_cli.HELP, metrics_cli.run)
+    metrics_cli.add_arguments(sub)
 
     sub = command("card", "Generate the dataset card (release/README.md) from the data and reports.", _card)
     sub.add_argument("--release", type=Path, required=True, help="release directory (holds data/)")
