@@ -17,6 +17,7 @@ not pay for it. Importing `expectations.py` registers the custom Expectations th
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,13 +98,29 @@ def read_suite_file(path: Path) -> Any:
                 f"{path}: expectation {index} ({expectation.get('type')}) needs `severity` set to "
                 f"one of {', '.join(SEVERITIES)}, got {severity!r}"
             )
+    # GX logs (with a traceback) and drops an expectation it cannot build; the count below
+    # turns that into one clear error instead.
+    gx_logger = logging.getLogger("great_expectations")
+    level = gx_logger.level
+    gx_logger.setLevel(logging.CRITICAL)
     try:
-        return gx.ExpectationSuite(**data)
+        suite = gx.ExpectationSuite(**data)
     except Exception as exc:  # GX raises pydantic, marshmallow and its own errors for bad specs
         message = str(exc).strip().splitlines()
         raise BadInputError(
             f"{path}: not a valid expectation suite ({message[-1] if message else type(exc).__name__})"
         ) from None
+    finally:
+        gx_logger.setLevel(level)
+    built = [e.expectation_type for e in suite.expectations]
+    declared = [str(e.get("type")) for e in data.get("expectations", [])]
+    if len(built) != len(declared):
+        missing = [kind for kind in declared if kind not in built] or declared
+        raise BadInputError(
+            f"{path}: not a valid expectation suite (GX cannot build {', '.join(missing)}: an unknown "
+            "type, or kwargs it rejects; custom types live in pipeline/stages/validate/expectations.py)"
+        )
+    return suite
 
 
 def load_checkpoint(gx_dir: Path) -> tuple[Any, list[SuiteSpec]]:
