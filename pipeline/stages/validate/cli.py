@@ -25,6 +25,9 @@ def add_arguments(sub: argparse.ArgumentParser) -> None:
     sub.add_argument(
         "--clean", type=Path, required=True, help="cleaned records parquet (build/clean.parquet)"
     )
+    sub.add_argument(
+        "--data-docs", type=Path, help="directory to write this run's offline Data Docs pages to (optional)"
+    )
     sub.add_argument("--text-lengths", type=Path, help="text-length-per-split plot CSV to write (optional)")
 
 
@@ -41,4 +44,5 @@ def run(args: argparse.Namespace, params: Params) -> None:
         split_report=args.split_report,
         clean=args.clean,
         text_lengths=args.text_lengths,
+        data_docs=args.data_docs,
     )

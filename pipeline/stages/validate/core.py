@@ -1,46 +1,35 @@
-"""Stage `validate`: Great Expectations suites gate the release.
+"""Stage `validate`: stage the tables the GX project reads, run its checkpoint, report.
 
-Reads: the release data directory, the deduplicated table (`build/dedup.parquet`: normalised
-text hash and clean flags per row), the cleaned records (`build/clean.parquet`, without their
-texts), the split report (`leaked_pairs`) and the suites in
-`expectations/*.json`. Writes: `validation.json` (every expectation: suite, table, severity,
-success, observed value, unexpected count and up to 20 failing rows with their `source`) and,
-when asked, offline Data Docs HTML. Params: `validate` (row-count, length and word bounds,
-passed to the suites as `$PARAMETER`s).
+Reads: the candidate release data directory, the deduplicated table (`build/dedup.parquet`:
+normalised text hash and clean flags per row), the cleaned records (`build/clean.parquet`,
+without their texts), the split report (`leaked_pairs`) and the GX project `gx/` (see
+`project`). Writes: the four tables of the GX data source (`build/validate/<asset>.parquet`),
+`validation.json` (see `report`), the text-length plot data and, when asked, this run's
+offline Data Docs (see `docs`). Params: `validate` and `split.fractions`, passed to the suites
+as `$PARAMETER`s. A failed expectation never fails the stage: the `gate` stage does.
 
-Each expectation runs on one of four tables (`TABLES`):
-- `release`: every release split, concatenated, exactly as published, plus `split`. Only
-  table-level and type expectations run here: GX filters the whole frame for every column
-  expectation, and copying 3 GB of abstracts per expectation does not fit the time budget.
+The tables (`project.ASSETS`):
+- `release`: every release split, concatenated, as published, plus `split`, with the abstract
+  column as nulls of its type. Only column, type and row-count expectations run here
+  (`project.SHAPE_EXPECTATIONS`): GX filters the whole frame for every column expectation, and
+  copying 3 GB of abstracts per expectation does not fit the time budget.
 - `rows`: one row per release row (same order) without the text: the release's small columns
   plus facts computed from the text and the build (`build_rows`): `abstract_chars`,
-  `abstract_words`, `artifacts` (the suites' named artifact patterns that match, as `|a|b|`
-  text), `text_hash` and `flags` (from the dedup table), `id_splits` (how many splits hold the
-  id) and `leaked_with` (the other side of a near-duplicate pair across splits).
+  `abstract_words`, `artifacts` (the names of the suites' artifact regexes that match, as
+  `|a|b|` text), `text_hash` and `flags` (from the dedup table), `id_splits` (how many splits
+  hold the id) and `leaked_with` (the other side of a near-duplicate pair across splits).
 - `dedup`: the intermediate dedup table (without `abstract`, which the release checks).
 - `clean`: the intermediate clean table, one row per raw record (without its texts).
 
-A failed `critical` expectation prints a table of every failure and exits non-zero, so
-`dvc repro` stops before the card is written; a failed `warning` is only reported.
-GX is imported here only: it costs seconds, and the other stages must not pay for it.
-
-Speed (2.7M abstracts in 26 s on 2 cores): the release is read row group by row group on two
-threads, each decoding its group and computing the facts about its text (pyarrow, polars and
-the compiled space count run without the GIL), while the main thread imports GX. The
-abstracts are scanned once, by polars, with every artifact pattern combined into one regex;
-only the rows that match are tested pattern by pattern. GX then checks small columns: numbers
+Speed: the release is read row group by row group on two threads, each decoding its group and
+computing the facts about its text (pyarrow, polars and the compiled space count run without
+the GIL). The abstracts are scanned once, by polars, with every artifact regex combined into
+one; only the rows that match are tested regex by regex. GX then checks small columns: numbers
 as float64 (GX compares pandas' nullable integers one Python call per row), strings
-Arrow-backed (its regexes run in RE2, not Python's `re`).
+Arrow-backed (pandas' default string dtype: its regexes run in RE2, not Python's `re`).
 
-Memory (2.7M abstracts, 3 GB of text, in 2.5 GB peak RSS): the tables are built and checked
-one at a time, each freed before the next is built, and each polars table is handed to pandas
-column by column. The text passes through memory once, two row groups at a time. The
-`release` suites read the columns, their types and the row count (`SHAPE_EXPECTATIONS`), so
-the `release` table GX checks holds the abstract column as nulls of its type. When an
-expectation on `release` may read the text (`release_reads_text`), the release is instead
-spooled, uncompressed, to a temporary Arrow file next to the report and checked memory-mapped
-(`read_spool`): still correct, only slower (writing 3 GB) and as costly in memory as the
-pages that expectation reads.
+Memory: the tables are built and written one at a time, each freed before the next is built;
+the text passes through memory once, two row groups at a time, and is never staged.
 """
 
 from __future__ import annotations
@@ -581,10 +570,12 @@ def run_validate(
     split_report: Path,
     clean: Path,
     text_lengths: Path | None = None,
+    data_docs: Path | None = None,
 ) -> dict[str, Any]:
-    """Stage the tables, run the GX checkpoint (which also updates Data Docs) and write the
-    report. Never raises for a failed expectation: the report says what failed, `review`
-    shows it and the `gate` stage stops the pipeline on it.
+    """Stage the tables, run the GX checkpoint (which also updates GX's own Data Docs site) and
+    write the report and, when asked, the offline Data Docs pages (`docs.write_data_docs`).
+    Never raises for a failed expectation: the report says what failed, `review` shows it and
+    the `gate` stage stops the pipeline on it.
 
     Raises:
         BadInputError: a suite, the GX project or an input table cannot be read.
@@ -604,6 +595,10 @@ def run_validate(
     results = report.plain_results(specs, outcomes, paths)
     validation = report.build_report(pq.ParquetFile(paths["release"]).metadata.num_rows, results)
     write_json(validation, report_out)
+    if data_docs is not None:
+        from pipeline.stages.validate.docs import write_data_docs
+
+        write_data_docs(outcomes, {spec.name: spec.asset for spec in specs}, results, data_docs)
     if text_lengths is not None:
         report.write_text_lengths(paths["rows"], text_lengths)
     report.print_summary(validation)
