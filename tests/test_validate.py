@@ -26,6 +26,16 @@ from pipeline.stages.validate.core import (
 from pipeline.stages.validate.project import load_checkpoint, read_suite_file
 
 DATA = Path(__file__).resolve().parent / "data" / "validate"
+# The offline Data Docs pages: `<suite>.<asset>`.
+ASSET_PAGES = [
+    "schema.release",
+    "release_values.rows",
+    "uniqueness.rows",
+    "text_quality.rows",
+    "leakage.rows",
+    "intermediate.dedup",
+    "clean_records.clean",
+]
 
 
 @pytest.fixture
@@ -291,17 +301,37 @@ def test_row_count_and_split_bounds_come_from_params(seed_build: Path, tmp_path:
     }
 
 
-def test_report_is_deterministic_and_data_docs_are_built(
+def test_report_and_data_docs_are_deterministic_and_offline(
     seed_build: Path, tmp_path: Path, project: Path
 ) -> None:
     release = seed_build / "release" / "data"
-    validate(seed_build, release, tmp_path / "a.json")
-    validate(seed_build, release, tmp_path / "b.json")
+    run = {"dedup": seed_build / "build" / "dedup.parquet", "clean": seed_build / "build" / "clean.parquet"}
+    for name in ("a", "b"):
+        run_validate(
+            release,
+            Path("gx"),
+            tmp_path / f"{name}.json",
+            ValidateParams(),
+            SplitParams(),
+            split_report=seed_build / "reports" / "split.json",
+            data_docs=tmp_path / f"docs_{name}",
+            **run,
+        )
     assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
-    # The checkpoint's UpdateDataDocsAction builds the site configured in great_expectations.yml.
-    index = project / "reports" / "data_docs" / "index.html"
-    assert index.is_file()
-    assert "text_quality" in index.read_text()
+    pages = sorted(p.name for p in (tmp_path / "docs_a").iterdir())
+    assert pages == sorted(["index.html", *(f"{s}.html" for s in ASSET_PAGES)])
+    for page in pages:
+        html = (tmp_path / "docs_a" / page).read_text()
+        assert html == (tmp_path / "docs_b" / page).read_text(), page
+        assert not re.search(r"(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}", html, re.IGNORECASE), page
+    index = (tmp_path / "docs_a" / "index.html").read_text()
+    # The seeds fail one warning (truncated) and no critical expectation.
+    assert 'text_quality.rows</a> (<span class="warning">warning</span>)' in index
+    assert "FAILED" not in index
+    text_quality = (tmp_path / "docs_a" / "text_quality.rows.html").read_text()
+    assert "<style>" in text_quality and "expect_abstract_to_have_no_artifact" in text_quality
+    # GX's own site, built by the checkpoint's UpdateDataDocsAction, is in gx/uncommitted.
+    assert (project / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").is_file()
 
 
 def test_cli_prints_the_table_and_exits_zero(
