@@ -145,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("metrics", metrics_cli.HELP, metrics_cli.run)
     metrics_cli.add_arguments(sub)
 
+    sub = command("plots-template", metrics_cli.PLOTS_TEMPLATE_HELP, metrics_cli.run_plots_template)
+    metrics_cli.add_plots_template_arguments(sub)
+
     sub = command("card", "Generate the dataset card (release/README.md) from the data and reports.", _card)
     sub.add_argument("--release", type=Path, required=True, help="release directory (holds data/)")
     sub.add_argument("--card-dir", type=Path, required=True, help="card template and metadata directory")

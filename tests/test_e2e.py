@@ -180,12 +180,17 @@ def test_metrics_and_plots(repo_copy: Path, tmp_path: Path) -> None:
     assert diff.returncode == 0, diff.stderr
     changed = json.loads(diff.stdout)["reports/metrics.json"]
     assert "train" in changed or "test" in changed or "validation" in changed, changed
+    # The offline page template (.dvc/config plots.html_template), as `make` writes it.
+    template = run(["abstracts", "plots-template", "--out", ".dvc/plots/offline.html"], copy)
+    assert template.returncode == 0, template.stderr
     out = tmp_path / "plots"
-    plots = run(["dvc", "plots", "show", "--out", str(out)], repo_copy)
+    plots = run(["dvc", "plots", "show", "--out", str(out)], copy)
     assert plots.returncode == 0, plots.stderr
     page = (out / "index.html").read_text()
     for name in ("funnel", "duplicates_by_method", "flags_by_rule", "text_length_per_split"):
         assert name in page, name
+    # Vega, Vega-Lite and Vega-Embed are inlined: the page loads no script from anywhere.
+    assert "vegaEmbed(" in page and "<script src=" not in page
 
 
 def test_push_and_pull_through_a_local_remote(repo_copy: Path, tmp_path: Path) -> None:
