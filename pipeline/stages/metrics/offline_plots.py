@@ -44,6 +44,6 @@ def write_offline_template(target: Path) -> None:
         raise BadInputError(
             "vl-convert-python is not installed; run `make .venv/.installed-dev` (the dev extras)"
         ) from None
-    bundle = vl_convert.javascript_bundle(vl_version=VEGA_LITE_VERSION)
+    bundle = vl_convert.javascript_bundle(None, vl_version=VEGA_LITE_VERSION)
     with atomic_path(target) as tmp:
         tmp.write_text(offline_template(bundle), encoding="utf-8")
