@@ -15,6 +15,8 @@ from pipeline.io.writers import atomic_path
 
 # The Vega-Lite major.minor the bundle carries: DVC's templates are Vega-Lite 5 specs.
 VEGA_LITE_VERSION = "5.8"
+# What DVC's plot divs call: `vegaEmbed` (and the libraries it uses) on `window`.
+GLOBALS_SNIPPET = "window.vegaEmbed = vegaEmbed; window.vegaLite = vegaLite; window.vega = vega;"
 
 
 def offline_template(bundle: str) -> str:
@@ -44,6 +46,6 @@ def write_offline_template(target: Path) -> None:
         raise BadInputError(
             "vl-convert-python is not installed; run `make .venv/.installed-dev` (the dev extras)"
         ) from None
-    bundle = vl_convert.javascript_bundle(None, vl_version=VEGA_LITE_VERSION)
+    bundle = vl_convert.javascript_bundle(GLOBALS_SNIPPET, vl_version=VEGA_LITE_VERSION)
     with atomic_path(target) as tmp:
         tmp.write_text(offline_template(bundle), encoding="utf-8")
