@@ -16,6 +16,7 @@ from pipeline.errors import PipelineError
 from pipeline.params import Params, load_params
 from pipeline.stages.gate import cli as gate_cli
 from pipeline.stages.metrics import cli as metrics_cli
+from pipeline.stages.metrics import plots_template_cli
 from pipeline.stages.release import cli as release_cli
 from pipeline.stages.validate import cli as validate_cli
 
@@ -145,8 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("metrics", metrics_cli.HELP, metrics_cli.run)
     metrics_cli.add_arguments(sub)
 
-    sub = command("plots-template", metrics_cli.PLOTS_TEMPLATE_HELP, metrics_cli.run_plots_template)
-    metrics_cli.add_plots_template_arguments(sub)
+    sub = command("plots-template", plots_template_cli.HELP, plots_template_cli.run)
+    plots_template_cli.add_arguments(sub)
 
     sub = command("card", "Generate the dataset card (release/README.md) from the data and reports.", _card)
     sub.add_argument("--release", type=Path, required=True, help="release directory (holds data/)")

@@ -20,16 +20,3 @@ def run(args: argparse.Namespace, params: Params) -> None:
     from pipeline.stages.metrics.core import run_metrics
 
     run_metrics(args.reports, args.out, args.plots)
-
-
-PLOTS_TEMPLATE_HELP = "Write the offline HTML template `dvc plots show` uses (.dvc/plots/offline.html)."
-
-
-def add_plots_template_arguments(sub: argparse.ArgumentParser) -> None:
-    sub.add_argument("--out", type=Path, required=True, help="template file to write")
-
-
-def run_plots_template(args: argparse.Namespace, params: Params) -> None:
-    from pipeline.stages.metrics.offline_plots import write_offline_template
-
-    write_offline_template(args.out)
