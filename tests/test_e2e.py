@@ -226,10 +226,13 @@ def test_the_checkpoint_runs_with_gx_alone_after_a_build(repo_copy: Path) -> Non
         "          'max_words': 1000, 'split_fractions': {'train': 0.8, 'validation': 0.1, 'test': 0.1},\n"
         "          'split_sigmas': 4.0}\n"
         "result = context.checkpoints.get('release').run(expectation_parameters=params)\n"
-        "print(len(result.run_results), result.success)\n"
+        "failed = [(r.expectation_config.meta['name'], r.expectation_config.severity.value)\n"
+        "          for suite in result.run_results.values() for r in suite.results if not r.success]\n"
+        "print(len(result.run_results), failed)\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=repo_copy, capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == ["7", "True"]
+    # GX's own verdict counts every expectation; the seeds fail one, a warning (the gate passes).
+    assert result.stdout.strip() == "7 [('truncated_at_most_2_percent', 'warning')]", result.stdout
