@@ -20,6 +20,7 @@ $(VENV)/.installed: pyproject.toml
 
 $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	$(BIN)/abstracts plots-template --out .dvc/plots/offline.html
 	touch $@
 
 ## data: build, validate and write release/ and reports/ (dvc repro)

@@ -250,9 +250,10 @@ def main() -> None:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["validate"].update({"min_rows": 1, "max_rows": 100_000_000})
     (WORK / "params.yaml").write_text(yaml.safe_dump(params))
-    for static in ("expectations", "dataset_card", "releases"):
+    for static in ("gx", "dataset_card", "releases"):
         if (ROOT / static).is_dir():
-            shutil.copytree(ROOT / static, WORK / static)
+            # gx/uncommitted holds GX's run results and Data Docs, not the project.
+            shutil.copytree(ROOT / static, WORK / static, ignore=shutil.ignore_patterns("uncommitted"))
 
     # The stage commands come from dvc.yaml, so the benchmark runs exactly what `dvc repro` runs.
     dvc_stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]

@@ -28,7 +28,12 @@ COMMANDS = {
     "card": "pipeline.stages.card.cli",
     "release-diff": "pipeline.stages.release_diff.cli",
     "review": "pipeline.stages.review.cli",
+    "metrics": "pipeline.stages.metrics.cli",
+    "gate": "pipeline.stages.gate.cli",
+    "release": "pipeline.stages.release.cli",
     "publish": "pipeline.publish.cli",
+    # Not a stage: writes the offline HTML template `dvc plots show` uses (`make` runs it).
+    "plots-template": "pipeline.stages.metrics.plots_template_cli",
 }
 
 
@@ -37,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="abstracts",
         description=(
             "Build the ML abstracts dataset: raw dumps -> "
-            + " -> ".join(c for c in COMMANDS if c != "publish")
+            + " -> ".join(c for c in COMMANDS if c not in ("publish", "plots-template"))
             + ". `dvc repro` runs the stages in order; each can also be run alone; `publish` puts a "
             "release on the Hub."
         ),

@@ -155,8 +155,12 @@ class ValidateParams:
     max_chars: int = 5_000
     min_words: int = 20
     max_words: int = 1_000
+    # Each split's row count may differ from rows * split.fractions by this many binomial
+    # standard deviations (GX's expect_split_sizes_within_binomial_bound).
+    split_sigmas: float = 4.0
 
     def __post_init__(self) -> None:
+        _check_range("validate.split_sigmas", self.split_sigmas, 0, 100)
         _check_range("validate.min_rows", self.min_rows, 0, 10**12)
         _check_range("validate.max_rows", self.max_rows, self.min_rows, 10**12)
         _check_range("validate.min_chars", self.min_chars, 0, 10**7)

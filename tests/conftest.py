@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import tempfile
@@ -71,6 +72,12 @@ def copy_project(target: Path, exclude: tuple[str, ...] = (), extra_raw: tuple[P
     return target
 
 
+def copy_gx_project(root: Path) -> Path:
+    """The repository's GX project (gx/, without its uncommitted results) copied into `root`."""
+    shutil.copytree(REPO_ROOT / "gx", root / "gx", ignore=shutil.ignore_patterns("uncommitted"))
+    return root / "gx"
+
+
 def copy_into(directory: Path, *files: Path) -> None:
     for file in files:
         shutil.copy(file, directory / file.name)
@@ -116,13 +123,17 @@ def seed_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
         params.split,
         params.dedup,
     )
-    run_validate(
-        root / "release" / "data",
-        REPO_ROOT / "expectations",
-        reports / "validation.json",
-        params.validate,
-        dedup=build / "dedup.parquet",
-        split_report=reports / "split.json",
-        clean=build / "clean.parquet",
-    )
+    # GX reads the staged tables relative to the working directory (gx/great_expectations.yml).
+    copy_gx_project(root)
+    with contextlib.chdir(root):
+        run_validate(
+            root / "release" / "data",
+            root / "gx",
+            reports / "validation.json",
+            params.validate,
+            params.split,
+            dedup=build / "dedup.parquet",
+            split_report=reports / "split.json",
+            clean=build / "clean.parquet",
+        )
     return root

@@ -12,21 +12,41 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, copy_gx_project
 
 from pipeline.cli import main
-from pipeline.errors import BadInputError, ValidationFailed
-from pipeline.params import ValidateParams
+from pipeline.errors import BadInputError
+from pipeline.params import SplitParams, ValidateParams
 from pipeline.stages.validate.core import (
     find_artifacts,
-    load_suites,
     release_batches,
     release_schema,
     run_validate,
 )
+from pipeline.stages.validate.project import load_checkpoint, read_suite_file
 
-SUITES = REPO_ROOT / "expectations"
 DATA = Path(__file__).resolve().parent / "data" / "validate"
+# The offline Data Docs pages: `<suite>.<asset>`.
+ASSET_PAGES = [
+    "schema.release",
+    "release_values.rows",
+    "uniqueness.rows",
+    "text_quality.rows",
+    "leakage.rows",
+    "intermediate.dedup",
+    "clean_records.clean",
+]
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A project root holding a copy of gx/, as the working directory (GX resolves its data
+    source's `build/validate` against it)."""
+    root = tmp_path / "project"
+    root.mkdir()
+    copy_gx_project(root)
+    monkeypatch.chdir(root)
+    return root
 
 
 def validate(
@@ -36,18 +56,19 @@ def validate(
     *,
     split_report: Path | None = None,
     dedup: Path | None = None,
+    clean: Path | None = None,
     params: ValidateParams | None = None,
-    data_docs: Path | None = None,
+    gx_dir: Path | None = None,
 ) -> dict[str, Any]:
     return run_validate(
         release_data,
-        SUITES,
+        gx_dir or Path("gx"),
         report,
         params or ValidateParams(),
+        SplitParams(),
         dedup=dedup or seed_build / "build" / "dedup.parquet",
         split_report=split_report or seed_build / "reports" / "split.json",
-        clean=seed_build / "build" / "clean.parquet",
-        data_docs=data_docs,
+        clean=clean or seed_build / "build" / "clean.parquet",
     )
 
 
@@ -72,24 +93,37 @@ def failed(report_path: Path) -> list[dict[str, Any]]:
     return [r for r in json.loads(report_path.read_text())["results"] if not r["success"]]
 
 
+SUITES = [
+    "schema",
+    "release_values",
+    "uniqueness",
+    "text_quality",
+    "leakage",
+    "intermediate",
+    "clean_records",
+]
+
+
 def test_seed_release_passes_every_suite(seed_build: Path) -> None:
     report = json.loads((seed_build / "reports" / "validation.json").read_text())
     assert report["success"] is True
     assert report["critical_failures"] == 0
-    assert {r["suite"] for r in report["results"]} == {
-        "schema",
-        "uniqueness",
-        "text_quality",
-        "leakage",
-        "intermediate",
-        "clean_records",
-    }
-    # Every expectation of every suite file is reported: none dropped as a "duplicate" (the
-    # text_quality suite has eight regex expectations on the same column).
-    declared = [e for suite in load_suites(SUITES) for e in suite["expectations"]]
-    assert len(report["results"]) == len(declared)
-    artifact_checks = [r for r in report["results"] if r["kwargs"].get("column") == "artifacts"]
-    assert len({r["kwargs"]["regex"] for r in artifact_checks}) == len(artifact_checks) >= 8
+    assert list(dict.fromkeys(r["suite"] for r in report["results"])) == SUITES
+    # Every expectation of every suite file is reported, in file order: none dropped as a
+    # "duplicate" (text_quality has eight artifact expectations on the same column).
+    declared = [
+        (path.stem, e["type"])
+        for name in SUITES
+        for path in [REPO_ROOT / "gx" / "expectations" / f"{name}.json"]
+        for e in json.loads(path.read_text())["expectations"]
+    ]
+    assert [(r["suite"], r["expectation"]) for r in report["results"]] == declared
+    artifact_checks = [
+        r for r in report["results"] if r["expectation"] == "expect_abstract_to_have_no_artifact"
+    ]
+    assert len({r["kwargs"]["artifact"] for r in artifact_checks}) == len(artifact_checks) >= 8
+    bound = next(r for r in report["results"] if r["name"] == "split_sizes_within_bound")
+    assert bound["success"] and bound["observed_value"] == {"test": 19, "train": 81, "validation": 18}
 
 
 @pytest.mark.parametrize(
@@ -104,7 +138,7 @@ def test_seed_release_passes_every_suite(seed_build: Path) -> None:
         (
             lambda t: set_value(t, "abstract", 2, "Abstract: " + t["abstract"][2].as_py()),
             "no_abstract_prefix",
-            "expect_column_values_to_not_match_regex",
+            "expect_abstract_to_have_no_artifact",
             2,
         ),
         (
@@ -122,19 +156,19 @@ def test_seed_release_passes_every_suite(seed_build: Path) -> None:
         (
             lambda t: set_value(t, "abstract", 5, t["abstract"][5].as_py() + " |"),
             "no_table_residue",
-            "expect_column_values_to_not_match_regex",
+            "expect_abstract_to_have_no_artifact",
             5,
         ),
         (
             lambda t: set_value(t, "abstract", 6, t["abstract"][6].as_py().replace(" ", " <b>", 1)),
             "no_html_tags",
-            "expect_column_values_to_not_match_regex",
+            "expect_abstract_to_have_no_artifact",
             6,
         ),
         (
             lambda t: set_value(t, "abstract", 7, t["abstract"][7].as_py().replace(" ", "\x07 ", 1)),
             "no_control_characters",
-            "expect_column_values_to_not_match_regex",
+            "expect_abstract_to_have_no_artifact",
             7,
         ),
     ],
@@ -142,6 +176,7 @@ def test_seed_release_passes_every_suite(seed_build: Path) -> None:
 def test_corrupted_release_fails_naming_expectation_and_row(
     seed_build: Path,
     tmp_path: Path,
+    project: Path,
     capsys: pytest.CaptureFixture[str],
     change: Callable[[pa.Table], pa.Table],
     name: str,
@@ -152,8 +187,9 @@ def test_corrupted_release_fails_naming_expectation_and_row(
     train = pq.read_table(next(data.glob("train-*.parquet")))
     bad_id = train["id"][row].as_py()
     report_path = tmp_path / "validation.json"
-    with pytest.raises(ValidationFailed, match=r"critical expectation\(s\) failed"):
-        validate(seed_build, data, report_path)
+    report = validate(seed_build, data, report_path)
+    # validate never fails: the report says what failed and the gate stage stops the run.
+    assert report["success"] is False and report["critical_failures"] >= 1
     by_name = {r["name"]: r for r in failed(report_path)}
     assert by_name[name]["expectation"] == expectation
     assert by_name[name]["severity"] == "critical"
@@ -164,45 +200,37 @@ def test_corrupted_release_fails_naming_expectation_and_row(
     assert expectation in line and bad_id in line
 
 
-def test_wrong_column_type_fails_naming_the_column(seed_build: Path, tmp_path: Path) -> None:
+def test_wrong_column_type_fails_naming_the_column(seed_build: Path, tmp_path: Path, project: Path) -> None:
     def to_string(table: pa.Table) -> pa.Table:
         index = table.schema.get_field_index("duplicate_count")
         return table.set_column(index, "duplicate_count", table["duplicate_count"].cast(pa.string()))
 
     data = corrupt(seed_build, tmp_path, to_string)
-    with pytest.raises(ValidationFailed, match="critical expectation"):
-        validate(seed_build, data, tmp_path / "v.json")
+    assert validate(seed_build, data, tmp_path / "v.json")["success"] is False
     by_name = {r["name"]: r for r in failed(tmp_path / "v.json")}
     assert by_name["duplicate_count_is_integer"]["expectation"] == "expect_column_values_to_be_in_type_list"
     assert by_name["duplicate_count_is_integer"]["kwargs"]["column"] == "duplicate_count"
 
 
-def test_leaked_pair_across_splits_fails_naming_both_rows(seed_build: Path, tmp_path: Path) -> None:
+def test_leaked_pair_across_splits_fails_naming_both_rows(
+    seed_build: Path, tmp_path: Path, project: Path
+) -> None:
     release = seed_build / "release" / "data"
     train_id = pq.read_table(next(release.glob("train-*.parquet")))["id"][0].as_py()
     test_id = pq.read_table(next(release.glob("test-*.parquet")))["id"][0].as_py()
     split_report = json.loads((seed_build / "reports" / "split.json").read_text())
     split_report["leaked_pairs"] = [{"id": train_id, "other_id": test_id, "similarity": 0.93}]
     (tmp_path / "split.json").write_text(json.dumps(split_report))
-    with pytest.raises(ValidationFailed, match="1 critical expectation"):
-        validate(seed_build, release, tmp_path / "v.json", split_report=tmp_path / "split.json")
+    report = validate(seed_build, release, tmp_path / "v.json", split_report=tmp_path / "split.json")
+    assert report["critical_failures"] == 1
     [leak] = [r for r in failed(tmp_path / "v.json") if r["severity"] == "critical"]
     assert (leak["suite"], leak["name"]) == ("leakage", "no_near_duplicate_across_splits")
+    assert leak["expectation"] == "expect_no_near_duplicate_across_splits"
     assert {row["id"] for row in leak["failing_rows"]} == {train_id, test_id}
     assert leak["unexpected_count"] == 2
 
 
-def test_empty_leaked_pairs_pass(seed_build: Path, tmp_path: Path) -> None:
-    split_report = json.loads((seed_build / "reports" / "split.json").read_text())
-    split_report["leaked_pairs"] = []
-    (tmp_path / "split.json").write_text(json.dumps(split_report))
-    report = validate(
-        seed_build, seed_build / "release" / "data", tmp_path / "v.json", split_report=tmp_path / "split.json"
-    )
-    assert report["success"] is True
-
-
-def test_malformed_leaked_pairs_are_rejected(seed_build: Path, tmp_path: Path) -> None:
+def test_malformed_leaked_pairs_are_rejected(seed_build: Path, tmp_path: Path, project: Path) -> None:
     (tmp_path / "split.json").write_text(json.dumps({"leaked_pairs": [{"id": "a"}]}))
     with pytest.raises(BadInputError, match=r"split.json: leaked_pairs\[0\] must be an object"):
         validate(
@@ -213,7 +241,7 @@ def test_malformed_leaked_pairs_are_rejected(seed_build: Path, tmp_path: Path) -
         )
 
 
-def test_flag_tolerances_use_mostly(seed_build: Path, tmp_path: Path) -> None:
+def test_flag_tolerances_use_mostly(seed_build: Path, tmp_path: Path, project: Path) -> None:
     dedup = pq.read_table(seed_build / "build" / "dedup.parquet")
     flags = dedup["flags"].to_pylist()
     # 2 of ~118 rows (> 1%) unbalanced, and one non-English row (0% allowed).
@@ -225,10 +253,10 @@ def test_flag_tolerances_use_mostly(seed_build: Path, tmp_path: Path) -> None:
         dedup.set_column(index, dedup.schema.field(index), pa.array(flags, pa.list_(pa.string()))),
         tmp_path / "dedup.parquet",
     )
-    with pytest.raises(ValidationFailed, match="2 critical expectation"):
-        validate(
-            seed_build, seed_build / "release" / "data", tmp_path / "v.json", dedup=tmp_path / "dedup.parquet"
-        )
+    report = validate(
+        seed_build, seed_build / "release" / "data", tmp_path / "v.json", dedup=tmp_path / "dedup.parquet"
+    )
+    assert report["critical_failures"] == 2
     by_name = {r["name"]: r for r in failed(tmp_path / "v.json")}
     assert by_name["unbalanced_brackets_at_most_1_percent"]["unexpected_count"] == 2
     assert by_name["no_non_english"]["failing_rows"][0]["id"] == dedup["id"][2].as_py()
@@ -237,7 +265,7 @@ def test_flag_tolerances_use_mostly(seed_build: Path, tmp_path: Path) -> None:
 
 
 def test_release_row_missing_from_dedup_and_text_hash_duplicates_fail(
-    seed_build: Path, tmp_path: Path
+    seed_build: Path, tmp_path: Path, project: Path
 ) -> None:
     dedup = pq.read_table(seed_build / "build" / "dedup.parquet")
     hashes = dedup["text_hash"].to_pylist()
@@ -247,10 +275,9 @@ def test_release_row_missing_from_dedup_and_text_hash_duplicates_fail(
         0, dedup.num_rows - 1
     )
     pq.write_table(changed, tmp_path / "dedup.parquet")
-    with pytest.raises(ValidationFailed):
-        validate(
-            seed_build, seed_build / "release" / "data", tmp_path / "v.json", dedup=tmp_path / "dedup.parquet"
-        )
+    validate(
+        seed_build, seed_build / "release" / "data", tmp_path / "v.json", dedup=tmp_path / "dedup.parquet"
+    )
     by_name = {r["name"]: r for r in failed(tmp_path / "v.json")}
     assert {dedup["id"][0].as_py(), dedup["id"][1].as_py()} <= {
         r["id"] for r in by_name["text_hash_unique"]["failing_rows"]
@@ -259,38 +286,56 @@ def test_release_row_missing_from_dedup_and_text_hash_duplicates_fail(
     assert [r["id"] for r in by_name["release_row_in_dedup"]["failing_rows"]] == [dedup["id"][-1].as_py()]
 
 
-def test_row_count_bounds_come_from_params(seed_build: Path, tmp_path: Path) -> None:
-    with pytest.raises(ValidationFailed):
-        validate(
-            seed_build,
-            seed_build / "release" / "data",
-            tmp_path / "v.json",
-            params=ValidateParams(min_rows=10_000),
-        )
+def test_row_count_and_split_bounds_come_from_params(seed_build: Path, tmp_path: Path, project: Path) -> None:
+    validate(
+        seed_build,
+        seed_build / "release" / "data",
+        tmp_path / "v.json",
+        params=ValidateParams(min_rows=10_000, split_sigmas=0.1),
+    )
     assert {r["name"] for r in failed(tmp_path / "v.json") if r["severity"] == "critical"} == {
         "row_count",
         "dedup_row_count",
         "clean_row_count",
+        "split_sizes_within_bound",
     }
 
 
-def test_report_and_data_docs_are_deterministic_and_offline(seed_build: Path, tmp_path: Path) -> None:
+def test_report_and_data_docs_are_deterministic_and_offline(
+    seed_build: Path, tmp_path: Path, project: Path
+) -> None:
     release = seed_build / "release" / "data"
-    validate(seed_build, release, tmp_path / "a.json", data_docs=tmp_path / "docs_a")
-    validate(seed_build, release, tmp_path / "b.json", data_docs=tmp_path / "docs_b")
+    run = {"dedup": seed_build / "build" / "dedup.parquet", "clean": seed_build / "build" / "clean.parquet"}
+    for name in ("a", "b"):
+        run_validate(
+            release,
+            Path("gx"),
+            tmp_path / f"{name}.json",
+            ValidateParams(),
+            SplitParams(),
+            split_report=seed_build / "reports" / "split.json",
+            data_docs=tmp_path / f"docs_{name}",
+            **run,
+        )
     assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
     pages = sorted(p.name for p in (tmp_path / "docs_a").iterdir())
-    assert "index.html" in pages and "text_quality.rows.html" in pages
+    assert pages == sorted(["index.html", *(f"{s}.html" for s in ASSET_PAGES)])
     for page in pages:
         html = (tmp_path / "docs_a" / page).read_text()
         assert html == (tmp_path / "docs_b" / page).read_text(), page
         assert not re.search(r"(?:https?:)?//[a-z0-9.-]+\.[a-z]{2,}", html, re.IGNORECASE), page
+    index = (tmp_path / "docs_a" / "index.html").read_text()
+    # The seeds fail one warning (truncated) and no critical expectation.
+    assert 'text_quality.rows</a> (<span class="warning">warning</span>)' in index
+    assert "FAILED" not in index
     text_quality = (tmp_path / "docs_a" / "text_quality.rows.html").read_text()
-    assert "<style>" in text_quality and "artifacts" in text_quality
+    assert "<style>" in text_quality and "expect_abstract_to_have_no_artifact" in text_quality
+    # GX's own site, built by the checkpoint's UpdateDataDocsAction, is in gx/uncommitted.
+    assert (project / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").is_file()
 
 
-def test_cli_prints_the_table_and_exits_non_zero(
-    seed_build: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_cli_prints_the_table_and_exits_zero(
+    seed_build: Path, tmp_path: Path, project: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data = corrupt(seed_build, tmp_path, lambda t: set_value(t, "id", 1, t["id"][0].as_py()))
     code = main(
@@ -300,8 +345,8 @@ def test_cli_prints_the_table_and_exits_non_zero(
             "validate",
             "--release-data",
             str(data),
-            "--suites",
-            str(SUITES),
+            "--gx",
+            "gx",
             "--report",
             str(tmp_path / "v.json"),
             "--dedup",
@@ -313,29 +358,57 @@ def test_cli_prints_the_table_and_exits_non_zero(
         ]
     )
     err = capsys.readouterr().err
-    assert code == ValidationFailed.exit_code
+    assert code == 0
     assert "Traceback" not in err
     assert re.search(r"uniqueness\s+critical\s+id_unique: expect_column_values_to_be_unique\(id\)\s+2 ", err)
-    assert "abstracts validate: error: " in err
+    assert "critical failed (the gate stage will stop the release)" in err
 
 
-def test_suite_without_severity_is_rejected(seed_build: Path, tmp_path: Path) -> None:
-    suites = tmp_path / "suites"
-    suites.mkdir()
-    (suites / "bad.json").write_text(
+def test_suite_without_severity_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "bad.json"
+    path.write_text(
         json.dumps(
-            {"expectations": [{"type": "expect_column_values_to_be_unique", "kwargs": {"column": "id"}}]}
+            {
+                "name": "bad",
+                "expectations": [{"type": "expect_column_values_to_be_unique", "kwargs": {"column": "id"}}],
+            }
         )
     )
-    with pytest.raises(BadInputError, match=r"bad.json: expectation 0 .* needs meta.severity"):
-        load_suites(suites)
+    with pytest.raises(BadInputError, match=r"bad.json: expectation 0 .* needs `severity`"):
+        read_suite_file(path)
 
 
-def test_invalid_suite_files_are_rejected() -> None:
-    with pytest.raises(BadInputError, match=r"unknown_table.json: expectation 0 .* has table 'text'"):
-        load_suites(DATA / "unknown_table")
-    with pytest.raises(BadInputError, match=r"bad_artifact.json: artifacts.broken is not a valid regex"):
-        load_suites(DATA / "bad_artifact")
+def test_invalid_suite_files_are_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "broken.json"
+    path.write_text('{"name": "broken", "expectations": [')
+    with pytest.raises(BadInputError, match=r"broken.json:1: invalid JSON"):
+        read_suite_file(path)
+    path.write_text(
+        json.dumps(
+            {
+                "name": "broken",
+                "expectations": [{"type": "expect_no_such_thing", "kwargs": {}, "severity": "critical"}],
+            }
+        )
+    )
+    with pytest.raises(BadInputError, match=r"broken.json: not a valid expectation suite"):
+        read_suite_file(path)
+
+
+def test_a_value_expectation_on_the_release_asset_is_rejected(project: Path) -> None:
+    """The staged `release` table holds no text; a value check there would pass vacuously."""
+    path = project / "gx" / "expectations" / "schema.json"
+    suite = json.loads(path.read_text())
+    suite["expectations"].append(
+        {
+            "type": "expect_column_values_to_not_be_null",
+            "kwargs": {"column": "abstract"},
+            "severity": "critical",
+        }
+    )
+    path.write_text(json.dumps(suite))
+    with pytest.raises(BadInputError, match=r"schema.json: expect_column_values_to_not_be_null reads values"):
+        load_checkpoint(project / "gx")
 
 
 def test_find_artifacts_names_every_match() -> None:
@@ -350,7 +423,7 @@ def test_great_expectations_is_not_imported_by_the_cli_or_other_stages() -> None
     code = (
         "import sys, pipeline.cli, pipeline.stages.ingest.core, pipeline.stages.clean.core\n"
         "import pipeline.stages.dedup.core, pipeline.stages.split.core\n"
-        "import pipeline.stages.validate.core\n"
+        "import pipeline.stages.validate.core, pipeline.stages.gate.core, pipeline.stages.release.core\n"
         "pipeline.cli.build_parser().format_help()\n"
         "assert 'great_expectations' not in sys.modules, 'imported'\n"
     )
@@ -358,7 +431,7 @@ def test_great_expectations_is_not_imported_by_the_cli_or_other_stages() -> None
     assert result.returncode == 0, result.stderr
 
 
-def test_clean_table_is_validated(seed_build: Path, tmp_path: Path) -> None:
+def test_clean_table_is_validated(seed_build: Path, tmp_path: Path, project: Path) -> None:
     """The intermediate clean table: an unknown rule code or a duplicated source fails."""
     table = pq.read_table(seed_build / "build" / "clean.parquet")
     rules = table["clean_rules"].to_pylist()
@@ -373,16 +446,7 @@ def test_clean_table_is_validated(seed_build: Path, tmp_path: Path) -> None:
     table = table.set_column(index, table.schema.field(index), pa.array(sources, pa.string()))
     broken = tmp_path / "clean.parquet"
     pq.write_table(table, broken)
-    with pytest.raises(ValidationFailed):
-        run_validate(
-            seed_build / "release" / "data",
-            SUITES,
-            tmp_path / "v.json",
-            ValidateParams(),
-            dedup=seed_build / "build" / "dedup.parquet",
-            split_report=seed_build / "reports" / "split.json",
-            clean=broken,
-        )
+    validate(seed_build, seed_build / "release" / "data", tmp_path / "v.json", clean=broken)
     names = {r["name"] for r in failed(tmp_path / "v.json") if r["severity"] == "critical"}
     assert names == {"clean_rules_known", "clean_source_unique"}
 
@@ -438,17 +502,6 @@ def test_streamed_release_is_the_concatenated_release(seed_build: Path, tmp_path
     assert streamed.equals(whole(conflicting))
 
 
-def test_report_directory_keeps_no_spool(seed_build: Path, tmp_path: Path) -> None:
-    """The release is spooled next to the report while it is checked, and removed after."""
-    reports = tmp_path / "reports"
-    validate(seed_build, seed_build / "release" / "data", reports / "v.json")
-    assert sorted(p.name for p in reports.iterdir()) == ["v.json"]
-    data = corrupt(seed_build, tmp_path, lambda t: set_value(t, "id", 1, t["id"][0].as_py()))
-    with pytest.raises(ValidationFailed):
-        validate(seed_build, data, reports / "v.json")
-    assert sorted(p.name for p in reports.iterdir()) == ["v.json"]
-
-
 def test_count_spaces_counts_as_polars_does() -> None:
     import polars as pl
 
@@ -460,48 +513,3 @@ def test_count_spaces_counts_as_polars_does() -> None:
         assert count_spaces(array).to_list() == expected.to_list()
     chunked = pa.chunked_array([pa.array(texts[:3]), pa.array(texts[3:])])
     assert count_spaces(chunked).to_list() == count_spaces(pa.array(texts)).to_list()
-
-
-def test_a_value_expectation_on_release_reads_the_text(seed_build: Path, tmp_path: Path) -> None:
-    """The `release` table carries the abstracts only when an expectation may read them; with
-    one that does, it sees every value (and the shape-only results stay the same)."""
-    from pipeline.stages.validate.core import release_reads_text
-
-    suites = tmp_path / "suites"
-    shutil.copytree(SUITES, suites)
-    schema = json.loads((suites / "schema.json").read_text())
-    assert not release_reads_text(load_suites(SUITES))
-    schema["expectations"].append(
-        {
-            "type": "expect_column_value_lengths_to_be_between",
-            "kwargs": {"column": "abstract", "min_value": 200},
-            "meta": {"severity": "critical", "name": "release_abstract_length"},
-        }
-    )
-    (suites / "schema.json").write_text(json.dumps(schema))
-    assert release_reads_text(load_suites(suites))
-    data = corrupt(seed_build, tmp_path, lambda t: set_value(t, "abstract", 3, "too short " * 3))
-    bad_id = pq.read_table(next(data.glob("train-*.parquet")))["id"][3].as_py()
-    reports = tmp_path / "reports"
-    with pytest.raises(ValidationFailed):
-        run_validate(
-            data,
-            suites,
-            reports / "v.json",
-            ValidateParams(),
-            dedup=seed_build / "build" / "dedup.parquet",
-            split_report=seed_build / "reports" / "split.json",
-            clean=seed_build / "build" / "clean.parquet",
-        )
-    results = json.loads((reports / "v.json").read_text())["results"]
-    by_name = {r["name"]: r for r in results}
-    assert by_name["release_abstract_length"]["unexpected_count"] == 1
-    assert [row["id"] for row in by_name["release_abstract_length"]["failing_rows"]] == [bad_id]
-    shape_only = tmp_path / "shape-only.json"
-    with pytest.raises(ValidationFailed):
-        validate(seed_build, data, shape_only)
-    table_results = [r for r in results if r["table"] == "release" and r["name"] != "release_abstract_length"]
-    assert table_results == [
-        r for r in json.loads(shape_only.read_text())["results"] if r["table"] == "release"
-    ]
-    assert sorted(p.name for p in reports.iterdir()) == ["v.json"]  # the spool is gone

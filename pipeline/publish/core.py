@@ -157,16 +157,18 @@ def check_validation(report: Path) -> None:
 
 
 def check_dvc_status(root: Path) -> None:
-    """Refuse unless `dvc status` reports the `card` stage and every stage before it up to date.
+    """Refuse unless `dvc status` reports the `release` stage and every stage before it up to date.
 
     Only what is uploaded must match the code, params and raw data (the card's changelog of
-    `releases/` excepted: publish renders it). The report stages after the
-    card (`release_diff`, `review`) depend on `releases/`, which every publish writes to, so
+    `releases/` excepted: publish renders it): `release` materialises
+    release/ only after the `gate` stage passed, so an up-to-date `release` stage also means the
+    checks passed on exactly these files. The report stages outside its dependencies
+    (`release_diff`, `review`) depend on `releases/`, which every publish writes to, so
     they are stale right after a publish until the next `dvc repro`; that must not block
     re-running publish (a resumed tag, or "already published").
     """
     result = subprocess.run(
-        [sys.executable, "-m", "dvc", "status", "--json", "--with-deps", "card"],
+        [sys.executable, "-m", "dvc", "status", "--json", "--with-deps", "release"],
         cwd=root,
         capture_output=True,
         text=True,

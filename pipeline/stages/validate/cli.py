@@ -1,7 +1,6 @@
-"""The `abstracts validate` command (see HELP).
+"""`abstracts validate`: the arguments and the thin wrapper around `core.run_validate`.
 
-Arguments are paths (declared once, in `dvc.yaml`); the stage's code is imported only when the
-command runs, so `abstracts --help` stays fast.
+GX is imported only when the command runs (`core` imports it lazily).
 """
 
 from __future__ import annotations
@@ -11,21 +10,25 @@ from pathlib import Path
 
 from pipeline.params import Params
 
-HELP = "Run the Great Expectations suites; fail on any critical expectation."
+HELP = (
+    "Stage the release tables and run the GX checkpoint (gx/checkpoints/release.json); write the "
+    "results. Never fails on a failed expectation: the gate stage does."
+)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--release-data", type=Path, required=True, help="release data directory")
-    parser.add_argument("--suites", type=Path, required=True, help="directory of suite JSON files")
-    parser.add_argument("--report", type=Path, required=True, help="validation report JSON to write")
-    parser.add_argument("--dedup", type=Path, required=True, help="deduplicated parquet (text hashes, flags)")
-    parser.add_argument("--split-report", type=Path, required=True, help="split report JSON (leaked_pairs)")
-    parser.add_argument(
+def add_arguments(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--release-data", type=Path, required=True, help="release data directory")
+    sub.add_argument("--gx", type=Path, required=True, help="the GX project (file data context) directory")
+    sub.add_argument("--report", type=Path, required=True, help="validation report JSON to write")
+    sub.add_argument("--dedup", type=Path, required=True, help="deduplicated parquet (text hashes, flags)")
+    sub.add_argument("--split-report", type=Path, required=True, help="split report JSON (leaked_pairs)")
+    sub.add_argument(
         "--clean", type=Path, required=True, help="cleaned records parquet (build/clean.parquet)"
     )
-    parser.add_argument(
-        "--data-docs", type=Path, help="directory to write offline Data Docs HTML to (optional)"
+    sub.add_argument(
+        "--data-docs", type=Path, help="directory to write this run's offline Data Docs pages to (optional)"
     )
+    sub.add_argument("--text-lengths", type=Path, help="text-length-per-split plot CSV to write (optional)")
 
 
 def run(args: argparse.Namespace, params: Params) -> None:
@@ -33,11 +36,13 @@ def run(args: argparse.Namespace, params: Params) -> None:
 
     run_validate(
         args.release_data,
-        args.suites,
+        args.gx,
         args.report,
         params.validate,
+        params.split,
         dedup=args.dedup,
         split_report=args.split_report,
         clean=args.clean,
+        text_lengths=args.text_lengths,
         data_docs=args.data_docs,
     )

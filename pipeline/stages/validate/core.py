@@ -1,63 +1,45 @@
-"""Stage `validate`: Great Expectations suites gate the release.
+"""Stage `validate`: stage the tables the GX project reads, run its checkpoint, report.
 
-Reads: the release data directory, the deduplicated table (`build/dedup.parquet`: normalised
-text hash and clean flags per row), the cleaned records (`build/clean.parquet`, without their
-texts), the split report (`leaked_pairs`) and the suites in
-`expectations/*.json`. Writes: `validation.json` (every expectation: suite, table, severity,
-success, observed value, unexpected count and up to 20 failing rows with their `source`) and,
-when asked, offline Data Docs HTML. Params: `validate` (row-count, length and word bounds,
-passed to the suites as `$PARAMETER`s).
+Reads: the candidate release data directory, the deduplicated table (`build/dedup.parquet`:
+normalised text hash and clean flags per row), the cleaned records (`build/clean.parquet`,
+without their texts), the split report (`leaked_pairs`) and the GX project `gx/` (see
+`project`). Writes: the four tables of the GX data source (`build/validate/<asset>.parquet`),
+`validation.json` (see `report`), the text-length plot data and, when asked, this run's
+offline Data Docs (see `docs`). Params: `validate` and `split.fractions`, passed to the suites
+as `$PARAMETER`s. A failed expectation never fails the stage: the `gate` stage does.
 
-Each expectation runs on one of four tables (`TABLES`):
-- `release`: every release split, concatenated, exactly as published, plus `split`. Only
-  table-level and type expectations run here: GX filters the whole frame for every column
-  expectation, and copying 3 GB of abstracts per expectation does not fit the time budget.
+The tables (`project.ASSETS`):
+- `release`: every release split, concatenated, as published, plus `split`, with the abstract
+  column as nulls of its type. Only column, type and row-count expectations run here
+  (`project.SHAPE_EXPECTATIONS`): GX filters the whole frame for every column expectation, and
+  copying 3 GB of abstracts per expectation does not fit the time budget.
 - `rows`: one row per release row (same order) without the text: the release's small columns
   plus facts computed from the text and the build (`build_rows`): `abstract_chars`,
-  `abstract_words`, `artifacts` (the suites' named artifact patterns that match, as `|a|b|`
-  text), `text_hash` and `flags` (from the dedup table), `id_splits` (how many splits hold the
-  id) and `leaked_with` (the other side of a near-duplicate pair across splits).
+  `abstract_words`, `artifacts` (the names of the suites' artifact regexes that match, as
+  `|a|b|` text), `text_hash` and `flags` (from the dedup table), `id_splits` (how many splits
+  hold the id) and `leaked_with` (the other side of a near-duplicate pair across splits).
 - `dedup`: the intermediate dedup table (without `abstract`, which the release checks).
 - `clean`: the intermediate clean table, one row per raw record (without its texts).
 
-A failed `critical` expectation prints a table of every failure and exits non-zero, so
-`dvc repro` stops before the card is written; a failed `warning` is only reported.
-GX is imported here only: it costs seconds, and the other stages must not pay for it.
-
-Speed (2.7M abstracts in 26 s on 2 cores): the release is read row group by row group on two
-threads, each decoding its group and computing the facts about its text (pyarrow, polars and
-the compiled space count run without the GIL), while the main thread imports GX. The
-abstracts are scanned once, by polars, with every artifact pattern combined into one regex;
-only the rows that match are tested pattern by pattern. GX then checks small columns: numbers
+Speed: the release is read row group by row group on two threads, each decoding its group and
+computing the facts about its text (pyarrow, polars and the compiled space count run without
+the GIL). The abstracts are scanned once, by polars, with every artifact regex combined into
+one; only the rows that match are tested regex by regex. GX then checks small columns: numbers
 as float64 (GX compares pandas' nullable integers one Python call per row), strings
-Arrow-backed (its regexes run in RE2, not Python's `re`).
+Arrow-backed (pandas' default string dtype: its regexes run in RE2, not Python's `re`).
 
-Memory (2.7M abstracts, 3 GB of text, in 2.5 GB peak RSS): the tables are built and checked
-one at a time, each freed before the next is built, and each polars table is handed to pandas
-column by column. The text passes through memory once, two row groups at a time. The
-`release` suites read the columns, their types and the row count (`SHAPE_EXPECTATIONS`), so
-the `release` table GX checks holds the abstract column as nulls of its type. When an
-expectation on `release` may read the text (`release_reads_text`), the release is instead
-spooled, uncompressed, to a temporary Arrow file next to the report and checked memory-mapped
-(`read_spool`): still correct, only slower (writing 3 GB) and as costly in memory as the
-pages that expectation reads.
+Memory: the tables are built and written one at a time, each freed before the next is built;
+the text passes through memory once, two row groups at a time, and is never staged.
 """
 
 from __future__ import annotations
 
-import contextlib
 import gc
-import itertools
 import json
-import math
-import os
 import re
-import sys
-import tempfile
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,10 +51,10 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.errors import BadInputError, ValidationFailed
-from pipeline.io.writers import write_json
+from pipeline.errors import BadInputError
+from pipeline.io.writers import write_json, write_parquet
 from pipeline.kernels.fingerprint import utf8_buffers
-from pipeline.params import ValidateParams
+from pipeline.params import SplitParams, ValidateParams
 
 SEVERITIES = ("critical", "warning")
 TABLES = ("release", "rows", "dedup", "clean")
@@ -100,63 +82,6 @@ DEDUP_COLUMNS = ("id", "arxiv_id", "arxiv_version", "source", "duplicate_count",
 # The clean table without its two text columns (raw and cleaned), which would double memory.
 CLEAN_COLUMNS = ("source", "format", "line", "arxiv_id", "arxiv_version", "clean_rules", "flags", "text_hash")
 _ARTIFACT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-
-
-def load_suites(directory: Path) -> list[dict[str, Any]]:
-    """Read every suite JSON file.
-
-    Each expectation must carry `meta.severity`; its table is its own `table` key, else the
-    suite's `table`, else `release`. A suite may name artifact patterns (`artifacts`: name ->
-    regex) that `build_rows` looks for in the abstracts.
-
-    Raises:
-        BadInputError: no suite, invalid JSON, a missing severity, an unknown table or a bad
-            artifact pattern.
-    """
-    suites = []
-    paths = sorted(directory.glob("*.json"))
-    if not paths:
-        raise BadInputError(f"{directory}: no expectation suites (*.json) found")
-    for path in paths:
-        try:
-            suite = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise BadInputError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
-        suite.setdefault("name", path.stem)
-        default_table = suite.get("table", "release")
-        for index, expectation in enumerate(suite.get("expectations", [])):
-            severity = expectation.get("meta", {}).get("severity")
-            if severity not in SEVERITIES:
-                raise BadInputError(
-                    f"{path}: expectation {index} ({expectation.get('type')}) needs meta.severity "
-                    f"set to one of {', '.join(SEVERITIES)}, got {severity!r}"
-                )
-            table = expectation.setdefault("table", default_table)
-            if table not in TABLES:
-                raise BadInputError(
-                    f"{path}: expectation {index} ({expectation.get('type')}) has table {table!r}; "
-                    f"use one of {', '.join(TABLES)}"
-                )
-        for name, pattern in suite.get("artifacts", {}).items():
-            if not _ARTIFACT_NAME.match(name) or not isinstance(pattern, str):
-                raise BadInputError(f"{path}: artifacts.{name} needs a snake_case name and a regex string")
-            try:
-                pl.select(pl.lit("").str.contains(pattern))
-            except pl.exceptions.ComputeError as exc:
-                raise BadInputError(f"{path}: artifacts.{name} is not a valid regex ({exc})") from None
-        suites.append(suite)
-    return suites
-
-
-def artifact_patterns(suites: list[dict[str, Any]]) -> dict[str, str]:
-    """Every suite's named artifact patterns, in suite order."""
-    patterns: dict[str, str] = {}
-    for suite in suites:
-        for name, pattern in suite.get("artifacts", {}).items():
-            if name in patterns:
-                raise BadInputError(f"expectations/{suite['name']}.json: artifact {name!r} is defined twice")
-            patterns[name] = pattern
-    return patterns
 
 
 def _pandas_type(arrow_type: pa.DataType) -> Any:
@@ -429,32 +354,15 @@ SHAPE_EXPECTATIONS = frozenset(
 )
 
 
-def release_reads_text(suites: list[dict[str, Any]]) -> bool:
-    """Whether an expectation on `release` may read the abstracts, not only their column."""
-    return any(
-        spec["table"] == "release"
-        and (spec.get("type") not in SHAPE_EXPECTATIONS or "row_condition" in (spec.get("kwargs") or {}))
-        for suite in suites
-        for spec in suite.get("expectations", [])
-    )
-
-
 def _release_piece(
-    path: Path,
-    group: int,
-    schema: pa.Schema,
-    conflicting: list[str],
-    patterns: dict[str, str],
-    keep_text: bool,
+    path: Path, group: int, schema: pa.Schema, conflicting: list[str], patterns: dict[str, str]
 ) -> tuple[pa.Table, pl.DataFrame | None]:
-    """One row group of the `release` table and the facts about its text (None: no text).
-
-    Without `keep_text`, the abstract column holds nulls of its type once the facts are taken.
-    """
+    """One row group of the `release` table, its abstract column as nulls of its type, and the
+    facts about its text (None: no text)."""
     table = read_release_group(path, group, schema, conflicting)
     text = _abstract_text(table)
     facts = None if text is None else _arrow_text_facts(text, patterns)
-    if not keep_text and "abstract" in table.column_names:
+    if "abstract" in table.column_names:
         index = table.schema.get_field_index("abstract")
         field = table.schema.field(index)
         table = table.set_column(index, field, pa.nulls(table.num_rows, field.type))
@@ -462,63 +370,41 @@ def _release_piece(
 
 
 def start_release(
-    release_data: Path, patterns: dict[str, str], pool: ThreadPoolExecutor, spool: Path | None
+    release_data: Path, patterns: dict[str, str], pool: ThreadPoolExecutor
 ) -> Callable[[], tuple[pa.Table, pl.DataFrame]]:
     """Start reading the release on `pool`, row group by row group; the returned function waits
-    for the rest and returns the `release` table and its rows' `abstract_chars`,
-    `abstract_words` and `artifacts`, in order.
+    for the rest and returns the `release` table (its abstract column as nulls of its type) and
+    its rows' `abstract_chars`, `abstract_words` and `artifacts`, in order.
 
     The text passes through memory once, two row groups at a time (decoded and its facts
     computed on the pool's threads, which polars, pyarrow and `count_spaces` run without the
-    GIL). With `spool`, every row group is written there, whole, as an uncompressed Arrow IPC
-    file, and the `release` table is that file memory-mapped (`read_spool`); at most three row
-    groups wait. Without (no `release` expectation reads the text, `release_reads_text`), the
-    table's abstract column holds nulls of its type: what waits is small, so every row group is
-    queued at once and the pool reads on while the caller does other work.
+    GIL). What waits is small, so every row group is queued at once and the pool reads on while
+    the caller does other work.
 
     Raises:
         BadInputError: see `release_schema`.
     """
     schema, conflicting = release_schema(release_data)
-    if spool is None and "abstract" in schema.names:
-        kind = schema.field("abstract").type
-        # Only text becomes pandas' string dtype; another type keeps its values (see above).
-        assert pa.types.is_string(kind) or pa.types.is_large_string(kind), "spool a non-text abstract"
-    jobs = iter(release_groups(release_data))
-    pending: deque[Future[tuple[pa.Table, pl.DataFrame | None]]] = deque()
-
-    def submit(count: int) -> None:
-        for path, group in itertools.islice(jobs, count):
-            pending.append(
-                pool.submit(_release_piece, path, group, schema, conflicting, patterns, spool is not None)
-            )
-
-    submit(3 if spool is not None else sys.maxsize)
+    pending: deque[Future[tuple[pa.Table, pl.DataFrame | None]]] = deque(
+        pool.submit(_release_piece, path, group, schema, conflicting, patterns)
+        for path, group in release_groups(release_data)
+    )
 
     def finish() -> tuple[pa.Table, pl.DataFrame]:
         tables: list[pa.Table] = []
         facts: list[pl.DataFrame] = []
         rows = 0
         texts = True
-        with contextlib.ExitStack() as stack:
-            writer = None if spool is None else stack.enter_context(pa.ipc.new_file(str(spool), schema))
-            while pending:
-                table, piece = pending.popleft().result()
-                submit(1)
-                rows += table.num_rows
-                if writer is None:
-                    tables.append(table)
-                else:
-                    writer.write_table(table)
-                del table
-                texts = texts and piece is not None
-                if texts and piece is not None:
-                    facts.append(piece)
+        while pending:
+            table, piece = pending.popleft().result()
+            rows += table.num_rows
+            tables.append(table)
+            texts = texts and piece is not None
+            if texts and piece is not None:
+                facts.append(piece)
         # The decoded text's pages go back to the OS before the joins that set the stage's peak.
         pa.default_memory_pool().release_unused()
-        release = (
-            read_spool(spool) if spool is not None else pa.concat_tables([schema.empty_table(), *tables])
-        )
+        release = pa.concat_tables([schema.empty_table(), *tables])
         if not texts:
             return release, _text_facts(pl.Series([None] * rows, dtype=pl.String), patterns)
         if not facts:
@@ -526,15 +412,6 @@ def start_release(
         return release, pl.concat(facts)
 
     return finish
-
-
-def read_spool(spool: Path) -> pa.Table:
-    """`start_release`'s spool as one Arrow table, memory-mapped: only the pages read are loaded.
-
-    The `release` suites look at the columns, their types and the row count, never at the text,
-    so the abstracts stay on disk (the facts about them are in the `rows` table).
-    """
-    return pa.ipc.open_file(pa.memory_map(str(spool))).read_all()
 
 
 def build_rows(
@@ -629,400 +506,100 @@ def read_clean(clean_path: Path) -> pl.DataFrame:
     return _read_build_table(clean_path, "clean", CLEAN_COLUMNS)
 
 
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value is None or value is pd.NA:
-        return None
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, bool | int | float | str):
-        return value
-    return str(value)
-
-
-def _exception_message(result: Any) -> str | None:
-    info = getattr(result, "exception_info", None) or {}
-    if "raised_exception" not in info:
-        # Several metrics can raise; GX keys them by metric id.
-        info = next((v for v in info.values() if isinstance(v, dict)), {})
-    if not info.get("raised_exception"):
-        return None
-    message = str(info.get("exception_message") or "").strip()
-    return message.splitlines()[-1] if message else "exception"
-
-
-@dataclass
-class _SuitePart:
-    """The expectations of one suite file that run on one table, and once run, their results."""
-
-    number: int  # the suite file's place among the suites
-    suite: str
-    table: str
-    indexed: list[tuple[int, dict[str, Any]]]  # (position in the suite file, spec)
-    gx_suite: Any
-    outcome: Any = None
-    results: list[dict[str, Any]] = field(default_factory=list)
-
-
-class _Gx:
-    """An ephemeral, offline GX context (no analytics, no stores on disk, no progress bars)."""
-
-    def __init__(self, params: ValidateParams) -> None:
-        os.environ["GX_ANALYTICS_ENABLED"] = "false"
-        import great_expectations as gx
-        from great_expectations.data_context.types.base import (
-            DataContextConfig,
-            InMemoryStoreBackendDefaults,
-            ProgressBarsConfig,
-        )
-
-        config = DataContextConfig(
-            analytics_enabled=False,
-            progress_bars=ProgressBarsConfig(globally=False),
-            store_backend_defaults=InMemoryStoreBackendDefaults(),
-        )
-        from great_expectations.execution_engine import pandas_execution_engine
-
-        # GX labels each pandas batch with an md5 of every cell when the frame is under 1 GB
-        # (seconds per table at 2.7M rows). The label only identifies the batch in GX's own
-        # stores; this context keeps none, and the report identifies the data by its inputs.
-        pandas_execution_engine.HASH_THRESHOLD = 0
-        self.context = gx.get_context(mode="ephemeral", project_config=config)
-        self.parameters = {
-            "min_rows": params.min_rows,
-            "max_rows": params.max_rows,
-            "min_chars": params.min_chars,
-            "max_chars": params.max_chars,
-            "min_words": params.min_words,
-            "max_words": params.max_words,
-        }
-
-    def validate(self, table: str, frame: pd.DataFrame, parts: list[_SuitePart]) -> None:
-        """Run every part on `table` against `frame`; store each part's outcome and plain results."""
-        from great_expectations.validator.v1_validator import Validator
-
-        # No `unexpected_index_column_names`: GX would look up every unexpected row's columns one
-        # `.at[]` at a time. Without them it returns the frame's index (positions, vectorised) and
-        # the first MAX_FAILING_ROWS positions are turned into ids and sources here.
-        result_format = {
-            "result_format": "SUMMARY",
-            "partial_unexpected_count": MAX_FAILING_ROWS,
-            "return_unexpected_index_query": False,
-        }
-        # A data source per table: its execution engine caches the frame it was given, and the
-        # frame must be freed before the next table is built.
-        source = self.context.data_sources.add_pandas("pipeline")
-        try:
-            definition = source.add_dataframe_asset(table).add_batch_definition_whole_dataframe("all")
-            validator = Validator(
-                definition, result_format=result_format, batch_parameters={"dataframe": frame}
-            )
-            for part in parts:
-                outcome = validator.validate_expectation_suite(
-                    part.gx_suite, expectation_parameters=self.parameters
-                )
-                # GX returns results in its own order; `meta.position` maps them back to the file.
-                by_position = {_position(r): r for r in outcome.results}
-                part.outcome = outcome
-                part.results = [
-                    _plain_result(part.suite, table, spec, by_position[position], frame)
-                    for position, (_, spec) in enumerate(part.indexed)
-                ]
-        finally:
-            self.context.data_sources.delete("pipeline")
-        gc.collect()  # GX's validator and engine keep the frame in reference cycles
-
-
-def _configurations(suite: dict[str, Any], specs: list[dict[str, Any]]) -> list[Any]:
-    from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
-
-    configurations = []
-    for position, spec in enumerate(specs):
-        try:
-            configuration = ExpectationConfiguration(
-                type=spec["type"], kwargs=spec["kwargs"], meta={**spec.get("meta", {}), "position": position}
-            )
-            configuration.to_domain_obj()  # checks the kwargs now, with the suite file named
-        except Exception as exc:  # GX raises pydantic and its own errors for bad specs
-            raise BadInputError(
-                f"expectations/{suite['name']}.json: {spec.get('type')} is not a valid "
-                f"expectation: {str(exc).splitlines()[-1] if str(exc) else type(exc).__name__}"
-            ) from None
-        configurations.append(configuration)
-    return configurations
-
-
-def suite_parts(suites: list[dict[str, Any]]) -> list[_SuitePart]:
-    """Every suite split by table, in suite-file order, then by each table's first expectation.
-
-    Raises:
-        BadInputError: an expectation GX does not accept.
-    """
-    from great_expectations.core.expectation_suite import ExpectationSuite
-
-    parts = []
-    for number, suite_spec in enumerate(suites):
-        by_table: dict[str, list[tuple[int, dict[str, Any]]]] = {}
-        for index, spec in enumerate(suite_spec["expectations"]):
-            by_table.setdefault(spec["table"], []).append((index, spec))
-        for table, indexed in by_table.items():
-            specs = [spec for _, spec in indexed]
-            # The suite is built from the whole list: ExpectationSuite.add_expectation would
-            # drop an expectation it considers equal to another, the constructor does not.
-            gx_suite = ExpectationSuite(
-                name=f"{suite_spec['name']}.{table}", expectations=_configurations(suite_spec, specs)
-            )
-            if len(gx_suite.expectations) != len(specs):
-                raise BadInputError(f"expectations/{suite_spec['name']}.json: GX dropped an expectation")
-            parts.append(_SuitePart(number, suite_spec["name"], table, indexed, gx_suite))
-    return parts
-
-
-def run_suites(
+def stage_tables(
     release_data: Path,
     dedup_path: Path,
     split_report: Path,
     clean_path: Path,
-    suites: list[dict[str, Any]],
-    params: ValidateParams,
-    spool_dir: Path,
-) -> tuple[int, list[dict[str, Any]], list[Any]]:
-    """Validate every suite on its tables, building one table at a time and freeing it before
-    the next (at 2.7M abstracts the tables side by side would not fit the memory budget).
+    patterns: dict[str, str],
+    out_dir: Path,
+) -> dict[str, Path]:
+    """Write the four tables the GX data source reads (`project.ASSETS`) to `out_dir`, one at a
+    time, each freed before the next is built (at 2.7M abstracts they would not fit side by side).
 
-    Returns the release's row count, one plain result per expectation (in suite-file order)
-    and, per suite and table, the GX suite validation result (for Data Docs). When a `release`
-    expectation reads the text, the release is spooled to a temporary file in `spool_dir`
-    while it is checked (`start_release`).
+    Returns asset name -> parquet file. The abstracts are read once, here; what the suites check
+    about them is in `rows` (see `build_rows`).
 
     Raises:
-        BadInputError: a suite or an input table cannot be read.
+        BadInputError: an input table cannot be read.
     """
     # Every input is looked at before the long work starts, in the order the tables are built.
-    schema, _ = release_schema(release_data)
+    release_schema(release_data)
     _build_columns(dedup_path, "dedup", DEDUP_COLUMNS)
     leaked_pairs = read_leaked_pairs(split_report)
     _build_columns(clean_path, "clean", CLEAN_COLUMNS)
-    patterns = artifact_patterns(suites)
-    abstract = schema.field("abstract").type if "abstract" in schema.names else pa.string()
-    # Spooled only when a `release` expectation reads the text or the text is not text.
-    spooled = release_reads_text(suites) or not (
-        pa.types.is_string(abstract) or pa.types.is_large_string(abstract)
-    )
-    with contextlib.ExitStack() as stack:
-        pool = ThreadPoolExecutor(max_workers=2)
-        stack.callback(pool.shutdown, wait=True, cancel_futures=True)
-        spool = None
-        if spooled:
-            spool_dir.mkdir(parents=True, exist_ok=True)
-            directory = stack.enter_context(tempfile.TemporaryDirectory(prefix=".validate-", dir=spool_dir))
-            spool = Path(directory) / "release.arrow"
-        finish = start_release(release_data, patterns, pool, spool)
-        # Importing GX and checking the suites (seconds of Python) overlaps the reading.
-        parts = suite_parts(suites)
-        gx = _Gx(params)
-
-        def check(table: str, frame: pd.DataFrame) -> None:
-            gx.validate(table, frame, [part for part in parts if part.table == table])
-
-        release, text = finish()
-        check("release", _to_pandas(release))
-        dedup = read_dedup(dedup_path)
-        rows = build_rows(release, text, dedup, leaked_pairs)
-        release_rows = release.num_rows
-        del release, text
-    # Each polars frame goes as soon as its pandas copy exists, and each pandas frame once checked.
-    frame = _polars_to_pandas(rows)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {name: out_dir / f"{name}.parquet" for name in ("release", "rows", "dedup", "clean")}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        release, text = start_release(release_data, patterns, pool)()
+    write_parquet(release, paths["release"])
+    dedup = read_dedup(dedup_path)
+    rows = build_rows(release, text, dedup, leaked_pairs)
+    del release, text
+    write_parquet(rows.to_arrow(), paths["rows"])
     del rows
-    check("rows", frame)
-    del frame
-    frame = _polars_to_pandas(dedup)
+    write_parquet(dedup.to_arrow(), paths["dedup"])
     del dedup
-    check("dedup", frame)
-    del frame
-    check("clean", _polars_to_pandas(read_clean(clean_path)))
-    # Reported in suite-file order, each suite's expectations in file order.
-    results: list[dict[str, Any]] = []
-    for number in range(len(suites)):
-        ordered = {
-            index: result
-            for part in parts
-            if part.number == number
-            for (index, _), result in zip(part.indexed, part.results, strict=True)
-        }
-        results.extend(ordered[index] for index in sorted(ordered))
-    return release_rows, results, [part.outcome for part in parts]
+    write_parquet(read_clean(clean_path).to_arrow(), paths["clean"])
+    gc.collect()
+    return paths
 
 
-def _position(result: Any) -> int:
-    config = result.expectation_config
-    assert config is not None, "GX returned a result without its expectation"
-    return int(config.meta["position"])
-
-
-def _failing_rows(frame: pd.DataFrame, positions: list[Any]) -> list[dict[str, Any]]:
-    rows = []
-    for position in positions[:MAX_FAILING_ROWS]:
-        if not isinstance(position, int | np.integer):
-            continue
-        rows.append(
-            {
-                column: _json_safe(frame[column].iat[int(position)]) if column in frame.columns else None
-                for column in INDEX_COLUMNS
-            }
-        )
-    return rows
-
-
-def _plain_result(
-    suite: str, table: str, spec: dict[str, Any], result: Any, frame: pd.DataFrame
-) -> dict[str, Any]:
-    detail = result.result or {}
-    plain = {
-        "suite": suite,
-        "table": table,
-        "expectation": spec["type"],
-        "name": spec["meta"].get("name", spec["type"]),
-        "kwargs": _json_safe(spec["kwargs"]),
-        "severity": spec["meta"]["severity"],
-        "success": bool(result.success),
-        "observed_value": _json_safe(detail.get("observed_value")),
-        "unexpected_count": _json_safe(detail.get("unexpected_count")),
-        "failing_rows": _failing_rows(frame, detail.get("partial_unexpected_index_list") or []),
+def expectation_parameters(params: ValidateParams, split: SplitParams) -> dict[str, Any]:
+    """The values the suites' `{"$PARAMETER": name}` kwargs take (from params.yaml)."""
+    return {
+        "min_rows": params.min_rows,
+        "max_rows": params.max_rows,
+        "min_chars": params.min_chars,
+        "max_chars": params.max_chars,
+        "min_words": params.min_words,
+        "max_words": params.max_words,
+        "split_fractions": dict(split.fractions),
+        "split_sigmas": params.split_sigmas,
     }
-    error = _exception_message(result)
-    if error is not None:
-        plain["error"] = error
-    return plain
-
-
-def failure_table(results: list[dict[str, Any]]) -> str:
-    """A short terminal table: every failed expectation with its count and example ids."""
-    lines = [f"{'suite':<13} {'severity':<9} {'expectation':<80} {'count':>7}  example ids"]
-    for r in results:
-        if r["success"]:
-            continue
-        ids = ", ".join(str(row.get("id")) for row in r["failing_rows"][:3])
-        if not ids and r.get("error"):
-            ids = f"error: {r['error'][:80]}"
-        column = r["kwargs"].get("column")
-        name = f"{r['name']}: {r['expectation']}" + (f"({column})" if column else "")
-        count = r["unexpected_count"] if r["unexpected_count"] is not None else "-"
-        lines.append(f"{r['suite']:<13} {r['severity']:<9} {name:<80} {count!s:>7}  {ids}")
-    return "\n".join(lines)
 
 
 def run_validate(
     release_data: Path,
-    suites_dir: Path,
+    gx_dir: Path,
     report_out: Path,
     params: ValidateParams,
+    split_params: SplitParams,
     *,
     dedup: Path,
     split_report: Path,
     clean: Path,
+    text_lengths: Path | None = None,
     data_docs: Path | None = None,
 ) -> dict[str, Any]:
-    """Validate the release and the build tables; write the report (and Data Docs).
+    """Stage the tables, run the GX checkpoint (which also updates GX's own Data Docs site) and
+    write the report and, when asked, the offline Data Docs pages (`docs.write_data_docs`).
+    Never raises for a failed expectation: the report says what failed, `review` shows it and
+    the `gate` stage stops the pipeline on it.
 
     Raises:
-        BadInputError: a suite or an input table cannot be read.
-        ValidationFailed: a critical expectation failed (after writing the report).
+        BadInputError: a suite, the GX project or an input table cannot be read.
     """
-    suites = load_suites(suites_dir)
-    rows, results, suite_results = run_suites(
-        release_data, dedup, split_report, clean, suites, params, spool_dir=report_out.parent
+    from pipeline.stages.validate import project, report
+
+    checkpoint, specs = project.load_checkpoint(gx_dir)
+    paths = stage_tables(
+        release_data,
+        dedup,
+        split_report,
+        clean,
+        project.artifact_patterns(specs),
+        project.tables_directory(checkpoint),
     )
-    critical = [r for r in results if not r["success"] and r["severity"] == "critical"]
-    warnings = [r for r in results if not r["success"] and r["severity"] == "warning"]
-    report = {
-        "rows": rows,
-        "success": not critical,
-        "critical_failures": len(critical),
-        "warnings": len(warnings),
-        "results": results,
-    }
-    write_json(report, report_out)
+    outcomes = project.run_checkpoint(checkpoint, expectation_parameters(params, split_params))
+    results = report.plain_results(specs, outcomes, paths)
+    validation = report.build_report(pq.ParquetFile(paths["release"]).metadata.num_rows, results)
+    write_json(validation, report_out)
     if data_docs is not None:
-        write_data_docs(suite_results, data_docs)
-    if critical or warnings:
-        print(failure_table(results), file=sys.stderr)
-    if critical:
-        raise ValidationFailed(
-            f"{len(critical)} critical expectation(s) failed (table above, details in {report_out}); "
-            "fix the data or the rule, then rerun `dvc repro`"
-        )
-    print(
-        f"validate: {len(results)} expectations, {len(warnings)} warnings, all critical passed",
-        file=sys.stderr,
-    )
-    return report
+        from pipeline.stages.validate.docs import write_data_docs
 
-
-# Data Docs pull CSS/JS from CDNs and a logo from GX's bucket (with a timestamp query). The
-# gate's pages must open without network and fetch nothing, so every remote tag is dropped and
-# GX's own stylesheet (shipped in the package) is inlined.
-_REMOTE_TAG = re.compile(
-    r"<link\b[^>]*\bhref=[\"']https?://[^>]*>|<script\b[^>]*\bsrc=[\"']https?://[^>]*>\s*</script>"
-    r"|<img\b[^>]*\bsrc=[\"']https?://[^>]*>",
-    re.IGNORECASE,
-)
-_REMOTE_URL = re.compile(r"https?://[^\s\"'<>)]+")
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
-_OFFLINE_CSS = """
-body { font-family: system-ui, sans-serif; margin: 1.5rem; color: #222; }
-table { border-collapse: collapse; margin: .5rem 0; } td, th { border: 1px solid #ccc; padding: .2rem .4rem; }
-.text-danger { color: #b00020; } .text-success { color: #1b7f3b; } .d-none, .modal { display: none; }
-"""
-
-
-def offline_html(html: str) -> str:
-    """GX Data Docs HTML that loads nothing from the network."""
-    from great_expectations.render.view import view
-
-    styles = Path(view.__file__).parent / "static" / "styles" / "data_docs_default_styles.css"
-    inline = f"<style>{_OFFLINE_CSS}{styles.read_text(encoding='utf-8')}</style>"
-    html = _REMOTE_TAG.sub("", html.replace("</head>", f"{inline}</head>", 1))
-    html = _REMOTE_URL.sub("#", html)
-    # GX gives collapsible blocks random uuid4 ids; number them so reruns are byte-identical.
-    numbers: dict[str, str] = {}
-    return _UUID.sub(lambda m: numbers.setdefault(m.group(0), f"block-{len(numbers) + 1}"), html)
-
-
-def write_data_docs(suite_results: list[Any], directory: Path) -> None:
-    """Render one GX Data Docs page per suite and table, plus an index, offline and stable.
-
-    The directory is replaced as a whole, so pages of suites that no longer exist disappear.
-    """
-    import shutil
-
-    from great_expectations.render.renderer.page_renderer import ValidationResultsPageRenderer
-    from great_expectations.render.view.view import DefaultJinjaPageView
-
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = directory.parent / f".{directory.name}.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
-    links = []
-    for result in suite_results:
-        name = result.suite_name
-        # Drop what differs between identical runs (batch markers carry a load time).
-        result.meta = {"great_expectations_version": result.meta.get("great_expectations_version")}
-        document = ValidationResultsPageRenderer().render(result)
-        html = offline_html(DefaultJinjaPageView().render(document))  # type: ignore[no-untyped-call]
-        (staging / f"{name}.html").write_text(html, encoding="utf-8")
-        status = "passed" if result.success else "FAILED"
-        links.append(f'<li><a href="{name}.html">{name}</a> ({status})</li>')
-    (staging / "index.html").write_text(
-        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Validation</title></head><body>"
-        "<h1>Release validation</h1><ul>" + "".join(links) + "</ul></body></html>\n",
-        encoding="utf-8",
-    )
-    if directory.exists():
-        shutil.rmtree(directory)
-    os.replace(staging, directory)
+        write_data_docs(outcomes, {spec.name: spec.asset for spec in specs}, results, data_docs)
+    if text_lengths is not None:
+        report.write_text_lengths(paths["rows"], text_lengths)
+    report.print_summary(validation)
+    return validation

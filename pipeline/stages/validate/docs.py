@@ -1,0 +1,92 @@
+"""The offline Data Docs pages in `reports/data_docs/`: one per suite (`<suite>.<asset>.html`)
+and an index, rendered from this run's results with GX's own renderers.
+
+The checkpoint's `UpdateDataDocsAction` also builds GX's usual site in
+`gx/uncommitted/data_docs/local_site/` (every run kept, for `gx` users). Those pages pull CSS/JS
+from CDNs and a logo from GX's bucket with the data context id in its query, and change on every
+run; the pages here are the ones the review links to, so they open without network, fetch
+nothing and are byte-identical on a rerun of the same inputs: every remote tag is dropped and
+GX's own stylesheet (shipped in the package) is inlined.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+_REMOTE_TAG = re.compile(
+    r"<link\b[^>]*\bhref=[\"']https?://[^>]*>|<script\b[^>]*\bsrc=[\"']https?://[^>]*>\s*</script>"
+    r"|<img\b[^>]*\bsrc=[\"']https?://[^>]*>",
+    re.IGNORECASE,
+)
+_REMOTE_URL = re.compile(r"https?://[^\s\"'<>)]+")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+_OFFLINE_CSS = """
+body { font-family: system-ui, sans-serif; margin: 1.5rem; color: #222; }
+table { border-collapse: collapse; margin: .5rem 0; } td, th { border: 1px solid #ccc; padding: .2rem .4rem; }
+.text-danger { color: #b00020; } .text-success { color: #1b7f3b; } .d-none, .modal { display: none; }
+.warning { color: #8a5a00; }
+"""
+
+
+def offline_html(html: str) -> str:
+    """GX Data Docs HTML that loads nothing from the network."""
+    from great_expectations.render.view import view
+
+    styles = Path(view.__file__).parent / "static" / "styles" / "data_docs_default_styles.css"
+    inline = f"<style>{_OFFLINE_CSS}{styles.read_text(encoding='utf-8')}</style>"
+    html = _REMOTE_TAG.sub("", html.replace("</head>", f"{inline}</head>", 1))
+    html = _REMOTE_URL.sub("#", html)
+    # GX gives collapsible blocks random uuid4 ids; number them so reruns are byte-identical.
+    numbers: dict[str, str] = {}
+    return _UUID.sub(lambda m: numbers.setdefault(m.group(0), f"block-{len(numbers) + 1}"), html)
+
+
+def suite_status(results: list[dict[str, Any]], suite: str) -> str:
+    """`passed`, `warning` (only warnings failed) or `FAILED` (a critical expectation failed)."""
+    failed = [r for r in results if r["suite"] == suite and not r["success"]]
+    if any(r["severity"] == "critical" for r in failed):
+        return "FAILED"
+    return "warning" if failed else "passed"
+
+
+def write_data_docs(
+    outcomes: dict[str, Any], assets: dict[str, str], results: list[dict[str, Any]], directory: Path
+) -> None:
+    """Render one page per suite (`<suite>.<asset>.html`) and an index into `directory`.
+
+    The directory is replaced as a whole, so pages of suites that no longer exist disappear.
+    """
+    from great_expectations.render.renderer.page_renderer import ValidationResultsPageRenderer
+    from great_expectations.render.view.view import DefaultJinjaPageView
+
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    staging = directory.parent / f".{directory.name}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    links = []
+    for name, outcome in outcomes.items():
+        page = f"{name}.{assets[name]}"
+        # Drop what differs between identical runs (batch markers carry a load time, a run id).
+        outcome.meta = {"great_expectations_version": outcome.meta.get("great_expectations_version")}
+        document = ValidationResultsPageRenderer().render(outcome)
+        html = offline_html(DefaultJinjaPageView().render(document))  # type: ignore[no-untyped-call]
+        (staging / f"{page}.html").write_text(html, encoding="utf-8")
+        status = suite_status(results, name)
+        css = {"FAILED": "text-danger", "warning": "warning"}.get(status, "text-success")
+        links.append(f'<li><a href="{page}.html">{page}</a> (<span class="{css}">{status}</span>)</li>')
+    (staging / "index.html").write_text(
+        "<!DOCTYPE html><html><head><meta charset='utf-8'><title>Validation</title>"
+        f"<style>{_OFFLINE_CSS}</style></head><body>"
+        "<h1>Release validation</h1><p>A failed <em>warning</em> is reported, a failed "
+        "<em>critical</em> expectation stops the release (the gate stage).</p><ul>"
+        + "".join(links)
+        + "</ul></body></html>\n",
+        encoding="utf-8",
+    )
+    if directory.exists():
+        shutil.rmtree(directory)
+    os.replace(staging, directory)
