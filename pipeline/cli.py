@@ -19,7 +19,7 @@ from pipeline.params import Params, load_params
 def _ingest(args: argparse.Namespace, params: Params) -> None:
     from pipeline.stages.ingest.core import run_ingest
 
-    run_ingest(args.raw, args.out, args.rejects, args.report, params.ingest)
+    run_ingest(args.raw, args.out, args.rejects, args.report, params.ingest, args.sources)
 
 
 def _clean(args: argparse.Namespace, params: Params) -> None:
@@ -123,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--out", type=Path, required=True, help="records parquet to write")
     sub.add_argument("--rejects", type=Path, required=True, help="rejects JSONL to write")
     sub.add_argument("--report", type=Path, required=True, help="ingest report JSON to write")
+    sub.add_argument(
+        "--sources",
+        type=Path,
+        default=None,
+        help="source declarations (sources.yaml); undeclared files are sniffed",
+    )
 
     sub = command("clean", "Repair scraping damage with named rules; flag what cannot be repaired.", _clean)
     sub.add_argument("--in", dest="input", type=Path, required=True, help="records parquet from ingest")
