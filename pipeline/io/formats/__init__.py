@@ -28,8 +28,10 @@ class RawRecord:
 class RawReject:
     line: int
     locator: str
+    # A stable code (`invalid_json`); `detail` says what exactly was wrong.
     reason: str
     content: str
+    detail: str = ""
 
 
 RawItems: TypeAlias = Iterator[RawRecord | RawReject]

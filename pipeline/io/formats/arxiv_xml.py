@@ -63,6 +63,12 @@ def _oai_metadata(metadata: etree._Element) -> dict[str, Any]:
                     fields.setdefault("abstract", text)
                 elif key == "title":
                     fields["title"] = text
+            if "creator" in fields:
+                # oai_dc creators are "Last, First".
+                fields["authors"] = [
+                    {"first": first.strip(), "last": last.strip()} if sep else {"name": last}
+                    for last, sep, first in (c.partition(",") for c in fields["creator"])
+                ]
     return fields
 
 

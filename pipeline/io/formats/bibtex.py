@@ -8,6 +8,7 @@ The file is parsed whole: a `.bib` is one volume, far below the sizes the line r
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,8 @@ from pipeline.io.formats import RawItems, RawRecord, RawReject
 from pipeline.io.formats.compression import open_binary
 
 _HEADER_TYPES = ("proceedings", "book")
+# The splitter logs each aborted block; here each becomes a reject with the same reason.
+logging.getLogger("bibtexparser").setLevel(logging.ERROR + 1)
 
 
 def _names(value: str) -> list[str]:
@@ -92,11 +95,8 @@ def read_bibtex(path: Path, name: str) -> RawItems:
         elif block.__class__.__name__.endswith("FailedBlock"):
             count += 1
             error = getattr(block, "error", None)
-            yield RawReject(
-                (block.start_line or 0) + 1,
-                f"entry[{count}]",
-                f"malformed_bibtex: {error}",
-                (block.raw or "")[:4000],
-            )
+            why = " ".join((getattr(error, "abort_reason", None) or str(error) or type(error).__name__).split())
+            line = (block.start_line or 0) + 1
+            yield RawReject(line, f"entry[{count}]", "malformed_bibtex", (block.raw or "")[:4000], why)
     if count == 0:
         raise BadInputError(f"{name}: no BibTeX entries found; is it a .bib file?")

@@ -61,8 +61,9 @@ def read_delimited(path: Path, name: str, delimiter: str) -> RawItems:
                     yield RawReject(
                         start,
                         locator,
-                        f"wrong_cell_count: {len(cells)} cells, the header has {len(header)}",
+                        "wrong_cell_count",
                         delimiter.join(cells),
+                        f"{len(cells)} cells, the header has {len(header)}",
                     )
                     continue
                 fields = {key: cell.strip() for key, cell in zip(header, cells, strict=True) if key}

@@ -30,7 +30,7 @@ def read_json_lines(path: Path, name: str) -> RawItems:
             try:
                 obj = json.loads(text)
             except json.JSONDecodeError as exc:
-                yield RawReject(number, locator, f"invalid_json: {exc.msg} at column {exc.colno}", text)
+                yield RawReject(number, locator, "invalid_json", text, f"{exc.msg} at column {exc.colno}")
                 continue
             if not isinstance(obj, dict):
                 yield RawReject(number, locator, "not_an_object", text)

@@ -41,7 +41,7 @@ from pipeline.io.formats.json_lines import read_json_lines
 from pipeline.io.formats.parquet import read_parquet
 from pipeline.io.writers import build_file_options, parquet_writer, write_json, write_jsonl
 from pipeline.params import KNOWN_FORMATS, IngestParams
-from pipeline.stages.ingest.mapping import DEFAULT_LICENSES, Mapped, content, field_paths, map_record
+from pipeline.stages.ingest.mapping import DEFAULT_LICENSES, Mapped, content, field_paths, map_record, resolve
 from pipeline.stages.ingest.report import FileStats, build_report, source_summary
 from pipeline.stages.ingest.sniff import sniff_format
 from pipeline.stages.ingest.sources import RawFile, assign_sources, load_sources
@@ -166,11 +166,14 @@ def read_mapped(raw: RawFile, stats: FileStats, buffer: RecordBuffer, batch_rows
     for item in READERS[raw.format](raw.path, raw.name):
         stats.lines = max(stats.lines, item.line)
         if not isinstance(item, RawRecord):
-            yield Reject(raw.name, item.line, item.reason, item.content, item.locator)
+            yield Reject(raw.name, item.line, item.reason, item.content, item.locator, item.detail)
             continue
         mapped = map_record(item.fields, paths, defaults, raw.format)
         if mapped.abstract is None:
-            yield Reject(raw.name, item.line, "empty_abstract", content(item.fields), item.locator)
+            # No field of the abstract's names at all is a mapping problem, not an empty text.
+            present = any(resolve(item.fields, steps[:1]) is not None for steps in paths["abstract"])
+            reason = "empty_abstract" if present else "no_abstract_field"
+            yield Reject(raw.name, item.line, reason, content(item.fields), item.locator)
             continue
         builder.add(raw, item, mapped, mapped.abstract, license_id)
         stats.records += 1
@@ -299,7 +302,7 @@ def run_ingest(
             try:
                 for reject in parse_file(raw, params, stats, buffer):
                     stats.rejects += 1
-                    stats.rejects_by_reason[reject.reason.split(":", 1)[0]] += 1
+                    stats.rejects_by_reason[reject.reason] += 1
                     rejects.append((reject, raw))
                 check_accounting(raw.name, stats)
             except decompression_errors() as exc:

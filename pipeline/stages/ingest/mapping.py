@@ -418,12 +418,16 @@ def map_record(
         return defaults.get(column) if value is None else value
 
     raw_abstract = get("abstract")
-    abstract = inverted_abstract(raw_abstract) if isinstance(raw_abstract, Mapping) else text(raw_abstract)
+    if isinstance(raw_abstract, Mapping):
+        raw_abstract = inverted_abstract(raw_abstract)
+    # The abstract is kept as found (clean repairs and counts); blank is no abstract.
+    abstract = raw_abstract if isinstance(raw_abstract, str) and raw_abstract.strip() else None
     raw_id = text(get("id"))
     title = text(get("title"))
     title_arxiv = None
     if title is not None:
-        title, title_arxiv = split_title_suffix(title)
+        # arXiv wraps long titles over lines; the wrap is not part of the title.
+        title, title_arxiv = split_title_suffix(" ".join(title.split()))
     doi_text = text(get("doi"))
     doi = normalize_doi(doi_text) if doi_text else None
     url = text(get("url"))
@@ -465,7 +469,7 @@ def map_record(
         authors=authors(get("authors")),
         year=year(get("year")) or (when.year if when else None),
         published=when,
-        venue=text(get("venue")),
+        venue=" ".join(venue.split()) if (venue := text(get("venue"))) else None,
         categories=categories(get("categories")),
         doi=doi,
         url=url,

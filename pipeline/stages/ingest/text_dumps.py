@@ -70,9 +70,10 @@ class Reject:
     content: str
     # The record's position where it is not a line: "$[3]", "paper[4]", "row 7".
     locator: str = ""
+    detail: str = ""
 
     def as_dict(self, source_name: str, fmt: str) -> dict[str, Any]:
-        return {
+        row = {
             "source_name": source_name,
             "file": self.file,
             "line": self.line,
@@ -81,6 +82,9 @@ class Reject:
             "reason": self.reason,
             "content": self.content,
         }
+        if self.detail:
+            row["detail"] = self.detail
+        return row
 
 
 Lines: TypeAlias = pa.LargeStringArray
