@@ -10,9 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import REPO_ROOT, copy_into
 
+from pipeline.contracts import RECORD_SCHEMA
 from pipeline.errors import BadInputError
 from pipeline.io.build_files import read_raw_texts
-from pipeline.contracts import RECORD_SCHEMA
 from pipeline.params import IngestParams
 from pipeline.stages.ingest.core import run_ingest
 from pipeline.stages.ingest.sniff import sniff_format
@@ -161,7 +161,9 @@ def test_declared_format(raw_dir: Path) -> None:
     (raw_dir / "odd.dat").write_text('{"id": "2101.00001", "abstract": "Declared."}\n')
     declared = "sources:\n  - {name: odd, paths: odd.dat, format: arxiv_snapshot}\n"
     records, _, _ = ingest(raw_dir, sources=declared)
-    assert records.select("format", "arxiv_id", "source_name").rows() == [("arxiv_snapshot", "2101.00001", "odd")]
+    assert records.select("format", "arxiv_id", "source_name").rows() == [
+        ("arxiv_snapshot", "2101.00001", "odd")
+    ]
 
 
 def test_sniffing(ingest_data: Path) -> None:

@@ -95,7 +95,9 @@ def read_bibtex(path: Path, name: str) -> RawItems:
         elif block.__class__.__name__.endswith("FailedBlock"):
             count += 1
             error = getattr(block, "error", None)
-            why = " ".join((getattr(error, "abort_reason", None) or str(error) or type(error).__name__).split())
+            why = " ".join(
+                (getattr(error, "abort_reason", None) or str(error) or type(error).__name__).split()
+            )
             line = (block.start_line or 0) + 1
             yield RawReject(line, f"entry[{count}]", "malformed_bibtex", (block.raw or "")[:4000], why)
     if count == 0:

@@ -28,8 +28,9 @@ def read_json_array(path: Path, name: str) -> RawItems:
                 else:
                     yield RawReject(index + 1, locator, "not_an_object", json.dumps(item, default=str)[:2000])
     except ijson.JSONError as exc:
+        why = " ".join(str(exc).split())
         raise BadInputError(
-            f"{name}: $[{index + 1}]: not valid JSON ({exc}); the file is cut or malformed after "
+            f"{name}: $[{index + 1}]: not valid JSON ({why}); the file is cut or malformed after "
             f"item {index}; fix or re-download it"
         ) from None
     except UnicodeDecodeError:

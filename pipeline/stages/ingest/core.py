@@ -41,7 +41,7 @@ from pipeline.io.formats.json_lines import read_json_lines
 from pipeline.io.formats.parquet import read_parquet
 from pipeline.io.writers import build_file_options, parquet_writer, write_json, write_jsonl
 from pipeline.params import KNOWN_FORMATS, IngestParams
-from pipeline.stages.ingest.mapping import DEFAULT_LICENSES, Mapped, content, field_paths, map_record, resolve
+from pipeline.stages.ingest.mapping import DEFAULT_LICENSES, Mapped, content, field_paths, map_record
 from pipeline.stages.ingest.report import FileStats, build_report, source_summary
 from pipeline.stages.ingest.sniff import sniff_format
 from pipeline.stages.ingest.sources import RawFile, assign_sources, load_sources
@@ -171,7 +171,7 @@ def read_mapped(raw: RawFile, stats: FileStats, buffer: RecordBuffer, batch_rows
         mapped = map_record(item.fields, paths, defaults, raw.format)
         if mapped.abstract is None:
             # No field of the abstract's names at all is a mapping problem, not an empty text.
-            present = any(resolve(item.fields, steps[:1]) is not None for steps in paths["abstract"])
+            present = any(steps and steps[0].name in item.fields for steps in paths["abstract"])
             reason = "empty_abstract" if present else "no_abstract_field"
             yield Reject(raw.name, item.line, reason, content(item.fields), item.locator)
             continue
