@@ -63,7 +63,22 @@ READERS: dict[str, Callable[[Path, str], RawItems]] = {
     "arxiv_atom": read_arxiv_atom,
 }
 assert set(BLOCK_PARSERS) | set(READERS) == set(KNOWN_FORMATS)
-_METADATA_COLUMNS = [name for name in RECORD_SCHEMA.names if name not in TEXT_DUMP_COLUMNS]
+# RowBuilder.add lists a record's values in this order.
+assert RECORD_SCHEMA.names == [
+    *TEXT_DUMP_COLUMNS,
+    "source_name",
+    "locator",
+    "title",
+    "authors",
+    "year",
+    "published",
+    "venue",
+    "categories",
+    "doi",
+    "url",
+    "license",
+    "source_ids",
+]
 
 
 def raw_files(raw_dir: Path) -> list[Path]:
@@ -118,40 +133,42 @@ class RowBuilder:
 
     def __init__(self) -> None:
         self.columns: dict[str, list[Any]] = {name: [] for name in RECORD_SCHEMA.names}
+        self.lists = list(self.columns.values())
         self.rows = 0
 
     def add(
         self, raw: RawFile, record: RawRecord, mapped: Mapped, abstract: str, license_id: str | None
     ) -> None:
-        values: dict[str, Any] = {
-            "source": f"{raw.name}:{record.line}",
-            "file": raw.name,
-            "line": record.line,
-            "format": raw.format,
-            "raw_id": mapped.raw_id,
-            "arxiv_id": mapped.arxiv_id,
-            "arxiv_version": mapped.arxiv_version,
-            "raw_text": abstract,
-            "source_name": raw.source,
-            "locator": record.locator,
-            "title": mapped.title,
-            "authors": mapped.authors,
-            "year": mapped.year,
-            "published": mapped.published,
-            "venue": mapped.venue,
-            "categories": mapped.categories,
-            "doi": mapped.doi,
-            "url": mapped.url,
-            "license": license_id,
-            "source_ids": mapped.source_ids,
-        }
-        for name, column in self.columns.items():
-            column.append(values[name])
+        values = (
+            f"{raw.name}:{record.line}",
+            raw.name,
+            record.line,
+            raw.format,
+            mapped.raw_id,
+            mapped.arxiv_id,
+            mapped.arxiv_version,
+            abstract,
+            raw.source,
+            record.locator,
+            mapped.title,
+            mapped.authors,
+            mapped.year,
+            mapped.published,
+            mapped.venue,
+            mapped.categories,
+            mapped.doi,
+            mapped.url,
+            license_id,
+            mapped.source_ids,
+        )
+        for column, value in zip(self.lists, values, strict=True):
+            column.append(value)
         self.rows += 1
 
     def take(self) -> pa.Table:
         table = pa.table(self.columns, schema=RECORD_SCHEMA)
         self.columns = {name: [] for name in RECORD_SCHEMA.names}
+        self.lists = list(self.columns.values())
         self.rows = 0
         return table
 
@@ -171,7 +188,7 @@ def read_mapped(raw: RawFile, stats: FileStats, buffer: RecordBuffer, batch_rows
         mapped = map_record(item.fields, paths, defaults, raw.format)
         if mapped.abstract is None:
             # No field of the abstract's names at all is a mapping problem, not an empty text.
-            present = any(steps and steps[0].name in item.fields for steps in paths["abstract"])
+            present = any(steps and steps[0].name in item.fields for steps in paths.paths["abstract"])
             reason = "empty_abstract" if present else "no_abstract_field"
             yield Reject(raw.name, item.line, reason, content(item.fields), item.locator)
             continue
