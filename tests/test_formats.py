@@ -364,3 +364,45 @@ def test_a_header_only_csv_renamed_txt_is_still_a_table(raw_dir: Path) -> None:
     )
     records, _, _ = ingest(raw_dir)
     assert records.select("format", "arxiv_id").rows() == [("tsv", "2101.00001")]
+
+
+SNAPSHOT_EDGES = [
+    {"id": "0704.0001", "title": "Calculation of prompt\n  diphoton  production", "abstract": "  A text.\n",
+     "authors": "C. Balázs, E. L. Berger", "authors_parsed": [["Balázs", "C.", ""], ["Berger", "E. L.", "Jr"]],
+     "categories": "hep-ph hep-ex hep-ph", "doi": "10.1103/PhysRevD.76.013009", "journal-ref": "Phys.Rev.D76:013009,2007",
+     "versions": [{"version": "v1", "created": "Mon, 2 Apr 2007 19:18:42 GMT"}, {"version": "v2", "created": "x"}]},
+    {"id": "hep-th/9901001v3", "title": "Old style", "abstract": "B text.", "versions": []},
+    {"id": "https://arxiv.org/abs/2301.00006v2", "title": "URL id", "abstract": "C text."},
+    {"id": "2301.00597", "title": "Fair O-RANs. (arXiv:2301.00597v3 [cs.NI] UPDATED)", "abstract": "D text."},
+    {"id": "2301.00001", "title": "String authors", "abstract": "E text.", "authors": "Ada Lovelace and Alan Turing"},
+    {"id": "2301.00002", "title": "Comma categories", "abstract": "F text.", "categories": "cs.LG, stat.ML"},
+    {"title": "No id, arXiv DOI", "abstract": "G text.", "doi": "https://doi.org/10.48550/arXiv.2301.00003"},
+    {"id": "2301.00004", "title": "ISO date", "abstract": "H text.",
+     "versions": [{"version": " v4 ", "created": "2023-01-02T10:00:00Z"}], "doi": "not a doi"},
+    {"id": "2301.00005", "title": " ", "abstract": " \t "},
+    {"id": "2301.00007", "title": "No abstract key"},
+    {"id": "", "abstract": "I text.", "authors_parsed": [[], ["", "", ""], ["Solo"]], "categories": ""},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("broken", [False, True])
+def test_snapshot_blocks_map_like_the_per_record_mapping(raw_dir: Path, broken: bool) -> None:
+    lines = [json.dumps(record, ensure_ascii=False) for record in SNAPSHOT_EDGES]
+    if broken:
+        # A line Arrow cannot parse: the whole block goes through the per-record mapping.
+        lines.insert(3, '{"id": 17, "abstract": "a number id"}')
+    (raw_dir / "snapshot.jsonl").write_text("\n".join(lines) + "\n\n", encoding="utf-8")
+    by_blocks, rejects_blocks, _ = ingest(raw_dir, "sources:\n  - {name: s, paths: snapshot.jsonl}\n")
+    # A field override sends every record through the per-record mapping.
+    by_records, rejects_records, _ = ingest(
+        raw_dir, "sources:\n  - {name: s, paths: snapshot.jsonl, field: {abstract: abstract}}\n"
+    )
+    assert by_blocks.to_dicts() == by_records.to_dicts()
+    assert rejects_blocks == rejects_records
+    assert [r["reason"] for r in rejects_blocks] == ["empty_abstract", "no_abstract_field"]
+    first = by_blocks.row(0, named=True)
+    assert first["authors"] == ["C. Balázs", "E. L. Berger Jr"]
+    assert first["categories"] == ["hep-ph", "hep-ex"]
+    assert first["title"] == "Calculation of prompt diphoton production"
+    assert (first["arxiv_version"], first["published"], first["year"]) == (2, dt.date(2007, 4, 2), 2007)
+    assert first["raw_text"] == "  A text.\n"

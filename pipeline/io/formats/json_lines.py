@@ -24,15 +24,17 @@ def read_json_lines(path: Path, name: str) -> RawItems:
                     f"{name}:{number}: not valid UTF-8 (byte 0x{raw[exc.start]:02x} at column "
                     f"{exc.start + 1}); re-encode the file as UTF-8 and rerun"
                 ) from None
-            if not text:
-                continue
-            locator = f"line {number}"
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                yield RawReject(number, locator, "invalid_json", text, f"{exc.msg} at column {exc.colno}")
-                continue
-            if not isinstance(obj, dict):
-                yield RawReject(number, locator, "not_an_object", text)
-                continue
-            yield RawRecord(number, locator, obj)
+            if text:
+                yield parse_json_line(number, text)
+
+
+def parse_json_line(number: int, text: str) -> RawRecord | RawReject:
+    """One non-blank line: a record when it is a JSON object, else a reject."""
+    locator = f"line {number}"
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return RawReject(number, locator, "invalid_json", text, f"{exc.msg} at column {exc.colno}")
+    if not isinstance(obj, dict):
+        return RawReject(number, locator, "not_an_object", text)
+    return RawRecord(number, locator, obj)

@@ -18,7 +18,7 @@ yields no records is an error.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -37,15 +37,23 @@ from pipeline.io.formats.bibtex import read_bibtex
 from pipeline.io.formats.compression import decompression_errors
 from pipeline.io.formats.delimited import read_delimited
 from pipeline.io.formats.json_document import read_json_array, read_json_object
-from pipeline.io.formats.json_lines import read_json_lines
+from pipeline.io.formats.json_lines import parse_json_line, read_json_lines
 from pipeline.io.formats.parquet import read_parquet
 from pipeline.io.writers import build_file_options, parquet_writer, write_json, write_jsonl
 from pipeline.params import KNOWN_FORMATS, IngestParams
-from pipeline.stages.ingest.mapping import DEFAULT_LICENSES, Mapped, content, field_paths, map_record
+from pipeline.stages.ingest.mapping import (
+    DEFAULT_LICENSES,
+    FieldPaths,
+    Mapped,
+    content,
+    field_paths,
+    map_record,
+)
 from pipeline.stages.ingest.report import FileStats, build_report, source_summary
+from pipeline.stages.ingest.snapshot import parse_block, raw_records
 from pipeline.stages.ingest.sniff import sniff_format
 from pipeline.stages.ingest.sources import RawFile, assign_sources, load_sources
-from pipeline.stages.ingest.text_dumps import BLOCK_PARSERS, Reject, TextBlocks
+from pipeline.stages.ingest.text_dumps import BLOCK_PARSERS, Lines, Numbers, Reject, TextBlocks
 
 READERS: dict[str, Callable[[Path, str], RawItems]] = {
     "arxiv_snapshot": read_json_lines,
@@ -178,9 +186,69 @@ def read_mapped(raw: RawFile, stats: FileStats, buffer: RecordBuffer, batch_rows
     decl = raw.decl
     paths = field_paths(raw.format, decl.field if decl else {}, f"{decl.where}.field" if decl else "field")
     defaults = decl.defaults if decl else {}
+    if raw.format == "arxiv_snapshot" and not defaults and not (decl and decl.field):
+        yield from read_snapshot(raw, stats, buffer, paths)
+        return
+    yield from map_items(
+        raw, READERS[raw.format](raw.path, raw.name), paths, defaults, stats, buffer, batch_rows
+    )
+
+
+def _snapshot_rows(
+    raw: RawFile,
+    paths: FieldPaths,
+    license_id: str | None,
+    numbers: Numbers,
+    lines: Lines,
+    indexes: list[int],
+) -> pa.Table:
+    """Some lines of a snapshot block through the per-record mapping, as RECORD_SCHEMA rows."""
+    builder = RowBuilder()
+    for number, text in raw_records(numbers, lines, indexes):
+        item = parse_json_line(number, text)
+        assert isinstance(item, RawRecord)
+        mapped = map_record(item.fields, paths, {}, raw.format)
+        builder.add(raw, item, mapped, mapped.abstract or "", license_id)
+    return builder.take()
+
+
+def read_snapshot(
+    raw: RawFile, stats: FileStats, buffer: RecordBuffer, paths: FieldPaths
+) -> Iterator[Reject]:
+    """The arXiv snapshot a block of lines at a time (`snapshot.py`), the per-record mapping
+    for what the block expressions leave."""
+    license_id = _license(raw)
+    blocks = TextBlocks(raw.path, raw.name)
+    for numbers, lines in blocks:
+        python_rows = partial(_snapshot_rows, raw, paths, license_id, numbers, lines)
+        result = parse_block(raw.name, numbers, lines, raw.source, license_id, python_rows)
+        if result is None:
+            items = (
+                parse_json_line(number, text)
+                for number, text in raw_records(numbers, lines, list(range(len(lines))))
+            )
+            yield from map_items(raw, items, paths, {}, stats, buffer, len(lines) or 1)
+            continue
+        table, rejects, _ = result
+        stats.records += table.num_rows
+        buffer.add_table(table)
+        yield from rejects
+    stats.lines, stats.blank_lines = blocks.lines, blocks.blank_lines
+
+
+def map_items(
+    raw: RawFile,
+    items: RawItems,
+    paths: FieldPaths,
+    defaults: Mapping[str, Any],
+    stats: FileStats,
+    buffer: RecordBuffer,
+    batch_rows: int,
+) -> Iterator[Reject]:
+    """Map a reader's items onto RECORD_SCHEMA rows into `buffer`, yielding the rejects."""
     license_id = _license(raw)
     builder = RowBuilder()
-    for item in READERS[raw.format](raw.path, raw.name):
+    for item in items:
         stats.lines = max(stats.lines, item.line)
         if not isinstance(item, RawRecord):
             yield Reject(raw.name, item.line, item.reason, item.content, item.locator, item.detail)
