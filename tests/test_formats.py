@@ -367,22 +367,42 @@ def test_a_header_only_csv_renamed_txt_is_still_a_table(raw_dir: Path) -> None:
 
 
 SNAPSHOT_EDGES = [
-    {"id": "0704.0001", "title": "Calculation of prompt\n  diphoton  production", "abstract": "  A text.\n",
-     "authors": "C. Balázs, E. L. Berger", "authors_parsed": [["Balázs", "C.", ""], ["Berger", "E. L.", "Jr"]],
-     "categories": "hep-ph hep-ex hep-ph", "doi": "10.1103/PhysRevD.76.013009", "journal-ref": "Phys.Rev.D76:013009,2007",
-     "versions": [{"version": "v1", "created": "Mon, 2 Apr 2007 19:18:42 GMT"}, {"version": "v2", "created": "x"}]},
+    {
+        "id": "0704.0001",
+        "title": "Calculation of prompt\n  diphoton  production",
+        "abstract": "  A text.\n",
+        "authors": "C. Balázs, E. L. Berger",
+        "authors_parsed": [["Balázs", "C.", ""], ["Berger", "E. L.", "Jr"]],
+        "categories": "hep-ph hep-ex hep-ph",
+        "doi": "10.1103/PhysRevD.76.013009",
+        "journal-ref": "Phys.Rev.D76:013009,2007",
+        "versions": [
+            {"version": "v1", "created": "Mon, 2 Apr 2007 19:18:42 GMT"},
+            {"version": "v2", "created": "x"},
+        ],
+    },
     {"id": "hep-th/9901001v3", "title": "Old style", "abstract": "B text.", "versions": []},
     {"id": "https://arxiv.org/abs/2301.00006v2", "title": "URL id", "abstract": "C text."},
     {"id": "2301.00597", "title": "Fair O-RANs. (arXiv:2301.00597v3 [cs.NI] UPDATED)", "abstract": "D text."},
-    {"id": "2301.00001", "title": "String authors", "abstract": "E text.", "authors": "Ada Lovelace and Alan Turing"},
+    {
+        "id": "2301.00001",
+        "title": "String authors",
+        "abstract": "E text.",
+        "authors": "Ada Lovelace and Alan Turing",
+    },
     {"id": "2301.00002", "title": "Comma categories", "abstract": "F text.", "categories": "cs.LG, stat.ML"},
     {"title": "No id, arXiv DOI", "abstract": "G text.", "doi": "https://doi.org/10.48550/arXiv.2301.00003"},
-    {"id": "2301.00004", "title": "ISO date", "abstract": "H text.",
-     "versions": [{"version": " v4 ", "created": "2023-01-02T10:00:00Z"}], "doi": "not a doi"},
+    {
+        "id": "2301.00004",
+        "title": "ISO date",
+        "abstract": "H text.",
+        "versions": [{"version": " v4 ", "created": "2023-01-02T10:00:00Z"}],
+        "doi": "not a doi",
+    },
     {"id": "2301.00005", "title": " ", "abstract": " \t "},
     {"id": "2301.00007", "title": "No abstract key"},
     {"id": "", "abstract": "I text.", "authors_parsed": [[], ["", "", ""], ["Solo"]], "categories": ""},
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("broken", [False, True])
@@ -406,3 +426,27 @@ def test_snapshot_blocks_map_like_the_per_record_mapping(raw_dir: Path, broken: 
     assert first["title"] == "Calculation of prompt diphoton production"
     assert (first["arxiv_version"], first["published"], first["year"]) == (2, dt.date(2007, 4, 2), 2007)
     assert first["raw_text"] == "  A text.\n"
+
+
+def test_the_seven_kinds_of_real_dumps_ingest_with_no_declaration(raw_dir: Path) -> None:
+    put(raw_dir, REAL / "acl" / "2021.repl4nlp.xml", "acl/2021.repl4nlp.xml")
+    put(raw_dir, REAL / "papercopilot" / "colt2014.json", "venues/colt2014.json")
+    put(raw_dir, REAL / "pmlr" / "acml17.bib", "pmlr/acml17.bib")
+    put(raw_dir, DOCS / "s2_papers.jsonl", "s2/papers.jsonl")
+    put(raw_dir, REAL / "arxiv-rss", "rss")
+    put(raw_dir, DOCS / "arxiv_export.csv", "exports/arxiv_api.csv")
+    put(raw_dir, DOCS / "papers.tsv", "exports/padded.tsv")
+    records, rejects, report = ingest(raw_dir)
+    assert {name: (s["format"], s["records"]) for name, s in report["sources"].items()} == {
+        "acl/2021.repl4nlp.xml": ("acl_xml", 32),
+        "exports/arxiv_api.csv": ("csv", 2),
+        "exports/padded.tsv": ("tsv", 2),
+        "pmlr/acml17.bib": ("bibtex", 41),
+        "rss/23/01": ("json_object", 3),
+        "s2/papers.jsonl": ("semantic_scholar", 3),
+        "venues/colt2014.json": ("json_array", 59),
+    }
+    assert len(records) == sum(s["records"] for s in report["sources"].values())
+    assert len(rejects) == sum(s["rejects"] for s in report["sources"].values())
+    assert records["title"].null_count() == 0
+    assert {r["source_name"] for r in rejects} <= set(report["sources"])
