@@ -234,6 +234,9 @@ def read_snapshot(
         buffer.add_table(table)
         yield from rejects
     stats.lines, stats.blank_lines = blocks.lines, blocks.blank_lines
+    # One record or reject per non-blank line, as for the text dumps.
+    stats.lines_in_records = stats.records
+    stats.counts_lines = True
 
 
 def map_items(
@@ -249,7 +252,6 @@ def map_items(
     license_id = _license(raw)
     builder = RowBuilder()
     for item in items:
-        stats.lines = max(stats.lines, item.line)
         if not isinstance(item, RawRecord):
             yield Reject(raw.name, item.line, item.reason, item.content, item.locator, item.detail)
             continue
@@ -281,6 +283,7 @@ def parse_file(
             buffer.add_table(complete_text_dump(table, raw))
             yield from rejects
         stats.lines, stats.blank_lines = blocks.lines, blocks.blank_lines
+        stats.counts_lines = True
         if stats.lines == 0:
             raise BadInputError(f"{raw.name}: file is empty; remove it from raw/ or add its content")
     else:
@@ -288,8 +291,10 @@ def parse_file(
 
 
 def check_accounting(name: str, stats: FileStats) -> None:
-    """Every non-blank line of a text dump is inside a record or rejected."""
-    if stats.format not in BLOCK_PARSERS:
+    """Every non-blank line of a text dump or snapshot is inside a record or rejected; the other
+    formats count records read as their lines."""
+    if not stats.counts_lines:
+        stats.lines = stats.records + stats.rejects
         return
     non_blank = stats.lines - stats.blank_lines
     if non_blank != stats.lines_in_records + stats.rejects:

@@ -13,12 +13,14 @@ class FileStats:
     format: str
     source: str = ""
     license: str | None = None
-    # Lines of a text dump; for the other formats the last line (or ordinal) a record started at.
+    # Lines of a text dump or snapshot; for the other formats the records read (records + rejects).
     lines: int = 0
     blank_lines: int = 0
     records: int = 0
     rejects: int = 0
     lines_in_records: int = 0
+    # Whether `lines` counts the file's lines (text dumps, the snapshot read by blocks).
+    counts_lines: bool = False
     rejects_by_reason: Counter[str] = field(default_factory=Counter)
 
 
