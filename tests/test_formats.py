@@ -312,6 +312,7 @@ def test_compressed_xml_and_text_dumps(raw_dir: Path, ingest_data: Path) -> None
     [
         ("cut.xml", r"cut.xml:41: malformed XML"),
         ("oai_cut.xml", r"oai_cut.xml:27: malformed XML"),
+        ("cut.atom", r"cut.atom:27: malformed XML"),
         ("cut_array.json", r"cut_array.json: \$\[1\]: not valid JSON .*after item 0"),
         ("broken_object.json", r"broken_object.json:4: not valid JSON \(Expecting ',' delimiter"),
         ("not_parquet.parquet", r"not_parquet.parquet: not a readable parquet file"),

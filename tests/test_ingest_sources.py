@@ -147,3 +147,20 @@ def test_field_paths() -> None:
 )
 def test_author_forms(value: object, expected: list[str] | None) -> None:
     assert authors(value) == expected
+
+
+def test_minified_one_object_json_files_are_one_folder_source(raw_dir: Path) -> None:
+    (raw_dir / "papers").mkdir()
+    for number in (1, 2):
+        record = {
+            "title": f"Paper {number}",
+            "abstract": f"Abstract {number}.",
+            "link": f"http://arxiv.org/abs/2301.0000{number}",
+        }
+        (raw_dir / "papers" / f"{number}.json").write_text(json.dumps(record), encoding="utf-8")
+    records, _, report = ingest(raw_dir, None)
+    assert list(report["sources"]) == ["papers"]
+    assert records.select("format", "arxiv_id").rows() == [
+        ("json_object", "2301.00001"),
+        ("json_object", "2301.00002"),
+    ]

@@ -89,6 +89,9 @@ def sniff_format(path: Path, name: str) -> str:
         return "json_array"
     if start == b"{":
         first_line = body.split(b"\n", 1)[0]
+        if suffix == ".json" and len(head) < _HEAD_BYTES and b"\n" not in body.rstrip():
+            # One minified object in a `.json` file: a paper of a folder of them, not a dump.
+            return "json_object"
         try:
             obj = json.loads(first_line)
         except (json.JSONDecodeError, UnicodeDecodeError):
