@@ -20,7 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rejects", type=Path, required=True, help="rejects JSONL to write")
     parser.add_argument("--report", type=Path, required=True, help="ingest report JSON to write")
     parser.add_argument(
-        "--sources", type=Path, default=None, help="source declarations (sources.yaml); undeclared files are sniffed"
+        "--sources",
+        type=Path,
+        default=None,
+        help="source declarations (sources.yaml); undeclared files are sniffed",
     )
 
 
