@@ -250,6 +250,8 @@ def main() -> None:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["validate"].update({"min_rows": 1, "max_rows": 100_000_000})
     (WORK / "params.yaml").write_text(yaml.safe_dump(params))
+    # The bench dumps are undeclared sources (each named by its file); ingest reads sources.yaml.
+    (WORK / "sources.yaml").write_text("sources: []\n")
     for static in ("gx", "dataset_card", "releases"):
         if (ROOT / static).is_dir():
             # gx/uncommitted holds GX's run results and Data Docs, not the project.

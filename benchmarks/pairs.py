@@ -175,22 +175,22 @@ def cleaned_table(rows: list[tuple[str, str, str | None, int | None, str]]) -> p
 
     texts = [r[4] for r in rows]
     normalised = pl.DataFrame({"t": texts}).select(normalised_text(pl.col("t")))["t"].to_list()
-    return pa.table(
-        {
-            "source": [r[0] for r in rows],
-            "file": [r[0].rsplit(":", 1)[0] for r in rows],
-            "line": [int(r[0].rsplit(":", 1)[1]) for r in rows],
-            "format": [r[1] for r in rows],
-            "raw_id": [r[2] for r in rows],
-            "arxiv_id": [r[2] for r in rows],
-            "arxiv_version": [r[3] for r in rows],
-            "abstract": texts,
-            "clean_rules": [[] for _ in rows],
-            "flags": [[] for _ in rows],
-            "text_hash": text_hashes(normalised),
-        },
-        schema=CLEAN_SCHEMA,
-    )
+    columns = {
+        "source": [r[0] for r in rows],
+        "file": [r[0].rsplit(":", 1)[0] for r in rows],
+        "line": [int(r[0].rsplit(":", 1)[1]) for r in rows],
+        "format": [r[1] for r in rows],
+        "raw_id": [r[2] for r in rows],
+        "arxiv_id": [r[2] for r in rows],
+        "arxiv_version": [r[3] for r in rows],
+        "abstract": texts,
+        "clean_rules": [[] for _ in rows],
+        "flags": [[] for _ in rows],
+        "text_hash": text_hashes(normalised),
+    }
+    # The metadata columns ingest adds: null, as for a text dump.
+    missing = {f.name: [None] * len(rows) for f in CLEAN_SCHEMA if f.name not in columns}
+    return pa.table({**columns, **missing}, schema=CLEAN_SCHEMA)
 
 
 def dedup_rows(rows: list[Row], workdir: Path, params: DedupParams) -> dict[str, str]:

@@ -30,6 +30,18 @@ def shard_split(name: str) -> str | None:
     return match.group("split") if match is not None else None
 
 
+# The ids of a paper other than its arXiv id, in a record's and a release row's `source_ids`.
+SOURCE_IDS_TYPE = pa.struct(
+    [
+        pa.field("acl_anthology", pa.string()),
+        pa.field("openreview", pa.string()),
+        pa.field("semantic_scholar", pa.string()),
+        pa.field("pmlr", pa.string()),
+        pa.field("openalex", pa.string()),
+        pa.field("dblp", pa.string()),
+    ]
+)
+
 # One row per raw record (build/ingested.parquet), written by ingest.
 RECORD_SCHEMA = pa.schema(
     [
@@ -41,8 +53,28 @@ RECORD_SCHEMA = pa.schema(
         pa.field("arxiv_id", pa.string()),
         pa.field("arxiv_version", pa.int64()),
         pa.field("raw_text", pa.string(), nullable=False),
+        # The paper's metadata, null where the source's format lacks it.
+        # The declared (sources.yaml) or derived (path under raw/) source name.
+        pa.field("source_name", pa.string()),
+        # The record's position in its file: "line 12", "$[3]", "paper[4]", "row 7".
+        pa.field("locator", pa.string()),
+        pa.field("title", pa.string()),
+        # "First Last", in the source's order.
+        pa.field("authors", pa.list_(pa.string())),
+        pa.field("year", pa.int64()),
+        pa.field("published", pa.date32()),
+        pa.field("venue", pa.string()),
+        pa.field("categories", pa.list_(pa.string())),
+        # Lower-case, no resolver prefix.
+        pa.field("doi", pa.string()),
+        pa.field("url", pa.string()),
+        # SPDX id of the source's licence.
+        pa.field("license", pa.string()),
+        pa.field("source_ids", SOURCE_IDS_TYPE),
     ]
 )
+# Columns every text-dump record has (the rest are null for them but source_name and locator).
+TEXT_DUMP_COLUMNS = ("source", "file", "line", "format", "raw_id", "arxiv_id", "arxiv_version", "raw_text")
 
 # Row for row the ingested records (build/clean.parquet), written by clean.
 CLEAN_SCHEMA = pa.schema(

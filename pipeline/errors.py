@@ -26,8 +26,8 @@ class ConfigError(PipelineError):
 class BadInputError(PipelineError):
     """A raw or intermediate file cannot be read: empty, not UTF-8, unknown format, missing column.
 
-    Fix or remove the file named in the message, or force its format in `params.yaml`
-    (`ingest.formats`).
+    Fix or remove the file named in the message, or declare its source in `sources.yaml`
+    (`format:`, `field:`).
     """
 
     exit_code = 3

@@ -20,33 +20,33 @@ import yaml
 
 from pipeline.errors import ConfigError
 
-KNOWN_FORMATS = ("abstract_lines", "viewer_table", "arxiv_snapshot", "jsonl", "csv", "parquet")
-
-
-@dataclass(frozen=True)
-class GenericColumns:
-    """Column mapping for generic JSONL / CSV / Parquet dumps."""
-
-    # Field holding the abstract text; rows without it are rejected.
-    text_field: str = "abstract"
-    # Field holding an arXiv id (with or without vN); empty string means the dump has none.
-    id_field: str = "id"
+# Every format ingest reads (sources.yaml `format:`; the `format` column of the records).
+KNOWN_FORMATS = (
+    "abstract_lines",
+    "viewer_table",
+    "arxiv_snapshot",
+    "jsonl",
+    "csv",
+    "parquet",
+    "tsv",
+    "json_array",
+    "json_object",
+    "acl_xml",
+    "bibtex",
+    "arxiv_oai",
+    "arxiv_atom",
+    "openalex",
+    "semantic_scholar",
+)
 
 
 @dataclass(frozen=True)
 class IngestParams:
-    # Raw file name (relative to raw/) -> format, for files whose format cannot be sniffed.
-    formats: dict[str, str] = field(default_factory=dict)
-    generic: GenericColumns = field(default_factory=GenericColumns)
+    # Formats, licences and field mappings are per source, in sources.yaml (not params).
     # Records buffered before a parquet row group is written; bounds ingest memory.
     batch_rows: int = 50_000
 
     def __post_init__(self) -> None:
-        for name, fmt in self.formats.items():
-            if fmt not in KNOWN_FORMATS:
-                raise ConfigError(
-                    f"ingest.formats.{name}: unknown format {fmt!r}; use one of {', '.join(KNOWN_FORMATS)}"
-                )
         _check_range("ingest.batch_rows", self.batch_rows, 1, 10_000_000)
 
 

@@ -105,6 +105,7 @@ def seed_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
         reports / "rejects.jsonl",
         reports / "ingest.json",
         params.ingest,
+        REPO_ROOT / "sources.yaml",
     )
     run_clean(build / "ingested.parquet", build / "clean.parquet", reports / "clean.json", params.clean)
     run_dedup(

@@ -48,6 +48,8 @@ def records(*texts: str) -> pa.RecordBatch:
             "arxiv_id": [None] * n,
             "arxiv_version": [None] * n,
             "raw_text": list(texts),
+            # The metadata columns ingest adds (null for a text dump).
+            **{name: [None] * n for name in RECORD_SCHEMA.names[8:]},
         },
         schema=RECORD_SCHEMA,
     )

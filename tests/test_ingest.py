@@ -10,23 +10,31 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import REPO_ROOT, copy_into
 
+from pipeline.contracts import RECORD_SCHEMA
 from pipeline.errors import BadInputError
 from pipeline.io.build_files import read_raw_texts
-from pipeline.params import GenericColumns, IngestParams
-from pipeline.stages.ingest.core import (
-    BLOCK_PARSERS,
-    PY_WHITESPACE,
-    Reject,
-    TextBlocks,
-    run_ingest,
-    sniff_format,
-)
+from pipeline.params import IngestParams
+from pipeline.stages.ingest.core import run_ingest
+from pipeline.stages.ingest.sniff import sniff_format
+from pipeline.stages.ingest.text_dumps import BLOCK_PARSERS, PY_WHITESPACE, Reject, TextBlocks
 
 
-def ingest(raw_dir: Path, params: IngestParams | None = None) -> tuple[pl.DataFrame, list[dict], dict]:
+def ingest(
+    raw_dir: Path, params: IngestParams | None = None, sources: str | None = None
+) -> tuple[pl.DataFrame, list[dict], dict]:
+    """Run the stage on `raw_dir`, with `sources` as the text of sources.yaml (None: no file)."""
     out = raw_dir.parent / "out"
+    sources_path = None
+    if sources is not None:
+        sources_path = raw_dir.parent / "sources.yaml"
+        sources_path.write_text(sources, encoding="utf-8")
     report = run_ingest(
-        raw_dir, out / "records.parquet", out / "rejects.jsonl", out / "ingest.json", params or IngestParams()
+        raw_dir,
+        out / "records.parquet",
+        out / "rejects.jsonl",
+        out / "ingest.json",
+        params or IngestParams(),
+        sources_path,
     )
     records = pl.read_parquet(out / "records.parquet")
     rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
@@ -49,7 +57,25 @@ def test_viewer_table_rows_span_lines_and_keep_ids(raw_dir: Path, ingest_data: P
         (3, "table_header"),
         (10, "stray_line"),
     ]
-    assert report["totals"] == {"files": 1, "lines": 10, "blank_lines": 1, "records": 3, "rejects": 4}
+    assert report["totals"] == {
+        "files": 1,
+        "sources": 1,
+        "lines": 10,
+        "blank_lines": 1,
+        "records_read": 7,
+        "records": 3,
+        "rejects": 4,
+    }
+    assert report["sources"] == {
+        "table.txt": {
+            "format": "viewer_table",
+            "license": None,
+            "files": 1,
+            "records_read": 7,
+            "records": 3,
+            "rejects": 4,
+        }
+    }
 
 
 def test_abstract_lines_reject_stray_and_empty_lines(raw_dir: Path, ingest_data: Path) -> None:
@@ -75,28 +101,50 @@ def test_arxiv_snapshot_takes_latest_version(raw_dir: Path, ingest_data: Path) -
     assert [(r["line"], r["reason"]) for r in rejects] == [(3, "empty_abstract"), (4, "invalid_json")]
 
 
-def test_generic_jsonl_csv_parquet_use_the_column_mapping(raw_dir: Path, ingest_data: Path) -> None:
+GENERIC_SOURCES = """
+sources:
+  - name: generic
+    paths: ["generic.*"]
+    license: CC0-1.0
+    field: {abstract: text, id: paper}
+"""
+
+
+def test_generic_jsonl_csv_parquet_use_the_sources_field_mapping(raw_dir: Path, ingest_data: Path) -> None:
     copy_into(raw_dir, ingest_data / "generic.jsonl", ingest_data / "generic.csv")
     pq.write_table(
         pa.table({"paper": ["2305.00001v3", None], "text": ["A parquet abstract.", "Second row."]}),
         raw_dir / "generic.parquet",
     )
-    params = IngestParams(generic=GenericColumns(text_field="text", id_field="paper"))
-    records, rejects, report = ingest(raw_dir, params)
+    records, rejects, report = ingest(raw_dir, sources=GENERIC_SOURCES)
     assert report["records_by_format"] == {"csv": 2, "jsonl": 2, "parquet": 2}
     by_source = {row["source"]: row for row in records.to_dicts()}
-    assert by_source["generic.csv:1"]["raw_text"] == "A csv abstract\nthat spans two lines."
-    assert by_source["generic.csv:1"]["arxiv_id"] == "2101.00190"
-    assert by_source["generic.csv:2"]["raw_id"] is None
+    assert by_source["generic.csv:2"]["raw_text"] == "A csv abstract\nthat spans two lines."
+    assert by_source["generic.csv:2"]["arxiv_id"] == "2101.00190"
+    assert by_source["generic.csv:4"]["raw_id"] is None
     assert by_source["generic.parquet:1"]["arxiv_version"] == 3
     assert by_source["generic.jsonl:2"]["raw_id"] is None
-    assert [(r["file"], r["line"], r["reason"]) for r in rejects] == [("generic.jsonl", 3, "empty_abstract")]
+    assert set(records["source_name"]) == {"generic"}
+    assert set(records["license"]) == {"CC0-1.0"}
+    assert [(r["source_name"], r["file"], r["locator"], r["reason"]) for r in rejects] == [
+        ("generic", "generic.jsonl", "line 3", "empty_abstract")
+    ]
+    assert report["sources"]["generic"] == {
+        "format": "csv, jsonl, parquet",
+        "license": "CC0-1.0",
+        "files": 3,
+        "records_read": 7,
+        "records": 6,
+        "rejects": 1,
+    }
 
 
-def test_missing_text_column_names_the_file_and_the_param(raw_dir: Path, ingest_data: Path) -> None:
+def test_a_source_without_its_abstract_field_is_an_error_naming_it(raw_dir: Path, ingest_data: Path) -> None:
     copy_into(raw_dir, ingest_data / "generic.csv")
     with pytest.raises(
-        BadInputError, match=r"generic.csv: has no column 'abstract'.*ingest.generic.text_field"
+        BadInputError,
+        match=r"source 'generic.csv' yielded no records; its 2 records were rejected "
+        r"\(no_abstract_field: 2\), the first at generic.csv row 1; .*field: \{abstract",
     ):
         ingest(raw_dir)
 
@@ -109,11 +157,13 @@ def test_bom_crlf_and_trailing_whitespace(raw_dir: Path) -> None:
     assert report["totals"]["blank_lines"] == 1
 
 
-def test_forced_format(raw_dir: Path) -> None:
-    (raw_dir / "odd.dat").write_text('{"id": "2101.00001", "abstract": "Forced."}\n')
-    params = IngestParams(formats={"odd.dat": "arxiv_snapshot"})
-    records, _, _ = ingest(raw_dir, params)
-    assert records.select("format", "arxiv_id").rows() == [("arxiv_snapshot", "2101.00001")]
+def test_declared_format(raw_dir: Path) -> None:
+    (raw_dir / "odd.dat").write_text('{"id": "2101.00001", "abstract": "Declared."}\n')
+    declared = "sources:\n  - {name: odd, paths: odd.dat, format: arxiv_snapshot}\n"
+    records, _, _ = ingest(raw_dir, sources=declared)
+    assert records.select("format", "arxiv_id", "source_name").rows() == [
+        ("arxiv_snapshot", "2101.00001", "odd")
+    ]
 
 
 def test_sniffing(ingest_data: Path) -> None:
@@ -130,7 +180,7 @@ def test_sniffing(ingest_data: Path) -> None:
         (b"", r"bad.txt: file is empty"),
         (b"   \n\n", r"bad.txt: file is empty"),
         (b"Abstract: fine\nAbstract: caf\xe9\n", r"bad.txt:2: not valid UTF-8 \(byte 0xe9 at column 14\)"),
-        (b"Lorem ipsum dolor\nsit amet\n", r"bad.txt:1: cannot tell the format .*ingest.formats"),
+        (b"Lorem ipsum dolor\nsit amet\n", r"bad.txt:1: cannot tell the format .*sources.yaml"),
     ],
 )
 def test_bad_input_fails_with_file_and_line_and_writes_nothing(
@@ -148,10 +198,10 @@ def test_empty_raw_directory(raw_dir: Path) -> None:
         ingest(raw_dir)
 
 
-def test_forced_format_for_a_missing_file(raw_dir: Path, ingest_data: Path) -> None:
+def test_a_declared_path_matching_nothing_is_an_error(raw_dir: Path, ingest_data: Path) -> None:
     copy_into(raw_dir, ingest_data / "lines.txt")
-    with pytest.raises(BadInputError, match=r"ingest.formats names 'gone.txt'"):
-        ingest(raw_dir, IngestParams(formats={"gone.txt": "jsonl"}))
+    with pytest.raises(BadInputError, match=r"sources\[0\] \(gone\).paths: 'gone/\*.txt' matches no file"):
+        ingest(raw_dir, sources="sources:\n  - {name: gone, paths: ['gone/*.txt']}\n")
 
 
 def test_seed_dumps_account_for_every_line(raw_dir: Path) -> None:
@@ -159,8 +209,11 @@ def test_seed_dumps_account_for_every_line(raw_dir: Path) -> None:
     records, rejects, report = ingest(raw_dir)
     assert report["records_by_format"] == {"abstract_lines": 26, "viewer_table": 95}
     assert {
+        "source_name": "002_be42207742929f79.txt",
         "file": "002_be42207742929f79.txt",
         "line": 1,
+        "locator": "line 1",
+        "format": "abstract_lines",
         "reason": "stray_line",
         "content": "Shammie",
     } in rejects
@@ -191,7 +244,8 @@ def test_lines_are_classified_with_python_semantics(raw_dir: Path) -> None:
         "the cases in the text\n",
         encoding="utf-8",
     )
-    records, rejects, _ = ingest(raw_dir, IngestParams(formats={"table.txt": "viewer_table"}))
+    declared = "sources:\n  - {name: table, paths: table.txt, format: viewer_table}\n"
+    records, rejects, _ = ingest(raw_dir, sources=declared)
     assert records.select("source", "raw_id", "arxiv_version", "raw_text").rows() == [
         ("table.txt:3", "2201.12288v2", 2, "First row\nspans two lines. |"),
         ("table.txt:5", "\u0662\u0662\u0660\u0661.\u0661\u0662\u0662\u0668\u0668", None, "Eastern digits. |"),
@@ -241,6 +295,7 @@ def test_raw_texts_of_some_rows_across_row_groups(tmp_path: Path) -> None:
         tmp_path / "ingest.json",
         IngestParams(batch_rows=1000),
     )
+    assert pq.read_schema(tmp_path / "in.parquet").equals(RECORD_SCHEMA)
     assert pq.ParquetFile(tmp_path / "in.parquet").metadata.num_row_groups == 3
     texts = read_raw_texts(tmp_path / "in.parquet", [2499, 0, 1024, 1999, 2000])
     assert texts == {row: f"Abstract: Text number {row}." for row in (0, 1024, 1999, 2000, 2499)}

@@ -12,7 +12,7 @@ from pipeline.params import Params, load_params, parse_params
 def test_repository_params_load() -> None:
     params = load_params(REPO_ROOT / "params.yaml")
     assert params.split.fractions == {"train": 0.8, "validation": 0.1, "test": 0.1}
-    assert params.ingest.generic.text_field == "abstract"
+    assert params.ingest.batch_rows == 50_000
     assert isinstance(params.dedup.format_priority, tuple)
 
 
@@ -36,8 +36,9 @@ def test_params_are_frozen() -> None:
             r"must sum to 1, got 0.95",
         ),
         ({"split": {"fractions": {"train": 1.0}}}, r"exactly the keys train, validation, test"),
-        ({"ingest": {"formats": {"a.txt": "xml"}}}, r"ingest.formats.a.txt: unknown format 'xml'"),
-        ({"ingest": {"generic": {"text": "x"}}}, r"ingest.generic.text: unknown key"),
+        # Formats and field mappings moved to sources.yaml: the old keys are unknown, not ignored.
+        ({"ingest": {"formats": {"a.txt": "jsonl"}}}, r"ingest.formats: unknown key"),
+        ({"ingest": {"batch_rows": 0}}, r"ingest.batch_rows must be between 1 and"),
         ({"publish": {"repo_id": "no-slash"}}, r"publish.repo_id must look like ORG/NAME"),
         ({"card": {"license": " "}}, r"card.license is required"),
         ({"validate": {"min_rows": 10, "max_rows": 5}}, r"validate.max_rows must be between 10 and"),

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pipeline.params import Params
 
-HELP = "Parse every raw dump into records; reject stray lines with a reason."
+HELP = "Parse every raw dump into records with their metadata; reject what is not a record, with a reason."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -19,9 +19,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, required=True, help="records parquet to write")
     parser.add_argument("--rejects", type=Path, required=True, help="rejects JSONL to write")
     parser.add_argument("--report", type=Path, required=True, help="ingest report JSON to write")
+    parser.add_argument(
+        "--sources",
+        type=Path,
+        default=None,
+        help="source declarations (sources.yaml); undeclared files are sniffed",
+    )
 
 
 def run(args: argparse.Namespace, params: Params) -> None:
     from pipeline.stages.ingest.core import run_ingest
 
-    run_ingest(args.raw, args.out, args.rejects, args.report, params.ingest)
+    run_ingest(args.raw, args.out, args.rejects, args.report, params.ingest, args.sources)

@@ -1,0 +1,453 @@
+"""Each format read end to end by the ingest stage, on real samples (tests/data/ingest/real) and
+fixtures written to the formats' public documentation (tests/data/ingest/docs), and each
+format's malformed sample (tests/data/ingest/malformed): a reject or one error naming the file
+and the record."""
+
+from __future__ import annotations
+
+import bz2
+import datetime as dt
+import gzip
+import json
+import lzma
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from conftest import DATA
+
+from pipeline.errors import BadInputError
+from pipeline.params import IngestParams
+from pipeline.stages.ingest.core import run_ingest
+from pipeline.stages.ingest.sniff import sniff_format
+
+REAL = DATA / "ingest" / "real"
+DOCS = DATA / "ingest" / "docs"
+MALFORMED = DATA / "ingest" / "malformed"
+
+
+def ingest(raw_dir: Path, sources: str | None = None) -> tuple[pl.DataFrame, list[dict], dict]:
+    out = raw_dir.parent / "out"
+    sources_path = None
+    if sources is not None:
+        sources_path = raw_dir.parent / "sources.yaml"
+        sources_path.write_text(sources, encoding="utf-8")
+    report = run_ingest(
+        raw_dir,
+        out / "records.parquet",
+        out / "rejects.jsonl",
+        out / "ingest.json",
+        IngestParams(),
+        sources_path,
+    )
+    records = pl.read_parquet(out / "records.parquet")
+    rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
+    return records, rejects, report
+
+
+def put(raw_dir: Path, source: Path, name: str | None = None) -> Path:
+    target = raw_dir / (name or source.name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if source.is_dir():
+        shutil.copytree(source, target)
+    else:
+        shutil.copy(source, target)
+    return target
+
+
+def test_acl_anthology_papers_inherit_their_volume_and_keep_inline_markup_as_text(raw_dir: Path) -> None:
+    put(raw_dir, REAL / "acl" / "2021.repl4nlp.xml")
+    records, rejects, report = ingest(raw_dir)
+    assert len(records) == 32 and rejects == []
+    first = records.row(0, named=True)
+    assert first["format"] == "acl_xml"
+    assert first["raw_id"] == "2021.repl4nlp-1.1"
+    assert first["source_ids"]["acl_anthology"] == "2021.repl4nlp-1.1"
+    assert first["doi"] == "10.18653/v1/2021.repl4nlp-1.1"
+    assert first["url"] == "https://aclanthology.org/2021.repl4nlp-1.1"
+    assert first["authors"][:2] == ["Irene Li", "Prithviraj Sen"]
+    assert first["year"] == 2021
+    assert (
+        first["venue"] == "Proceedings of the 6th Workshop on Representation Learning for NLP (RepL4NLP-2021)"
+    )
+    assert first["license"] == "CC-BY-4.0"
+    assert first["locator"] == "paper[1]"
+    assert first["source"] == f"2021.repl4nlp.xml:{first['line']}"
+    # `<i>TACMA</i>` and `<url>...</url>` give their text, the sentence around them intact.
+    tacma = records.filter(pl.col("raw_text").str.contains("TACMA")).row(0, named=True)["raw_text"]
+    assert "we propose TACMA, a temporal-aware" in tacma
+    assert "available at https://github.com/CrowdsourcingMining/TACMA." in tacma
+    assert "<" not in "".join(records["raw_text"])
+    assert report["sources"]["2021.repl4nlp.xml"]["records_read"] == 32
+
+
+def test_acl_tex_math_becomes_dollar_math(raw_dir: Path) -> None:
+    (raw_dir / "tiny.xml").write_text(
+        '<?xml version="1.0" encoding="UTF-8"?>\n<collection id="2099.test"><volume id="1">'
+        "<meta><booktitle>Test Volume</booktitle><year>2099</year></meta>"
+        '<paper id="3"><title>On <fixed-case>BERT</fixed-case></title>'
+        "<abstract>Costs <tex-math>O(n^2)</tex-math> time &amp; <b>less</b>.</abstract></paper>"
+        "</volume></collection>\n",
+        encoding="utf-8",
+    )
+    records, _, _ = ingest(raw_dir)
+    assert records.select("raw_text", "title", "raw_id", "year").rows() == [
+        ("Costs $O(n^2)$ time & less.", "On BERT", "2099.test-1.3", 2099)
+    ]
+
+
+def test_papercopilot_json_array(raw_dir: Path) -> None:
+    put(raw_dir, REAL / "papercopilot" / "colt2014.json")
+    records, rejects, report = ingest(raw_dir)
+    assert report["sources"]["colt2014.json"] == {
+        "format": "json_array",
+        "license": None,
+        "files": 1,
+        "records_read": 61,
+        "records": 59,
+        "rejects": 2,
+    }
+    first = records.row(0, named=True)
+    assert first["locator"] == "$[0]"
+    assert first["authors"] == ["Yudong Chen", "Xinyang Yi", "Constantine Caramanis"]
+    assert first["url"] == "https://proceedings.mlr.press/v35/chen14.html"
+    assert first["source_ids"]["pmlr"] == "v35/chen14"
+    # The two papers without an abstract (a preface, an open problem) are rejects, with their place.
+    assert {(r["reason"], r["locator"][:2]) for r in rejects} == {("empty_abstract", "$[")}
+
+
+def test_arxiv_rss_json_objects_folder_is_one_source_and_titles_lose_their_suffix(raw_dir: Path) -> None:
+    put(raw_dir, REAL / "arxiv-rss", "arxiv-rss")
+    records, rejects, report = ingest(raw_dir)
+    assert rejects == []
+    assert list(report["sources"]) == ["arxiv-rss/23/01"]
+    assert report["sources"]["arxiv-rss/23/01"]["files"] == 3
+    row = records.filter(pl.col("arxiv_id") == "2301.00597").row(0, named=True)
+    assert row["format"] == "json_object"
+    assert row["arxiv_version"] == 3
+    assert row["title"] == (
+        "Fairness Guaranteed and Auction-based x-haul and Cloud Resource Allocation in Multi-tenant O-RANs."
+    )
+    assert row["url"] == "http://arxiv.org/abs/2301.00597"
+    assert row["locator"] == "$"
+
+
+def test_pmlr_bibtex_entries_inherit_the_proceedings_header(raw_dir: Path) -> None:
+    put(raw_dir, REAL / "pmlr" / "acml17.bib")
+    records, rejects, _ = ingest(raw_dir)
+    assert len(records) == 41
+    assert [(r["reason"], r["locator"]) for r in rejects] == [("no_abstract_field", "entry[1] preface")]
+    pan = records.filter(pl.col("raw_id") == "pan17").row(0, named=True)
+    assert pan["authors"] == ["Hengyue Pan", "Hui Jiang"]
+    assert pan["venue"] == "Proceedings of the Ninth Asian Conference on Machine Learning"
+    assert pan["year"] == 2017
+    assert pan["published"] == dt.date(2017, 11, 11)
+    assert pan["source_ids"]["pmlr"] == "v77/pan17"
+    assert pan["line"] == 23
+    # LaTeX stays for clean.
+    assert any("$" in text for text in records["raw_text"])
+
+
+def test_arxiv_oai_pmh_arxiv_and_oai_dc(raw_dir: Path) -> None:
+    put(raw_dir, DOCS / "arxiv_oai.xml")
+    put(raw_dir, DOCS / "arxiv_oai_dc.xml")
+    records, rejects, _ = ingest(raw_dir)
+    assert [(r["file"], r["locator"], r["reason"]) for r in rejects] == [
+        ("arxiv_oai.xml", "record[2]", "deleted_record")
+    ]
+    first = records.row(0, named=True)
+    assert first["arxiv_id"] == "0704.0001"
+    assert first["authors"] == ["C. Balázs", "E. L. Berger", "P. M. Nadolsky", "C. -P. Yuan"]
+    assert (
+        first["title"]
+        == "Calculation of prompt diphoton production cross sections at Tevatron and LHC energies"
+    )
+    assert first["doi"] == "10.1103/physrevd.76.013009"
+    assert first["published"] == dt.date(2007, 4, 2)
+    assert first["categories"] == ["hep-ph"]
+    assert first["license"] == "CC0-1.0"
+    dc = records.filter(pl.col("file") == "arxiv_oai_dc.xml").row(0, named=True)
+    assert dc["authors"] == ["Hyeonsu Lee", "Hye Won Chung"]
+    assert dc["raw_text"].strip().startswith("Crowdsourcing has emerged")
+    assert "Comment:" not in dc["raw_text"]
+
+
+def test_arxiv_api_atom(raw_dir: Path) -> None:
+    put(raw_dir, DOCS / "arxiv_api.atom")
+    records, rejects, _ = ingest(raw_dir)
+    assert rejects == []
+    assert records.select("arxiv_id", "arxiv_version", "year", "doi", "venue").rows() == [
+        ("2301.00006", 2, 2022, None, None),
+        ("1706.03762", 7, 2017, "10.48550/arxiv.1706.03762", "NeurIPS 2017"),
+    ]
+    assert records["categories"].to_list()[0] == ["cs.LG", "cs.HC"]
+    assert records["locator"].to_list() == ["entry[1]", "entry[2]"]
+
+
+def test_openalex_abstract_is_rebuilt_from_the_inverted_index(raw_dir: Path) -> None:
+    put(raw_dir, DOCS / "openalex_works.jsonl")
+    records, rejects, report = ingest(raw_dir)
+    assert report["files"]["openalex_works.jsonl"]["format"] == "openalex"
+    assert records["raw_text"].to_list() == [
+        "The dominant sequence transduction models are based on complex recurrent or convolutional "
+        "neural networks.",
+        "We introduce a new language representation model called BERT.",
+    ]
+    attention, bert = records.rows(named=True)
+    assert attention["arxiv_id"] == "1706.03762"
+    assert attention["source_ids"]["openalex"] == "W2626778328"
+    assert attention["authors"] == ["Ashish Vaswani", "Noam Shazeer"]
+    assert bert["source_ids"]["acl_anthology"] == "N19-1423"
+    assert bert["doi"] == "10.18653/v1/n19-1423"
+    assert [(r["locator"], r["reason"]) for r in rejects] == [("line 2", "empty_abstract")]
+
+
+def test_semantic_scholar_api_datasets_and_s2orc_lines(raw_dir: Path) -> None:
+    put(raw_dir, DOCS / "s2_papers.jsonl")
+    records, rejects, report = ingest(raw_dir)
+    assert report["files"]["s2_papers.jsonl"]["format"] == "semantic_scholar"
+    assert report["sources"]["s2_papers.jsonl"]["license"] == "ODC-By-1.0"
+    api, dataset, s2orc = records.rows(named=True)
+    assert api["arxiv_id"] == "1706.03762"
+    assert api["source_ids"]["semantic_scholar"] == "204e3073870fae3d05bcbc2f6a8e263d9b72e776"
+    assert api["source_ids"]["dblp"] == "conf/nips/VaswaniSPUJGKP17"
+    assert dataset["categories"] == ["Computer Science", "Linguistics"]
+    assert dataset["doi"] == "10.18653/v1/n19-1423"
+    assert s2orc["authors"] == ["Kyle Lo", "Lucy Lu Wang"]
+    assert s2orc["source_ids"]["acl_anthology"] == "2020.acl-main.447"
+    assert [(r["locator"], r["reason"]) for r in rejects] == [("line 4", "empty_abstract")]
+
+
+def test_space_padded_csv_with_bom_and_quoted_newlines(raw_dir: Path) -> None:
+    put(raw_dir, DOCS / "arxiv_export.csv")
+    records, rejects, _ = ingest(raw_dir)
+    assert records.select("raw_id", "arxiv_id", "arxiv_version", "title", "authors", "published").rows() == [
+        ("2301.00006v2", "2301.00006", 2, "Recovering Top-Two Answers", ["Hyeonsu Lee", "Hye Won Chung"],
+         dt.date(2022, 12, 29)),
+        ("http://arxiv.org/abs/1706.03762v7", "1706.03762", 7, "Attention Is All You Need",
+         ["Ashish Vaswani"], dt.date(2017, 6, 12)),
+    ]  # fmt: skip
+    assert records["raw_text"][0] == "Crowdsourcing has emerged as an effective platform\nfor labeling data."
+    assert records["locator"].to_list() == ["row 1", "row 2"]
+    assert [(r["locator"], r["line"], r["reason"], r["detail"]) for r in rejects] == [
+        ("row 3", 5, "wrong_cell_count", "3 cells, the header has 5")
+    ]
+
+
+def test_tsv_with_its_own_header_names_mapped_per_source(raw_dir: Path) -> None:
+    put(raw_dir, DOCS / "papers.tsv")
+    put(raw_dir, DOCS / "arxiv_export.csv")
+    sources = "sources:\n  - {name: tsv, paths: papers.tsv, field: {title: paper_title, id: paper_id}}\n"
+    records, _, report = ingest(raw_dir, sources)
+    tsv = records.filter(pl.col("source_name") == "tsv")
+    assert tsv.select("raw_id", "title", "year").rows() == [
+        ("2301.00006", "Recovering Top-Two Answers", 2022),
+        ("W04-1013", "ROUGE", 2004),
+    ]
+    # The CSV beside it keeps its own (default) mapping.
+    assert report["sources"]["arxiv_export.csv"]["records"] == 2
+
+
+def test_parquet_with_nested_columns_and_field_paths(raw_dir: Path) -> None:
+    pq.write_table(
+        pa.table(
+            {
+                "paper": [{"abstract": "A parquet abstract.", "ids": {"arxiv": "2101.00001v4"}}],
+                "authors": [[{"first": "Ada", "last": "Lovelace"}, {"first": "Alan", "last": "Turing"}]],
+                "versions": [[{"version": "v1"}, {"version": "v4"}]],
+            }
+        ),
+        raw_dir / "nested.parquet",
+    )
+    sources = (
+        "sources:\n  - name: nested\n    paths: nested.parquet\n    license: CC-BY-4.0\n"
+        "    field: {abstract: paper.abstract, arxiv_id: paper.ids.arxiv, authors: 'authors[].last'}\n"
+        "    defaults: {venue: Test Venue, year: 2021}\n"
+    )
+    records, _, _ = ingest(raw_dir, sources)
+    row = records.row(0, named=True)
+    assert (row["raw_text"], row["arxiv_id"], row["arxiv_version"]) == (
+        "A parquet abstract.",
+        "2101.00001",
+        4,
+    )
+    assert row["authors"] == ["Lovelace", "Turing"]
+    assert (row["venue"], row["year"], row["license"], row["locator"]) == (
+        "Test Venue",
+        2021,
+        "CC-BY-4.0",
+        "row 1",
+    )
+
+
+@pytest.mark.parametrize(
+    ("suffix", "compress"),
+    [(".gz", gzip.compress), (".bz2", bz2.compress), (".xz", lzma.compress), (".zst", None)],
+)
+def test_compressed_files_are_read_transparently(raw_dir: Path, suffix: str, compress: object) -> None:
+    data = (DOCS / "openalex_works.jsonl").read_bytes()
+    target = raw_dir / f"works.jsonl{suffix}"
+    if compress is None:
+        with pa.CompressedOutputStream(str(target), "zstd") as stream:
+            stream.write(data)
+    else:
+        target.write_bytes(compress(data))  # type: ignore[operator]
+    records, _, report = ingest(raw_dir)
+    assert report["files"][target.name]["format"] == "openalex"
+    assert len(records) == 2
+
+
+def test_compressed_xml_and_text_dumps(raw_dir: Path, ingest_data: Path) -> None:
+    (raw_dir / "acl.xml.gz").write_bytes(gzip.compress((REAL / "acl" / "2021.repl4nlp.xml").read_bytes()))
+    (raw_dir / "lines.txt.gz").write_bytes(gzip.compress((ingest_data / "lines.txt").read_bytes()))
+    _, _, report = ingest(raw_dir)
+    assert report["records_by_format"] == {"abstract_lines": 2, "acl_xml": 32}
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("cut.xml", r"cut.xml:41: malformed XML"),
+        ("oai_cut.xml", r"oai_cut.xml:27: malformed XML"),
+        ("cut.atom", r"cut.atom:27: malformed XML"),
+        ("cut_array.json", r"cut_array.json: \$\[1\]: not valid JSON .*after item 0"),
+        ("broken_object.json", r"broken_object.json:4: not valid JSON \(Expecting ',' delimiter"),
+        ("not_parquet.parquet", r"not_parquet.parquet: not a readable parquet file"),
+        ("corrupt.jsonl.gz", r"corrupt.jsonl.gz: cannot be (read or )?decompressed"),
+    ],
+)
+def test_a_broken_file_is_one_error_naming_it_and_the_record(raw_dir: Path, name: str, message: str) -> None:
+    put(raw_dir, MALFORMED / name)
+    with pytest.raises(BadInputError, match=message):
+        ingest(raw_dir)
+    assert not (raw_dir.parent / "out" / "records.parquet").exists()
+
+
+def test_broken_records_are_rejects_naming_file_and_record(raw_dir: Path) -> None:
+    for name in ("bad_lines.jsonl", "broken.bib", "cells.csv"):
+        put(raw_dir, MALFORMED / name)
+    records, rejects, report = ingest(raw_dir)
+    assert [(r["file"], r["locator"], r["reason"]) for r in rejects] == [
+        ("bad_lines.jsonl", "line 2", "invalid_json"),
+        ("bad_lines.jsonl", "line 3", "not_an_object"),
+        ("bad_lines.jsonl", "line 4", "empty_abstract"),
+        ("broken.bib", "entry[2]", "malformed_bibtex"),
+        ("cells.csv", "row 2", "wrong_cell_count"),
+    ]
+    assert rejects[3]["line"] == 8 and "closing `}`" in rejects[3]["detail"]
+    assert records["raw_id"].to_list() == ["2101.00001", "good17", "after17", "2101.00001"]
+    for source in report["sources"].values():
+        assert source["records"] + source["rejects"] == source["records_read"]
+
+
+def test_sniffing_every_format() -> None:
+    expected = {
+        REAL / "acl" / "2021.repl4nlp.xml": "acl_xml",
+        REAL / "papercopilot" / "colt2014.json": "json_array",
+        REAL / "pmlr" / "acml17.bib": "bibtex",
+        REAL / "arxiv-rss" / "23" / "01" / "2301.00006.json": "json_object",
+        DOCS / "arxiv_oai.xml": "arxiv_oai",
+        DOCS / "arxiv_api.atom": "arxiv_atom",
+        DOCS / "openalex_works.jsonl": "openalex",
+        DOCS / "s2_papers.jsonl": "semantic_scholar",
+        DOCS / "arxiv_export.csv": "csv",
+        DOCS / "papers.tsv": "tsv",
+    }
+    assert {path: sniff_format(path, path.name) for path in expected} == expected
+
+
+def test_a_header_only_csv_renamed_txt_is_still_a_table(raw_dir: Path) -> None:
+    (raw_dir / "export.txt").write_text(
+        "id\tabstract\n2101.00001\tA tab-separated abstract.\n", encoding="utf-8"
+    )
+    records, _, _ = ingest(raw_dir)
+    assert records.select("format", "arxiv_id").rows() == [("tsv", "2101.00001")]
+
+
+SNAPSHOT_EDGES = [
+    {
+        "id": "0704.0001",
+        "title": "Calculation of prompt\n  diphoton  production",
+        "abstract": "  A text.\n",
+        "authors": "C. Balázs, E. L. Berger",
+        "authors_parsed": [["Balázs", "C.", ""], ["Berger", "E. L.", "Jr"]],
+        "categories": "hep-ph hep-ex hep-ph",
+        "doi": "10.1103/PhysRevD.76.013009",
+        "journal-ref": "Phys.Rev.D76:013009,2007",
+        "versions": [
+            {"version": "v1", "created": "Mon, 2 Apr 2007 19:18:42 GMT"},
+            {"version": "v2", "created": "x"},
+        ],
+    },
+    {"id": "hep-th/9901001v3", "title": "Old style", "abstract": "B text.", "versions": []},
+    {"id": "https://arxiv.org/abs/2301.00006v2", "title": "URL id", "abstract": "C text."},
+    {"id": "2301.00597", "title": "Fair O-RANs. (arXiv:2301.00597v3 [cs.NI] UPDATED)", "abstract": "D text."},
+    {
+        "id": "2301.00001",
+        "title": "String authors",
+        "abstract": "E text.",
+        "authors": "Ada Lovelace and Alan Turing",
+    },
+    {"id": "2301.00002", "title": "Comma categories", "abstract": "F text.", "categories": "cs.LG, stat.ML"},
+    {"title": "No id, arXiv DOI", "abstract": "G text.", "doi": "https://doi.org/10.48550/arXiv.2301.00003"},
+    {
+        "id": "2301.00004",
+        "title": "ISO date",
+        "abstract": "H text.",
+        "versions": [{"version": " v4 ", "created": "2023-01-02T10:00:00Z"}],
+        "doi": "not a doi",
+    },
+    {"id": "2301.00005", "title": " ", "abstract": " \t "},
+    {"id": "2301.00007", "title": "No abstract key"},
+    {"id": "", "abstract": "I text.", "authors_parsed": [[], ["", "", ""], ["Solo"]], "categories": ""},
+]
+
+
+@pytest.mark.parametrize("broken", [False, True])
+def test_snapshot_blocks_map_like_the_per_record_mapping(raw_dir: Path, broken: bool) -> None:
+    lines = [json.dumps(record, ensure_ascii=False) for record in SNAPSHOT_EDGES]
+    if broken:
+        # A line Arrow cannot parse: the whole block goes through the per-record mapping.
+        lines.insert(3, '{"id": 17, "abstract": "a number id"}')
+    (raw_dir / "snapshot.jsonl").write_text("\n".join(lines) + "\n\n", encoding="utf-8")
+    by_blocks, rejects_blocks, _ = ingest(raw_dir, "sources:\n  - {name: s, paths: snapshot.jsonl}\n")
+    # A field override sends every record through the per-record mapping.
+    by_records, rejects_records, _ = ingest(
+        raw_dir, "sources:\n  - {name: s, paths: snapshot.jsonl, field: {abstract: abstract}}\n"
+    )
+    assert by_blocks.to_dicts() == by_records.to_dicts()
+    assert rejects_blocks == rejects_records
+    assert [r["reason"] for r in rejects_blocks] == ["empty_abstract", "no_abstract_field"]
+    first = by_blocks.row(0, named=True)
+    assert first["authors"] == ["C. Balázs", "E. L. Berger Jr"]
+    assert first["categories"] == ["hep-ph", "hep-ex"]
+    assert first["title"] == "Calculation of prompt diphoton production"
+    assert (first["arxiv_version"], first["published"], first["year"]) == (2, dt.date(2007, 4, 2), 2007)
+    assert first["raw_text"] == "  A text.\n"
+
+
+def test_the_seven_kinds_of_real_dumps_ingest_with_no_declaration(raw_dir: Path) -> None:
+    put(raw_dir, REAL / "acl" / "2021.repl4nlp.xml", "acl/2021.repl4nlp.xml")
+    put(raw_dir, REAL / "papercopilot" / "colt2014.json", "venues/colt2014.json")
+    put(raw_dir, REAL / "pmlr" / "acml17.bib", "pmlr/acml17.bib")
+    put(raw_dir, DOCS / "s2_papers.jsonl", "s2/papers.jsonl")
+    put(raw_dir, REAL / "arxiv-rss", "rss")
+    put(raw_dir, DOCS / "arxiv_export.csv", "exports/arxiv_api.csv")
+    put(raw_dir, DOCS / "papers.tsv", "exports/padded.tsv")
+    records, rejects, report = ingest(raw_dir)
+    assert {name: (s["format"], s["records"]) for name, s in report["sources"].items()} == {
+        "acl/2021.repl4nlp.xml": ("acl_xml", 32),
+        "exports/arxiv_api.csv": ("csv", 2),
+        "exports/padded.tsv": ("tsv", 2),
+        "pmlr/acml17.bib": ("bibtex", 41),
+        "rss/23/01": ("json_object", 3),
+        "s2/papers.jsonl": ("semantic_scholar", 3),
+        "venues/colt2014.json": ("json_array", 59),
+    }
+    assert len(records) == sum(s["records"] for s in report["sources"].values())
+    assert len(rejects) == sum(s["rejects"] for s in report["sources"].values())
+    assert records["title"].null_count() == 0
+    assert {r["source_name"] for r in rejects} <= set(report["sources"])
