@@ -28,6 +28,12 @@ def _clean(args: argparse.Namespace, params: Params) -> None:
     run_clean(args.input, args.out, args.report, params.clean)
 
 
+def _filter(args: argparse.Namespace, params: Params) -> None:
+    from pipeline.stages.filter.cli import run_filter
+
+    run_filter(args.input, args.out, args.filtered, args.report, params.filter)
+
+
 def _dedup(args: argparse.Namespace, params: Params) -> None:
     from pipeline.stages.dedup.core import run_dedup
 
@@ -101,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="abstracts",
         description=(
-            "Build the ML abstracts dataset: raw dumps -> ingest -> clean -> dedup -> split -> "
+            "Build the ML abstracts dataset: raw dumps -> ingest -> clean -> filter -> dedup -> split -> "
             "validate -> card -> release-diff -> review. `dvc repro` runs the stages in order; each can "
             "also be run alone; `publish` puts a release on the Hub."
         ),
@@ -128,6 +134,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--in", dest="input", type=Path, required=True, help="records parquet from ingest")
     sub.add_argument("--out", type=Path, required=True, help="cleaned parquet to write")
     sub.add_argument("--report", type=Path, required=True, help="clean report JSON to write")
+
+    sub = command(
+        "filter",
+        "Drop rows the dataset must not ship (placeholders, junk, off-topic, ...), each with a reason.",
+        _filter,
+    )
+    sub.add_argument("--in", dest="input", type=Path, required=True, help="cleaned parquet")
+    sub.add_argument("--out", type=Path, required=True, help="kept rows parquet to write (dedup's input)")
+    sub.add_argument(
+        "--filtered", type=Path, required=True, help="dropped rows parquet to write, with reasons"
+    )
+    sub.add_argument("--report", type=Path, required=True, help="filter report JSON to write")
 
     sub = command(
         "dedup", "Fold records of one paper (same arXiv id, same or near-duplicate text) into a row.", _dedup
