@@ -8,7 +8,18 @@ from conftest import REPO_ROOT
 
 from pipeline.cli import build_parser, main
 
-STAGES = ["ingest", "clean", "dedup", "split", "validate", "card", "release-diff", "review", "publish"]
+STAGES = [
+    "ingest",
+    "clean",
+    "filter",
+    "dedup",
+    "split",
+    "validate",
+    "card",
+    "release-diff",
+    "review",
+    "publish",
+]
 
 
 def run_cli(*args: str, cwd: Path = REPO_ROOT) -> subprocess.CompletedProcess[str]:

@@ -49,7 +49,7 @@ def _judge_batch(batch: pa.RecordBatch, params: FilterParams) -> Judged:
     """The batch's files, its kept rows, its dropped rows and the verdicts."""
     frame = pl.from_arrow(batch)
     assert isinstance(frame, pl.DataFrame)
-    verdicts = judge(frame, params)
+    verdicts = judge(frame, params, batch.column("abstract"))
     return batch.column("file"), kept_rows(batch, verdicts), filtered_rows(frame, verdicts), verdicts
 
 

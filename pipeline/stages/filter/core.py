@@ -170,12 +170,30 @@ _PLACEHOLDER = re.compile(
 )
 
 
+# A notice of more than a few words holds one of these (any case): the regex runs on the
+# short rows that do, and on every row of at most `_STAND_IN_WORDS` words ("N/A", "TBD").
+_PLACEHOLDER_HINTS = [
+    "withdr",
+    "retract",
+    "supersed",
+    "replaced",
+    "removed",
+    "erratum",
+    "corrigendum",
+    "abstract",
+]
+_STAND_IN_WORDS = 5
+
+
 def _placeholder(ctx: Context) -> RuleResult:
-    short = ctx.measures.words <= ctx.params.placeholder_max_words
+    words = ctx.measures.words
+    short = np.flatnonzero(words <= ctx.params.placeholder_max_words)
+    if len(short):
+        hinted = ctx.texts.gather(short).str.contains_any(_PLACEHOLDER_HINTS, ascii_case_insensitive=True)
+        short = short[hinted.fill_null(False).to_numpy() | (words[short] <= _STAND_IN_WORDS)]
     found = np.zeros(len(ctx.texts), dtype=np.bool_)
-    rows = np.flatnonzero(short)
-    texts = ctx.texts.gather(rows).to_list() if len(rows) else []
-    for row, text in zip(rows.tolist(), texts, strict=True):
+    texts = ctx.texts.gather(short).to_list() if len(short) else []
+    for row, text in zip(short.tolist(), texts, strict=True):
         found[row] = _PLACEHOLDER.search(text) is not None
 
     def detail(rows: list[int]) -> list[str]:
@@ -218,24 +236,20 @@ _MARKUP_MARKERS: tuple[tuple[int, str, re.Pattern[str]], ...] = tuple(
             r"\b(?:document|window)\.(?:getElementById|querySelector|write|cookie|location|"
             r"addEventListener|createElement|onload)\b",
         ),
-        (1, "css rule", r"[#.]?[A-Za-z][\w-]*\s*\{\s*[a-z-]+\s*:\s*[^;{}]+;"),
+        (1, "css rule", r"\{\s*[a-z-]+\s*:\s*[^;{}]+;\s*\}?"),
         (1, "&entity;", r"&(?:nbsp|amp|lt|gt|quot|#\d+);"),
     )
 )
-# Rows holding none of these cannot match a marker: the regexes run on the others only.
+# Rows holding none of these cannot match a marker: the regexes run on the others only. A
+# bare "<" or "{" is in every tenth abstract (math), "function" and "let" in many more; "){"
+# opens a function body. Matched with their case (one pass; ignoring case made it slower).
 _MARKUP_HINTS = [
-    "<",
-    "{",
-    "javascript",
-    "browser",
-    "cookies",
-    "skip to",
-    "var ",
-    "let ",
-    "const ",
-    "document.",
-    "window.",
-    "&",
+    *("<!--", "</", "/>", "<!DOCTYPE", "<!doctype", "<SCRIPT", "<p>", "<p ", "<a "),
+    *(f"<{tag}" for tag in ("script", "style", "div", "span", "br", "img", "table", "tr", "td", "li", "ul")),
+    *(f"<{tag}" for tag in ("iframe", "meta", "link", "head", "body", "html")),
+    *("JavaScript", "javascript", "Javascript", "JAVASCRIPT", "browser", "cookies", "Skip to", "skip to"),
+    *("&nbsp;", "&amp;", "&lt;", "&gt;", "&quot;", "&#"),
+    *("){", ") {", "var ", "const ", "document.", "window.", ";}", "; }"),
 ]
 
 
@@ -579,6 +593,7 @@ _INTERVAL = re.compile(
     r"[\[(\]]\s*[-+\u2212]?[\w.\\\u221e]{1,16}\s*[,;]\s*[-+\u2212]?[\w.\\\u221e]{1,16}\s*[\])\[]"
 )
 # A list item written "a) ...", "2) ...", "iv) ...": a closing bracket nobody opened.
+_BRACKET = re.compile(r"[()\[\]]")
 _ENUMERATOR_BEFORE = re.compile(r"(?:^|[\s(/,;:{])(?:[a-zA-Z]|\d{1,2}|[ivxIVX]{1,4})$")
 
 
@@ -586,17 +601,16 @@ def brackets_balanced(text: str) -> bool:
     """Whether the round and square brackets of `text` pair up, outside math and intervals."""
     text = _INTERVAL.sub(" ", _MATH.sub(" ", text))
     stack: list[str] = []
-    for i, char in enumerate(text):
+    for match in _BRACKET.finditer(text):
+        char, i = match.group(), match.start()
         if char in "([":
             stack.append(char)
-        elif char in ")]":
-            opener = "(" if char == ")" else "["
-            if stack and stack[-1] == opener:
-                stack.pop()
-            elif char == ")" and not stack and _ENUMERATOR_BEFORE.search(text[max(0, i - 6) : i]):
-                continue
-            else:
-                return False
+            continue
+        opener = "(" if char == ")" else "["
+        if stack and stack[-1] == opener:
+            stack.pop()
+        elif not (char == ")" and not stack and _ENUMERATOR_BEFORE.search(text[max(0, i - 6) : i])):
+            return False
     return not stack
 
 
@@ -604,19 +618,15 @@ def _rejudged_flags(ctx: Context, flags: pl.Series) -> tuple[pl.Series, dict[str
     """Every row's flags with `REJUDGED_FLAGS` decided again and `lowercased_source` added,
     and how many rows lost and gained each flag."""
     texts = ctx.texts
-    frame = pl.DataFrame({"t": texts, "f": flags})
-    t = pl.col("t")
-    rejudged = pl.col("f").list.eval(pl.element().is_in(REJUDGED_FLAGS)).list.any().fill_null(False)
-    checks = frame.select(
-        counts_differ=(t.str.count_matches("(", literal=True) != t.str.count_matches(")", literal=True))
-        | (t.str.count_matches("[", literal=True) != t.str.count_matches("]", literal=True))
-        | pl.col("f").list.contains("unbalanced_brackets").fill_null(False),
-        had_rejudged=rejudged,
-    )
     m = ctx.measures
+    checks = pl.DataFrame({"f": flags}).select(
+        flagged=pl.col("f").list.contains("unbalanced_brackets").fill_null(False),
+        had_rejudged=pl.col("f").list.eval(pl.element().is_in(REJUDGED_FLAGS)).list.any().fill_null(False),
+    )
+    counts_differ = (m.round_balance != 0) | (m.square_balance != 0) | checks["flagged"].to_numpy()
     lowercased = (m.upper == 0) & (m.lower >= LOWERCASED_MIN_LETTERS)
     unbalanced = np.zeros(len(texts), dtype=np.bool_)
-    rows = np.flatnonzero(checks["counts_differ"].fill_null(False).to_numpy())
+    rows = np.flatnonzero(counts_differ)
     for row, text in zip(rows.tolist(), texts.gather(rows).to_list() if len(rows) else [], strict=True):
         unbalanced[row] = not brackets_balanced(text)
     changed = np.flatnonzero(checks["had_rejudged"].to_numpy() | unbalanced | lowercased)
@@ -646,12 +656,16 @@ def _rejudged_flags(ctx: Context, flags: pl.Series) -> tuple[pl.Series, dict[str
 # --- the whole batch -----------------------------------------------------------------------
 
 
-def judge(frame: pl.DataFrame, params: FilterParams) -> Verdicts:
-    """Every rule on every row of `frame` (CLEAN_SCHEMA columns; `categories` optional)."""
+def judge(frame: pl.DataFrame, params: FilterParams, arrow_texts: pa.Array | None = None) -> Verdicts:
+    """Every rule on every row of `frame` (CLEAN_SCHEMA columns; `categories` optional).
+
+    `arrow_texts` is the `abstract` column as Arrow, when the caller has it: polars would copy
+    its own strings to give them to the compiled loop.
+    """
     texts = frame["abstract"]
     ctx = Context(
         texts=texts,
-        measures=measure(texts.to_arrow()),
+        measures=measure(texts.to_arrow() if arrow_texts is None else arrow_texts),
         categories=frame["categories"] if "categories" in frame.columns else None,
         params=params,
     )

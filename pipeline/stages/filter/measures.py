@@ -115,7 +115,7 @@ def _measure_kernel(
     # Branch-free: a branch per letter (is this the end of a word?) mispredicts at every
     # word boundary, and made the loop twice as slow on abstracts.
     rows = len(offsets) - 1
-    out = np.zeros((6, rows), dtype=np.int64)
+    out = np.zeros((8, rows), dtype=np.int64)
     for row in range(rows):
         start = np.uint64(offsets[row])
         end = np.uint64(offsets[row + 1])
@@ -125,6 +125,8 @@ def _measure_kernel(
         upper = 0
         lower = 0
         symbols = 0
+        round_balance = 0
+        square_balance = 0
         # The current word's letters (lower-cased), and whether it holds a digit or a byte
         # past ASCII ("x1", "für"), which no function word does.
         code = _ZERO
@@ -138,6 +140,8 @@ def _measure_kernel(
             lower += kind == 2
             symbols += (kind == 3) | (kind == 4)
             spaces += byte == np.uint64(32)
+            round_balance += int(byte == np.uint64(40)) - int(byte == np.uint64(41))
+            square_balance += int(byte == np.uint64(91)) - int(byte == np.uint64(93))
             hits += (
                 separator & (code != _ZERO) & (bad == _ZERO) & (table[(code * multiplier) >> shift] == code)
             )
@@ -151,6 +155,8 @@ def _measure_kernel(
         out[3, row] = upper
         out[4, row] = lower
         out[5, row] = symbols
+        out[6, row] = round_balance
+        out[7, row] = square_balance
     return out
 
 
@@ -169,10 +175,13 @@ class Measures:
     lower: I64
     # ASCII digits and symbols other than prose punctuation (.,;:!?'"()-).
     non_text: I64
+    # "(" minus ")", and "[" minus "]".
+    round_balance: I64
+    square_balance: I64
 
 
 def measure(texts: pa.Array | pa.ChunkedArray) -> Measures:
     """The counts of every text of `texts` (a null reads as the empty string)."""
     data, offsets = utf8_buffers(texts)
     counts = _measure_kernel(data, offsets, _CLASS, _FUNCTION_TABLE, _MULTIPLIER, _SHIFT)
-    return Measures(counts[0], counts[1], counts[2], counts[3], counts[4], counts[5])
+    return Measures(*(counts[i] for i in range(8)))
