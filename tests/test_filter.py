@@ -113,7 +113,7 @@ def test_placeholder_drops_real_withdrawal_and_no_abstract_notices() -> None:
     assert withdrawn == "This paper has been withdrawn by the authors."
     reasons = reasons_of([withdrawn, no_abstract])
     assert [r[0] for r in reasons] == ["placeholder", "placeholder"]
-    assert details_of([withdrawn])[0] == "notice 'paper has been withdrawn'"
+    assert details_of([withdrawn])[0] == "notice 'This paper has been withdrawn'"
 
 
 @pytest.mark.parametrize(
@@ -442,3 +442,52 @@ def test_filter_params_are_checked() -> None:
         parse_params({"filter": {"min_word": 3}})
     with pytest.raises(ConfigError, match=r"filter\.language_min_confidence must be between 0 and 1"):
         parse_params({"filter": {"language_min_confidence": 2}})
+
+
+def test_run_filter_output_does_not_depend_on_batches_or_threads(tmp_path: Path) -> None:
+    scitldr = _scitldr()
+    texts = [scitldr["SkxbDsR9Ym"], _french(), *list(scitldr.values())[:5], scitldr["BJDEbngCZ"].lower()]
+    sources = [f"a.jsonl:{i + 1}" for i in range(len(texts))]
+    cleaned = _cleaned_file(tmp_path / "clean.parquet", texts, sources)
+    tables = []
+    for workers, batch_rows in ((1, 1), (2, 3), (2, 50)):
+        out = tmp_path / f"out-{workers}-{batch_rows}.parquet"
+        params = dataclasses.replace(PARAMS, workers=workers, batch_rows=batch_rows)
+        run_filter(cleaned, out, tmp_path / "f.parquet", tmp_path / "f.json", params)
+        tables.append(pq.read_table(out))
+    assert tables[0].equals(tables[1]) and tables[0].equals(tables[2])
+    flags = tables[0].column("flags").to_pylist()
+    assert flags[0] == [] and flags[-1] == [LOWERCASED_SOURCE]
+
+
+def test_abstracts_filter_reports_a_missing_input_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipeline.cli import main
+
+    missing = tmp_path / "clean.parquet"
+    paths = {
+        "--in": missing,
+        "--out": tmp_path / "o",
+        "--filtered": tmp_path / "f",
+        "--report": tmp_path / "r",
+    }
+    code = main(["filter", *(part for flag, path in paths.items() for part in (flag, str(path)))])
+    assert code == BadInputError.exit_code
+    err = capsys.readouterr().err
+    assert f"abstracts filter: error: {missing}: cleaned parquet not found" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "sentence",
+    [
+        "Prior work was replaced by a learned module in our pipeline.",
+        "The method needs no abstract syntax tree of the program.",
+        "Patients withdrawn from the study were excluded from the analysis.",
+    ],
+)
+def test_placeholder_keeps_sentences_that_only_sound_like_a_notice(sentence: str) -> None:
+    abstract = next(iter(_scitldr().values()))
+    short = " ".join(abstract.split()[:40]) + " " + sentence
+    assert "placeholder" not in reasons_of([short])[0]

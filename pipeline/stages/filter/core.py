@@ -127,6 +127,10 @@ class Verdicts:
     flags_cleared: dict[str, int]
     flags_added: dict[str, int]
 
+    @property
+    def flags_changed(self) -> bool:
+        return any(self.flags_cleared.values()) or any(self.flags_added.values())
+
 
 @dataclass(frozen=True)
 class Context:
@@ -149,7 +153,8 @@ _SUBJECT = r"(?:paper|article|manuscript|submission|preprint|version|work|abstra
 _PLACEHOLDER = re.compile(
     r"(?i)(?:"
     # "This paper has been withdrawn", "The paper is withdrawn", "This paper as been withdrawn"
-    + rf"\b{_SUBJECT}\s+(?:(?:has|have|as)\s+(?:now\s+)?been|is|was|are|were)\s+(?:hereby\s+|being\s+)?"
+    # (with its determiner: "prior work was replaced by ..." is an abstract's sentence)
+    + rf"\b(?:this|the)\s+{_SUBJECT}\s+(?:(?:has|have|as)\s+(?:now\s+)?been|is|was)\s+(?:hereby\s+)?"
     r"(?:withdrawn|retracted|removed|superseded|replaced)"
     # "Withdrawn due to ...", "Paper withdrawn", "This submission was withdrawn"
     r"|^\W*(?:(?:this\s+)?(?:paper|article|submission)\s+)?withdrawn\b"
@@ -159,8 +164,9 @@ _PLACEHOLDER = re.compile(
     # "Erratum to ...", "Corrigendum: ...", "This is an erratum for ..."
     r"|^\W*(?:an?\s+)?(?:erratum|corrigendum|retraction\s+note)\b"
     r"|\b(?:an?\s+)?(?:erratum|corrigendum)\s+(?:to|for|of|on)\b"
-    # "No abstract", "No abstract available", "No abstract given; ..."
-    r"|\bno\s+abstract\b"
+    # "No abstract", "No abstract available", "[No abstract]", "No abstract given; ..." (at the
+    # start or followed by its availability: "needs no abstract syntax" is an abstract's phrase)
+    r"|^\W*no\s+abstract\b|\bno\s+abstract\s+(?:is\s+)?(?:available|given|provided|supplied)"
     # "Abstract not available", "Abstract unavailable", "The abstract is not provided"
     r"|\babstract\s+(?:is\s+)?(?:not\s+(?:available|provided|given|included|supplied)|unavailable|missing"
     r"|withheld|forthcoming|to\s+(?:come|follow|be\s+(?:added|announced|provided)))"
@@ -636,10 +642,12 @@ def _rejudged_flags(ctx: Context, flags: pl.Series) -> tuple[pl.Series, dict[str
         return flags, cleared, {}
     values: list[list[str]] = []
     for row, old in zip(changed.tolist(), flags.gather(changed).to_list(), strict=True):
-        new = [f for f in old if f not in REJUDGED_FLAGS]
-        if unbalanced[row]:
+        # A flag that stays keeps its place, so a row whose flags hold is left as it was.
+        holds = {"unbalanced_brackets": bool(unbalanced[row]), "non_english": False}
+        new = [f for f in old if holds.get(f, True)]
+        if unbalanced[row] and "unbalanced_brackets" not in new:
             new.append("unbalanced_brackets")
-        if lowercased[row]:
+        if lowercased[row] and LOWERCASED_SOURCE not in new:
             new.append(LOWERCASED_SOURCE)
         for name in REJUDGED_FLAGS:
             cleared[name] += name in old and name not in new
@@ -718,7 +726,9 @@ def filtered_rows(frame: pl.DataFrame, verdicts: Verdicts) -> pa.Table:
 
 def kept_rows(batch: pa.RecordBatch, verdicts: Verdicts) -> pa.RecordBatch:
     """The kept rows of `batch`: its columns, `flags` replaced by the re-judged flags."""
-    index = batch.schema.get_field_index("flags")
-    field = batch.schema.field("flags")
-    batch = batch.set_column(index, field, verdicts.flags.to_arrow().cast(field.type))
-    return batch.filter(pa.array(verdicts.kept))
+    if verdicts.flags_changed:
+        index = batch.schema.get_field_index("flags")
+        field = batch.schema.field("flags")
+        batch = batch.set_column(index, field, verdicts.flags.to_arrow().cast(field.type))
+    # Most batches keep every row: filtering would copy their texts for nothing.
+    return batch if verdicts.kept.all() else batch.filter(pa.array(verdicts.kept))
