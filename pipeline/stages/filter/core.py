@@ -520,16 +520,12 @@ def _common_words() -> list[str]:
 
 
 def _begins_commoner_word(fragment: str) -> str | None:
-    """A word at least ten times as common as `fragment` that `fragment` is the beginning of."""
+    """The commonest word that `fragment` is the beginning of, if ten times as common as it."""
     words = _common_words()
-    floor = _zipf(fragment) + 1
     start = bisect.bisect_right(words, fragment)
-    for word in words[start : start + 500]:
-        if not word.startswith(fragment):
-            break
-        if _zipf(word) >= floor:
-            return word
-    return None
+    longer = [word for word in words[start : start + 500] if word.startswith(fragment)]
+    commonest = max(longer, key=_zipf, default=None)
+    return commonest if commonest is not None and _zipf(commonest) >= _zipf(fragment) + 1 else None
 
 
 def truncation(text: str, max_zipf: float) -> str | None:
