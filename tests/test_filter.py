@@ -18,7 +18,6 @@ import pytest
 from pipeline.contracts import CLEAN_SCHEMA, FILTERED_SCHEMA
 from pipeline.errors import BadInputError, ConfigError
 from pipeline.params import FilterParams, parse_params
-from pipeline.stages.filter.cli import run_filter
 from pipeline.stages.filter.core import (
     LOWERCASED_SOURCE,
     RULE_NAMES,
@@ -28,6 +27,7 @@ from pipeline.stages.filter.core import (
     truncation,
 )
 from pipeline.stages.filter.measures import measure
+from pipeline.stages.filter.run import run_filter
 
 DATA = Path(__file__).parent / "data" / "filter"
 PARAMS = FilterParams()

@@ -6,11 +6,11 @@ Inputs are the seed build (every stage up to validation); the escaping tests add
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shlex
 import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -24,7 +24,7 @@ from conftest import DATA, REPO_ROOT
 
 from pipeline.cli import build_parser, main
 from pipeline.errors import BadInputError, ConfigError
-from pipeline.params import ReviewParams, load_params, parse_params
+from pipeline.params import PublishParams, ReviewParams, load_params, parse_params
 from pipeline.stages.review.core import (
     Review,
     data_docs_links,
@@ -133,6 +133,12 @@ def add_hostile_rows(root: Path) -> None:
         "raw_text": "Abstract: " + HOSTILE,
     }
     pl.concat([ingested, pl.DataFrame([raw], schema=ingested.schema)]).write_parquet(ingested_path)
+    # The page shows each rule's examples as the clean stage recorded them.
+    clean_report_path = root / "reports" / "clean.json"
+    clean_report = json.loads(clean_report_path.read_text())
+    example = {"source": "evil.txt:1", "before": "Abstract: " + HOSTILE, "after": HOSTILE}
+    clean_report["rules"]["strip_prefix"]["examples"].insert(0, example)
+    clean_report_path.write_text(json.dumps(clean_report))
 
     shard = next((root / "release" / "data").glob("train-*.parquet"))
     release = pq.read_table(shard)
@@ -218,6 +224,58 @@ def test_cli_writes_every_section_in_order_and_prints_markdown(
         assert all(f"`{expectation_label(r)}`" in markdown for r in failed)
     else:
         assert "Failed expectations: none." in markdown
+
+
+def publish_box(page: str) -> str:
+    """The "what will be published" box of a page (it holds no nested div)."""
+    start = page.index('<div id="publish"')
+    return page[start : page.index("</div>", start) + len("</div>")]
+
+
+def test_publish_box_names_version_tag_files_repo_and_command(build_copy: Path) -> None:
+    shutil.copy(DATA / "review" / "release_diff.json", build_copy / "reports" / "release_diff.json")
+    code = main(["--params", str(REPO_ROOT / "params.yaml"), "review", *review_paths(build_copy)])
+    assert code == 0
+    page = (build_copy / "reports" / "review.html").read_text(encoding="utf-8")
+    box = parse(publish_box(page))
+    text = "".join(box.text)
+    ids = {str(a.get("id")): a for _, a in box.tags if a.get("id")}
+    assert {"publish", "publish-tag", "publish-repo", "publish-command"} <= set(ids)
+    repo_id = load_params(REPO_ROOT / "params.yaml").publish.repo_id
+    assert "What will be published" in text
+    assert "Version 1.1.0, tag v1.1.0, to the Hub dataset " + repo_id + "." in text
+    assert "abstracts publish --dry-run" in text
+    files = sorted(p for p in (build_copy / "release" / "data").rglob("*") if p.is_file())
+    assert files
+    for path in files:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        assert f"{path.as_posix()}{path.stat().st_size:,}{digest}" in text
+    # The box is in the summary, before the funnel: a reviewer sees it with the verdict.
+    assert page.index('<div id="publish"') < page.index('<section id="funnel">')
+
+
+def test_publish_box_escapes_and_says_when_no_tag_is_proposed(build_copy: Path) -> None:
+    (build_copy / "reports" / "validation.json").unlink()  # FAIL: validation never ran
+    out = build_copy / "reports" / "review.html"
+    paths = (
+        build_copy / "reports",
+        build_copy / "build" / "clean.parquet",
+        build_copy / "build" / "ingested.parquet",
+        build_copy / "release" / "data",
+    )
+    clean = load_params(REPO_ROOT / "params.yaml").clean
+    hostile = PublishParams(repo_id='<b>org&"q"/name<i>')
+    review = run_review(*paths, out, ReviewParams(), clean, None, None, hostile)
+    assert review.publish is not None and review.publish.tag is None
+    raw = publish_box(out.read_text(encoding="utf-8"))
+    assert "<b>" not in raw and "<i>" not in raw and "&lt;b&gt;org&amp;&quot;q&quot;/name&lt;i&gt;" in raw
+    text = "".join(parse(raw).text)
+    assert 'to the Hub dataset <b>org&"q"/name<i>.' in text
+    assert "tag none (no release version proposed)" in text
+    assert "Validation failed: publishing refuses this build" in text
+    # Without publish params (a caller that does not publish), the page has no box.
+    run_review(*paths, out, ReviewParams(), clean)
+    assert 'id="publish"' not in out.read_text(encoding="utf-8")
 
 
 def test_data_is_escaped_and_shown_as_text(build_copy: Path) -> None:
@@ -344,7 +402,7 @@ def test_dvc_stage_declares_what_the_command_reads_and_writes() -> None:
     reports = {d for d in deps if d.startswith(f"{args.reports}/")}
     assert {f"{args.reports}/{name}" for name in ("ingest.json", "dedup.json", "split.json")} <= reports
     assert [next(iter(o)) if isinstance(o, dict) else o for o in stage["outs"]] == [str(args.out)]
-    assert stage["params"] == ["review", "clean"]
+    assert stage["params"] == ["review", "publish.repo_id"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,17 +411,13 @@ def test_dvc_stage_declares_what_the_command_reads_and_writes() -> None:
 
 @pytest.fixture(scope="module")
 def chromium() -> tuple[str, str]:
-    """Paths of chromium and chromedriver, installed from Debian packages when missing."""
-    if not (shutil.which("chromium") and shutil.which("chromedriver")):
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        install = ["apt-get", "install", "-y", "-q", "chromium", "chromium-driver"]
-        result = subprocess.run(install, capture_output=True, text=True, env=env, check=False)
-        if result.returncode != 0:
-            subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env, check=False)
-            result = subprocess.run(install, capture_output=True, text=True, env=env, check=False)
-        assert result.returncode == 0, f"cannot install chromium: {result.stderr[-2000:]}"
+    """Paths of chromium and chromedriver (Debian's packages, which `.ci/run` installs)."""
     browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    assert browser and driver
+    if not (browser and driver):
+        pytest.fail(
+            "the browser tests need Debian's chromium and chromium-driver: "
+            "run `apt-get install -y chromium chromium-driver` (as .ci/run does), then rerun"
+        )
     return browser, driver
 
 
@@ -475,3 +529,15 @@ def test_release_diff_of_a_first_release_and_of_none(tmp_path: Path) -> None:
     path.write_text("{")
     with pytest.raises(BadInputError, match=r"release_diff\.json:1: invalid JSON"):
         read_diff(path, 1)
+
+
+def test_templates_ship_as_package_data() -> None:
+    """Every template the page loads is matched by pyproject's package-data, so a wheel has it."""
+    import tomllib
+
+    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["pipeline.stages.review"]
+    package = REPO_ROOT / "pipeline" / "stages" / "review"
+    templates = sorted(p.relative_to(package) for p in (package / "templates").iterdir())
+    assert [t.name for t in templates] == ["diff.html.j2", "review.html.j2"]
+    assert all(any(t.match(pattern) for pattern in patterns) for t in templates)

@@ -8,7 +8,7 @@ rule and per source file). Params: `filter`.
 Each rule of `RULES` has a name, the reason it exists and the params it reads. A row failing
 any rule is dropped, never repaired: its `reason` is the first rule it failed (in `RULES`
 order), `reasons` all of them, `detail` what the first one measured. The functions here are
-pure (a polars frame of CLEAN_SCHEMA rows in, verdicts out); `cli.run_filter` does the files.
+pure (a polars frame of CLEAN_SCHEMA rows in, verdicts out); `run.run_filter` does the files.
 
 The filter also re-judges three of clean's warning flags on the rows it keeps, so the flags
 downstream (dedup, split, validate) are right: `unbalanced_brackets` ignores math and interval
