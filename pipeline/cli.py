@@ -22,6 +22,7 @@ from pipeline.params import load_params
 COMMANDS = {
     "ingest": "pipeline.stages.ingest.cli",
     "clean": "pipeline.stages.clean.cli",
+    "filter": "pipeline.stages.filter.cli",
     "dedup": "pipeline.stages.dedup.cli",
     "split": "pipeline.stages.split.cli",
     "validate": "pipeline.stages.validate.cli",

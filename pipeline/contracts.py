@@ -88,6 +88,22 @@ CLEAN_SCHEMA = pa.schema(
     ]
 )
 
+# Every cleaned record the filter stage did not release (reports/filtered.parquet), with why.
+FILTERED_SCHEMA = pa.schema(
+    [
+        pa.field("source", pa.string(), nullable=False),
+        # The row's arXiv id when it has one (rows of other sources: null).
+        pa.field("id", pa.string()),
+        pa.field("arxiv_id", pa.string()),
+        # The first rule (in filter.RULES order) the row failed, and every rule it failed.
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("reasons", pa.list_(pa.string()), nullable=False),
+        # What the first rule measured ("143 chars, 21 words; min 200 chars, 20 words").
+        pa.field("detail", pa.string(), nullable=False),
+        pa.field("abstract", pa.string(), nullable=False),
+    ]
+)
+
 # How dedup folded a record into the row it kept.
 DEDUP_METHODS = ("same_id", "exact", "near")
 
@@ -168,6 +184,8 @@ ROW_INDEX_SUFFIX = ".rows.parquet"
 INGEST_REPORT = "ingest.json"
 REJECTS = "rejects.jsonl"
 CLEAN_REPORT = "clean.json"
+FILTER_REPORT = "filter.json"
+FILTERED = "filtered.parquet"
 DEDUP_REPORT = "dedup.json"
 DUPLICATES = "duplicates.parquet"
 SPLIT_REPORT = "split.json"

@@ -82,6 +82,78 @@ class CleanParams:
         _check_range("clean.english_min_stopword_share", self.english_min_stopword_share, 0.0, 1.0)
 
 
+# The ML-related arXiv categories and the Semantic Scholar field of study a row may carry.
+DEFAULT_TOPICS = (
+    "cs.LG",
+    "stat.ML",
+    "cs.AI",
+    "cs.CL",
+    "cs.CV",
+    "cs.NE",
+    "cs.IR",
+    "cs.RO",
+    "cs.MA",
+    "eess.AS",
+    "eess.IV",
+    "eess.SP",
+    "Computer Science",
+)
+
+
+@dataclass(frozen=True)
+class FilterParams:
+    """The curation policy: which cleaned rows are not released (pipeline.stages.filter)."""
+
+    # Batches judged at once, on threads of the stage's process; output is identical for any value.
+    workers: int = 2
+    # Rows per batch (and per row group of build/filter.parquet).
+    batch_rows: int = 50_000
+    # `too_short` / `too_long`: bounds on one abstract in characters and in space-separated
+    # words (clean leaves single spaces). Keep them inside validate's bounds: GX checks them again.
+    min_chars: int = 200
+    max_chars: int = 5_000
+    min_words: int = 20
+    max_words: int = 1_000
+    # `placeholder`: only texts of at most this many words can be a notice ("This paper has
+    # been withdrawn ..."); a longer text that mentions a withdrawal is an abstract.
+    placeholder_max_words: int = 80
+    # `not_english`: a row whose share of common English function words (the, of, and, ...;
+    # case-insensitive) is at least this is English without asking the language identifier.
+    english_sure_share: float = 0.15
+    # `not_english`: the identifier's (py3langid) probability from which its non-English answer
+    # drops a row; a less sure answer keeps the row and is counted as unsure.
+    language_min_confidence: float = 0.9
+    # `off_topic`: a row with categories passes when any of them is on this list (compared
+    # case-insensitively); a row without categories passes.
+    topics: tuple[str, ...] = DEFAULT_TOPICS
+    # `truncated`: a text without terminal punctuation whose last word is lower-case and rarer
+    # than this (wordfreq Zipf; 3 is once per million words) ends inside a cut word.
+    truncated_max_zipf: float = 3.0
+    # `mostly_non_text`: largest share of an abstract's characters that are ASCII digits or
+    # symbols other than prose punctuation (.,;:!?'"()-).
+    max_non_text_share: float = 0.3
+    # `markup_junk`: the weight of markup markers (a script/style tag or page boilerplate
+    # counts 2, a code construct 1) from which a row is web-page junk, not prose.
+    markup_min_weight: int = 2
+
+    def __post_init__(self) -> None:
+        _check_range("filter.workers", self.workers, 1, 64)
+        _check_range("filter.batch_rows", self.batch_rows, 1, 10_000_000)
+        _check_range("filter.min_chars", self.min_chars, 0, 10**7)
+        _check_range("filter.max_chars", self.max_chars, self.min_chars + 1, 10**7)
+        _check_range("filter.min_words", self.min_words, 0, 10**6)
+        _check_range("filter.max_words", self.max_words, self.min_words + 1, 10**6)
+        _check_range("filter.placeholder_max_words", self.placeholder_max_words, 1, 10**6)
+        _check_range("filter.english_sure_share", self.english_sure_share, 0.0, 1.0)
+        _check_range("filter.language_min_confidence", self.language_min_confidence, 0.0, 1.0)
+        _check_range("filter.truncated_max_zipf", self.truncated_max_zipf, 0.0, 8.0)
+        _check_range("filter.max_non_text_share", self.max_non_text_share, 0.0, 1.0)
+        _check_range("filter.markup_min_weight", self.markup_min_weight, 1, 100)
+        for i, topic in enumerate(self.topics):
+            if not topic.strip():
+                raise ConfigError(f"filter.topics[{i}] must not be empty")
+
+
 @dataclass(frozen=True)
 class DedupParams:
     # Source formats from richest to poorest: breaks ties between rows of the same paper.
@@ -245,6 +317,7 @@ class ReleaseDiffParams:
 class Params:
     ingest: IngestParams = field(default_factory=IngestParams)
     clean: CleanParams = field(default_factory=CleanParams)
+    filter: FilterParams = field(default_factory=FilterParams)
     dedup: DedupParams = field(default_factory=DedupParams)
     split: SplitParams = field(default_factory=SplitParams)
     validate: ValidateParams = field(default_factory=ValidateParams)

@@ -11,6 +11,7 @@ from pipeline.cli import build_parser, main
 STAGES = [
     "ingest",
     "clean",
+    "filter",
     "dedup",
     "split",
     "validate",

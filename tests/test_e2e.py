@@ -58,14 +58,17 @@ def test_every_raw_line_is_accounted_for(repo_copy: Path) -> None:
     ingest = json.loads((reports / "ingest.json").read_text())
     rejects = [json.loads(line) for line in (reports / "rejects.jsonl").read_text().splitlines()]
     duplicates = pl.read_parquet(reports / "duplicates.parquet")
+    filtered = pl.read_parquet(reports / "filtered.parquet")
     dataset = load_dataset(str(repo_copy / "release"))
     rows = [row for split in dataset.values() for row in split]
-    # Every record is a release row or a folded duplicate, each exactly once.
+    # Every record is a release row, a folded duplicate or a filtered row, each exactly once.
     kept_sources = {row["source"] for row in rows}
     folded_sources = set(duplicates["source"].to_list())
+    filtered_sources = set(filtered["source"].to_list())
     records = pl.read_parquet(repo_copy / "build" / "ingested.parquet")
-    assert kept_sources | folded_sources == set(records["source"].to_list())
+    assert kept_sources | folded_sources | filtered_sources == set(records["source"].to_list())
     assert not kept_sources & folded_sources
+    assert not (kept_sources | folded_sources) & filtered_sources
     assert sum(row["duplicate_count"] for row in rows) == duplicates.height
     # Every non-blank raw line is inside a record or rejected.
     raw_lines = 0
@@ -73,7 +76,7 @@ def test_every_raw_line_is_accounted_for(repo_copy: Path) -> None:
         raw_lines += sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
     lines_in_records = sum(text.count("\n") + 1 for text in records["raw_text"].to_list())
     assert lines_in_records + len(rejects) == raw_lines
-    assert ingest["totals"]["records"] == records.height == len(rows) + duplicates.height
+    assert ingest["totals"]["records"] == records.height == len(rows) + duplicates.height + filtered.height
 
 
 def test_rerun_is_a_no_op(repo_copy: Path) -> None:
