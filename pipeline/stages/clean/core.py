@@ -259,14 +259,14 @@ def markup_text(text: str) -> tuple[str, bool]:
 
 
 def _markup_rule(texts: pl.Series, params: CleanParams, names: pl.Series | None = None) -> Applied:
-    return _python_rule(texts, _MAYBE_MARKUP, markup_text, ("<", "&"))
+    return _python_rule(texts, _MAYBE_MARKUP, markup_text, lambda part: _any_literal(part, ("<", "&")))
 
 
 def _python_rule(
-    texts: pl.Series, prefilter: str, repair: Callable[[str], tuple[str, bool]], literals: tuple[str, ...]
+    texts: pl.Series, prefilter: str, repair: Callable[[str], tuple[str, bool]], superset: Superset
 ) -> Applied:
     """`repair` (text -> repaired text, unsafe spot left) on the rows `prefilter` finds."""
-    rows = _matching_rows(texts, prefilter, lambda part: _any_literal(part, literals))
+    rows = _matching_rows(texts, prefilter, superset)
     if rows.is_empty():
         return Applied(texts)
     fixed, unsafe = zip(*(repair(text) for text in texts.gather(rows).to_list()), strict=True)
@@ -337,50 +337,222 @@ _MAYBE_LATEX = r"\\[A-Za-z'\"`^~=.%&$#_{}]"
 def _latex_converter() -> Any:
     from pylatexenc.latex2text import LatexNodes2Text  # only rows with LaTeX need it
 
-    return LatexNodes2Text(math_mode="verbatim", keep_comments=True)
+    return LatexNodes2Text(math_mode="verbatim")
+
+
+@functools.cache
+def _latex_symbol(source: str) -> str:
+    """pylatexenc's Unicode for one accent or symbol command (`\\'{e}`, `\\ss`): each distinct
+    one converted once. Its parser reads a text character by character in Python, about 0.1 s
+    per abstract, so it converts these pieces, not whole texts."""
+    return str(unicodedata.normalize("NFC", _latex_converter().latex_to_text(source)))
+
+
+_LATEX_ACCENT = re.compile(
+    r"\\([\'\"`^~=.uvHckrdbt])(?:\s*\{(\\?[A-Za-z])\}|(?<=[\'\"`^~=.])(\\?[A-Za-z])|\s+([A-Za-z]))"
+)
+_LATEX_NAMED = re.compile(
+    r"\\(ss|o|O|ae|AE|aa|AA|l|L|i|j|oe|OE|ldots|dots|textendash|textemdash|textasciitilde|"
+    r"textquotedblleft|textquotedblright|textquoteleft|textquoteright)(?![A-Za-z])(?:\{\})?"
+)
+_LATEX_ESCAPE = re.compile(r"\\([%&#_{}])")
+_LATEX_FONT = re.compile(
+    r"\\(?:emph|textit|textbf|texttt|textsc|textrm|textsf|textsl|textup|textmd|textnormal|underline|mbox)"
+    r"\s*\{([^{}\\]*)\}"
+)
+_LATEX_SWITCH = re.compile(r"\{\\(?:em|it|bf|sc|rm|tt|sf|sl)(?![A-Za-z])\s*([^{}\\]*)\}")
+_LATEX_BARE_SWITCH = re.compile(r"\\(?:em|it|bf|sc|rm|tt|sf|sl)(?![A-Za-z])\s*")
+_LATEX_GROUP = re.compile(r"(?<!\\)\{([^{}\\]*)\}")
+_LATEX_TIE = re.compile(r"(?<=\S)~(?=\S)")
+_LATEX_ESCAPED_CHAR = "\x00"  # stands for an escaped brace while the groups are undone
+
+
+def _undo(group: re.Pattern[str], text: str) -> str:
+    """`text` with every match of `group` replaced by its first group, inner groups first."""
+    while True:
+        text, found = group.subn(r"\1", text)
+        if not found:
+            return text
+
+
+def _accent(match: re.Match[str]) -> str:
+    accent, braced, bare, spaced = match.groups()
+    letter = braced or bare or spaced
+    return _latex_symbol(f"\\{accent}{{{letter}}}")
+
+
+def _latex_part(part: str) -> str | None:
+    """Text-mode LaTeX of a text without maths to Unicode, or None where markup is left that
+    the conversion does not know (a nested group, a command in a group)."""
+    if "\\" in part:
+        part = _LATEX_ACCENT.sub(_accent, part)
+        part = _LATEX_NAMED.sub(lambda m: _latex_symbol("\\" + m.group(1)), part)
+        part = _LATEX_ESCAPE.sub(
+            lambda m: _LATEX_ESCAPED_CHAR + m.group(1) if m.group(1) in "{}" else m.group(1), part
+        )
+        part = _undo(_LATEX_FONT, part)
+        if "{\\" in part:
+            part = _undo(_LATEX_SWITCH, part)
+        part = _LATEX_BARE_SWITCH.sub("", part)
+    if "{" in part:
+        part = _undo(_LATEX_GROUP, part)
+    part = part.replace(_LATEX_ESCAPED_CHAR + "{", "{").replace(_LATEX_ESCAPED_CHAR + "}", "}")
+    if "\\" in part or "{" in part or "}" in part:
+        return None
+    if "-" in part:
+        part = part.replace("---", "\u2014").replace("--", "\u2013")
+    if "`" in part or "''" in part:
+        part = part.replace("``", "\u201c").replace("''", "\u201d")
+    if "~" in part:
+        part = _LATEX_TIE.sub(" ", part)
+    return part
 
 
 def latex_text(text: str) -> tuple[str, bool]:
-    """Text-mode LaTeX to Unicode (`pylatexenc`), maths kept verbatim; a row holding a command
-    outside `_LATEX_SAFE` (or broken LaTeX) is returned as it is, marked unsafe."""
-    # pylatexenc renders the logos as nothing.
-    text = _LATEX_LOGO.sub(lambda m: m.group(1), text)
-    parts = _LATEX_MATH.split(text)
-    maths = _LATEX_MATH.findall(text)
+    """Text-mode LaTeX to Unicode (accents and symbols by `pylatexenc`), maths kept verbatim;
+    a row holding a command outside `_LATEX_SAFE`, or markup the conversion cannot undo, is
+    returned as it is, marked unsafe."""
+    if "TeX" in text:
+        text = _LATEX_LOGO.sub(lambda m: m.group(1), text)
+    if "$" in text and "{" in text:
+        # Groups around maths ("\\textbf{180$\\times$}"): undone before the text is split at maths.
+        text = _undo(_LATEX_GROUP_WITH_MATH, text)
+    parts = _LATEX_MATH.split(text) if "$" in text or "\\(" in text or "\\[" in text else [text]
+    maths = _LATEX_MATH.findall(text) if len(parts) > 1 else []
+    converted = []
     for part in parts:
         for word, char in _LATEX_COMMAND.findall(part):
-            if (word and word not in _LATEX_SAFE) or (char and char not in _LATEX_ACCENTS + "%&$#_{} "):
+            if word and word not in _LATEX_SAFE and not (len(word) == 1 and word in _LATEX_ACCENTS):
                 return text, True
-    # In an abstract "%", "&" and "#" are text (in LaTeX a comment, an alignment, a parameter);
-    # a tilde after a space is "about" ("~600"), between words a tie.
-    escaped = [_LATEX_TILDE.sub(r"\1\\textasciitilde{}", _LATEX_SPECIAL.sub(r"\\\1", part)) for part in parts]
-    source = escaped[0] + "".join(m + part for m, part in zip(maths, escaped[1:], strict=True))
-    try:
-        out = _latex_converter().latex_to_text(source)
-    except Exception:  # pylatexenc raises several kinds on malformed input: leave the row
-        return text, True
-    out = unicodedata.normalize("NFC", out).replace("\u00a0", " ")
-    kept_maths = _LATEX_MATH.findall(out)
-    if kept_maths != maths or _ascii_letters(_LATEX_COMMAND_NAME.sub("", "".join(parts))) != _ascii_letters(
-        "".join(_LATEX_MATH.split(out))
-    ):
-        return text, True  # maths moved or a letter or digit lost or gained: not trusted here
+            if char and char not in _LATEX_ACCENTS + "%&#_{}":
+                return text, True
+        body = _latex_part(part)
+        if body is None or _ascii_letters(_LATEX_COMMAND_NAME.sub("", part)) != _ascii_letters(body):
+            return text, True  # markup left, or a letter or digit lost or gained
+        converted.append(body)
+    out = converted[0] + "".join(m + part for m, part in zip(maths, converted[1:], strict=True))
     return out, False
 
 
-_LATEX_SPECIAL = re.compile(r"(?<!\\)([%&#])")
-_LATEX_TILDE = re.compile(r"(^|\s)~")
 _LATEX_LOGO = re.compile(r"\\(LaTeX|TeX)\b(?:\{\})?")
+_LATEX_GROUP_WITH_MATH = re.compile(
+    r"(?:\\(?:emph|textit|textbf|texttt|textsc|textrm|textsf|textsl|underline|mbox)\s*|(?<![\\$^_A-Za-z]))"
+    r"\{(?:\\(?:em|it|bf|sc|rm|tt|sf|sl)(?![A-Za-z])\s*)?((?:[^{}$\\]|\$[^$]*\$)*\$[^$]*\$(?:[^{}$\\]|\$[^$]*\$)*)\}"
+)
 _LATEX_COMMAND_NAME = re.compile(r"\\[A-Za-z]+|\\.")
+_NOT_ALNUM_BYTES = bytes(b for b in range(128) if not chr(b).isalnum())
 
 
-def _ascii_letters(text: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", text)
-    return "".join(c for c in decomposed if c.isascii() and c.isalnum())
+def _ascii_letters(text: str) -> bytes:
+    """The ASCII letters and digits of `text` with accents taken off (C speed: no regex)."""
+    if not text.isascii():
+        text = unicodedata.normalize("NFKD", text)
+    return text.encode("ascii", "ignore").translate(None, _NOT_ALNUM_BYTES)
+
+
+_FONT_COMMANDS = (
+    "emph|textit|textbf|texttt|textsc|textrm|textsf|textsl|textup|textmd|textnormal|underline|mbox"
+)
+_FONT_SWITCHES = "em|it|bf|sc|rm|tt|sf|sl"
+# The text-mode commands the vectorised path knows; a row with any other backslash goes to
+# `latex_text`. Symbol accents on one letter, fonts, escaped specials.
+_SIMPLE_COMMAND = (
+    r"\\(?:[\'\"`^~=.](?:\{[A-Za-z]\}|[A-Za-z])|(?:"
+    + _FONT_COMMANDS
+    + r")\s*\{|(?:"
+    + _FONT_SWITCHES
+    + r")(?-u:\b)|[%&#_])"
+)
+
+
+@functools.cache
+def _accent_table() -> tuple[list[str], list[str]]:
+    """Every symbol accent on every ASCII letter, in its LaTeX spellings, and its Unicode
+    (pylatexenc's, each converted once): for one Aho-Corasick pass over the rows."""
+    sources, targets = [], []
+    for accent in "'\"`^~=.":
+        for letter in string.ascii_letters:
+            unicode = _latex_symbol(f"\\{accent}{{{letter}}}")
+            for form in ("{\\%s{%s}}", "{\\%s%s}", "\\%s{%s}", "\\%s%s"):
+                sources.append(form % (accent, letter))
+                targets.append(unicode)
+    return sources, targets
+
+
+def _latex_vectorised(texts: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """`latex_text` for rows without maths whose only commands are `_SIMPLE_COMMAND`s, as polars
+    expressions; also which rows it converted (the others come back as they were)."""
+    text = pl.col("t")
+    simple = (
+        pl.DataFrame({"t": texts})
+        .select(
+            ~text.str.contains(r"[$]|\\[(\[{}]")
+            & (text.str.count_matches("\\", literal=True) == text.str.count_matches(_SIMPLE_COMMAND))
+        )
+        .to_series()
+    )
+    done = pl.Series([False] * len(texts))
+    rows = simple.arg_true()
+    if rows.is_empty():
+        return texts, done
+    part = texts.gather(rows)
+    accented = part.str.contains(r"\\[\'\"`^~=.]")
+    if accented.any():
+        sources, targets = _accent_table()
+        hits = accented.arg_true()
+        part = part.scatter(hits, part.gather(hits).str.replace_many(sources, targets))
+    converted = text
+    for _ in range(2):  # a font command inside another
+        converted = converted.str.replace_all(r"\\(?:" + _FONT_COMMANDS + r")\s*\{([^{}\\]*)\}", "${1}")
+        converted = converted.str.replace_all(
+            r"\{\\(?:" + _FONT_SWITCHES + r")(?-u:\b)\s*([^{}\\]*)\}", "${1}"
+        )
+    converted = (
+        converted.str.replace_all(r"\\(?:" + _FONT_SWITCHES + r")(?-u:\b)\s*", "")
+        .str.replace_all(r"\\([%&#_])", "${1}")
+        .str.replace_all(r"\{([^{}\\]*)\}", "${1}")
+        .str.replace_all("---", "\u2014", literal=True)
+        .str.replace_all("--", "\u2013", literal=True)
+        .str.replace_all("``", "\u201c", literal=True)
+        .str.replace_all("''", "\u201d", literal=True)
+        .str.replace_all(r"(\S)~(\S)", "${1} ${2}")
+        .str.replace_all(r"(\S)~(\S)", "${1} ${2}")
+    )
+
+    # Each replacement drops only a known command's name, braces or a tie, or puts pylatexenc's
+    # character for an accent: no letter check (an NFKD pass cost more than all of them).
+    original = texts.gather(rows)
+    out = pl.DataFrame({"t": part}).select(converted).to_series()
+    ok = ~out.str.contains(r"[\\{}]").fill_null(True)
+    fixed = pl.select(pl.when(pl.lit(ok)).then(pl.lit(out)).otherwise(pl.lit(original))).to_series()
+    return texts.clone().scatter(rows, fixed), done.scatter(rows, ok)
+
+
+_MATH_SPANS = r"\$\$[^$]*\$\$|\$[^$]*\$|\\\((?:[^\\]|\\[^)])*\\\)|\\\[(?:[^\\]|\\[^\]])*\\\]"
 
 
 def _latex_rule(texts: pl.Series, params: CleanParams, names: pl.Series | None = None) -> Applied:
-    return _python_rule(texts, _MAYBE_LATEX, latex_text, ("\\",))
+    # Most rows with LaTeX hold only accents, fonts and escaped specials outside maths: those
+    # are converted as columns; the others (maths, rarer commands) by `latex_text`, row by row.
+    rows = _matching_rows(texts, _MAYBE_LATEX, lambda part: _any_literal(part, ("\\",)))
+    if rows.is_empty():
+        return Applied(texts)
+    # A row whose every command is inside maths ("$\\epsilon$") has no text-mode LaTeX.
+    outside = texts.gather(rows).str.replace_all(_MATH_SPANS, "").str.contains(_MAYBE_LATEX).fill_null(False)
+    rows = rows.filter(outside)
+    if rows.is_empty():
+        return Applied(texts)
+    part = texts.gather(rows)
+    fixed, done = _latex_vectorised(part)
+    rest = (~done).arg_true()
+    unsafe = pl.Series([False] * len(part))
+    if not rest.is_empty():
+        slow, slow_unsafe = zip(*(latex_text(text) for text in part.gather(rest).to_list()), strict=True)
+        fixed = fixed.scatter(rest, pl.Series(slow, dtype=pl.String))
+        unsafe = unsafe.scatter(rest, pl.Series(slow_unsafe, dtype=pl.Boolean))
+    return Applied(
+        texts.clone().scatter(rows, fixed), None, pl.Series([False] * len(texts)).scatter(rows, unsafe)
+    )
 
 
 # Section labels glued to the sentence after them ("ResultsWe", "METHODSThe"): a colon and a space.
@@ -399,12 +571,17 @@ _MAYBE_LABEL = (
 )
 
 
+_SENTENCE_START_MIN_ZIPF = 5.5
+
+
 def _labels_text(text: str, params: CleanParams) -> tuple[str, bool]:
     out = _GLUED_ABSTRACT.sub("", text)
 
     def label(match: re.Match[str]) -> str:
         lead, name, word = match.groups()
-        if not _is_word(word, params) or _zipf(name + word) > 0 or _is_term(name + word, params):
+        # The sentence's first word must be a common one ("We", "The", "In"), not a name's
+        # end ("MethodsNet").
+        if _zipf(word) < _SENTENCE_START_MIN_ZIPF or _zipf(name + word) > 0 or _is_term(name + word, params):
             return match.group()
         return f"{lead}{name}: {word}"
 
@@ -416,30 +593,36 @@ def _labels_rule(texts: pl.Series, params: CleanParams, names: pl.Series | None 
         texts,
         _MAYBE_LABEL,
         functools.partial(_labels_text, params=params),
-        ("bstract", "BSTRACT", *_LABEL_LITERALS),
+        lambda part: part.str.contains(_GLUED_LABEL_SCAN).fill_null(False),
     )
 
 
-# A literal every glued label holds: one SIMD scan finds the rows to run the regex on.
-_LABEL_LITERALS = tuple(
-    variant
-    for name in [
-        "Background",
-        "Introduction",
-        "Objective",
-        "Purpose",
-        "Aim",
-        "Method",
-        "Result",
-        "Conclusion",
-        "Motivation",
-        "Finding",
-        "Significance",
-        "Context",
-        "Contribution",
-        "Availability",
-    ]
-    for variant in (name, name.upper())
+# Every glued label: a label's stem and a capital. Its literal stems make the regex engine scan
+# with SIMD (an Aho-Corasick scan of label-and-capital literals cost ten times more).
+_GLUED_LABEL_SCAN = (
+    "(?:"
+    + "|".join(
+        variant
+        for name in (
+            "Background",
+            "Introduction",
+            "Objective",
+            "Purpose",
+            "Aim",
+            "Method",
+            "Result",
+            "Conclusion",
+            "Motivation",
+            "Finding",
+            "Significance",
+            "Context",
+            "Contribution",
+            "Availability",
+            "Abstract",
+        )
+        for variant in (name, name.upper())
+    )
+    + ")(?:s|ology)?[A-Z]"
 )
 
 
@@ -1175,7 +1358,6 @@ def _strong_split(fixed: str, params: CleanParams) -> bool:
     return all(
         _is_function_word(part, params) or _zipf(part) >= params.strong_split_min_zipf
         for part in re.findall(r"[A-Za-z]+", fixed)
-        if part.islower()
     )
 
 
@@ -1356,17 +1538,19 @@ _ARCHIVE_IDS = "|".join(pl.escape_regex(a) for a in sorted(_ARXIV_ARCHIVES, key=
 # "github.com") and digit runs with their decimal and thousands separators (so versions,
 # percentages and arXiv ids). `<tex-math>` counts as the `$...$` it becomes; the digits of a
 # numeric entity ("&#39;") are no number, nor is a link target inside a tag.
+# Written for the regex engine's fast path (ASCII word bounds, no lazy repeats): the Unicode
+# forms made the check cost more than the rules it checks.
 _PROTECTED = "|".join(
     [
-        r"<tex-math>.*?</tex-math>",
+        r"<tex-math>[^<]*</tex-math>",
         r"</?[A-Za-z][^<>]*>",
         r"&#[0-9]+;|&#[xX][0-9A-Fa-f]+;",
         r"[0-9]*footnotetext",
-        r"\$\$.*?\$\$|\$[^$]+\$",
-        r"\\\(.*?\\\)",
-        r"(?i:https?://|www\.)[^\s<>\"]*[^\s<>\".,;:!?)\]']",
-        r"\b10\.[0-9]{4,9}/[^\s]*[^\s.,;:!?)\]]",
-        rf"\b(?:{_ARCHIVE_IDS})\.[A-Z]{{2}}\b",
+        r"\$\$[^$]*\$\$|\$[^$]+\$",
+        r"\\\((?:[^\\]|\\[^)])*\\\)",
+        r"(?:[Hh][Tt][Tt][Pp][Ss]?://|www\.)[^\s<>\"]*[^\s<>\".,;:!?)\]']",
+        r"(?-u:\b)10\.[0-9]{4,9}/[^\s]*[^\s.,;:!?)\]]",
+        rf"(?-u:\b)(?:{_ARCHIVE_IDS})\.[A-Z]{{2}}(?-u:\b)",
         r"[A-Za-z_][A-Za-z0-9_]+(?:\.[a-z_][A-Za-z0-9_]+)+",
         r"[0-9]+(?:[.,][0-9]+)*",
     ]
@@ -1378,8 +1562,9 @@ _MARKS = [str(d) * 3 for d in range(1, 10)]
 # Rules that remove a footnote's text or a link's dangling sentence whole: they may remove
 # protected spans ("checkpoints for GPT-2 at"), never alter one.
 _REMOVES_SENTENCES = ("footnotes", "dangling_link")
-# Rules that only replace whitespace by single spaces: they cannot alter a protected span.
-_SPACING_ONLY = ("whitespace",)
+# Rules that cannot alter a protected span: they only replace whitespace by single spaces,
+# or remove a leading label or trailing table bars.
+_SPACING_ONLY = ("whitespace", "strip_prefix", "table_residue")
 
 
 def _protected(texts: pl.Series, drop_marks: bool) -> pl.Series:
@@ -1389,7 +1574,7 @@ def _protected(texts: pl.Series, drop_marks: bool) -> pl.Series:
             ~pl.element().str.starts_with("&")
             & (~pl.element().str.starts_with("<") | pl.element().str.starts_with("<tex-math>"))
         )
-        .str.replace(r"^<tex-math>\s*\$?(.*?)\$?\s*</tex-math>$", "$$${1}$$")
+        .str.replace(r"^<tex-math>\s*\$?([^<]*?)\$?\s*</tex-math>$", "$$${1}$$")
     )
     if drop_marks:
         found = found.list.eval(
@@ -1544,19 +1729,23 @@ def clean_fields(frame: pl.DataFrame, params: CleanParams) -> tuple[pl.DataFrame
         frame = frame.with_columns(title.alias("title"))
         counts["title"] = int(changed.sum())
     if "authors" in frame.columns:
-        rows = frame.select(pl.int_range(pl.len()).alias("_row"), "authors").explode("authors")
-        names, changed = clean_field(rows["authors"].cast(pl.String), params)
-        authors = (
-            rows.with_columns(names.alias("authors"), changed.alias("_changed"))
-            .group_by("_row", maintain_order=True)
-            .agg(pl.col("authors"), pl.col("_changed").any())
+        lists = frame["authors"].to_arrow()
+        if isinstance(lists, pa.ChunkedArray):
+            lists = lists.combine_chunks()
+        lists = lists.cast(pa.large_list(pa.large_string()))
+        # The names in one column (offsets kept), cleaned, and put back in their lists.
+        flat = pl.Series(
+            lists.values.slice(lists.offsets[0].as_py(), lists.offsets[-1].as_py()), dtype=pl.String
         )
-        # A null list stays null (explode made it one null element).
-        kept = frame["authors"].is_null()
-        fixed = authors["authors"].list.drop_nulls()
-        fixed = pl.select(pl.when(pl.lit(kept)).then(None).otherwise(pl.lit(fixed))).to_series()
-        frame = frame.with_columns(fixed.cast(frame.schema["authors"]).alias("authors"))
-        counts["authors"] = int(authors["_changed"].sum())
+        names, changed = clean_field(flat, params)
+        offsets = pc.subtract(lists.offsets, lists.offsets[0])
+        fixed = pa.LargeListArray.from_arrays(
+            offsets, names.to_arrow().cast(pa.large_string()), mask=lists.is_null()
+        )
+        list_type = frame.schema["authors"]
+        frame = frame.with_columns(pl.Series("authors", fixed).cast(list_type))
+        row_of = np.searchsorted(offsets.to_numpy(), np.flatnonzero(changed.to_numpy()), side="right") - 1
+        counts["authors"] = len(set(row_of.tolist()))
     return frame, counts
 
 
