@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from pipeline.kernels.minhash import (
@@ -11,6 +13,9 @@ from pipeline.kernels.minhash import (
     ShingleSets,
     band_keys,
     candidate_pairs,
+    keys_from_arrow,
+    keys_to_arrow,
+    read_band_keys,
     shingle_hashes,
     signatures,
 )
@@ -142,3 +147,26 @@ def test_candidate_pairs_are_each_buckets_smallest_row_with_the_others() -> None
     pairs = candidate_pairs(rows[::-1].copy(), keys)
     assert len(expected) > 1000
     assert pairs.tolist() == sorted(map(list, expected))
+
+
+def test_band_keys_survive_chunks_row_groups_and_batches(tmp_path: Path) -> None:
+    """Keys read back chunk by chunk and row group by row group land at their own rows."""
+    keys = (np.arange(30 * 4, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)).reshape(30, 4)
+    column = keys_to_arrow(keys)
+    chunked = pa.chunked_array([column.slice(0, 7), column.slice(7, 1), column.slice(8, 22)])
+    assert np.array_equal(keys_from_arrow(chunked, 4), keys)
+    path = tmp_path / "keys.parquet"
+    pq.write_table(pa.table({"band_keys": column}), path, row_group_size=7)
+    assert pq.ParquetFile(path).metadata.num_row_groups == 5
+    assert np.array_equal(read_band_keys(path, 4), keys)
+
+
+def test_similarity_of_a_row_past_the_last_held_one_is_a_key_error() -> None:
+    sets = ShingleSets.of_texts(
+        ["one two three four five six", "one two three four five seven"], np.array([3, 5]), 2
+    )
+    assert sets.similarity(np.array([[3, 5]]))[0] == pytest.approx(4 / 6)
+    with pytest.raises(KeyError, match="without its shingle set"):
+        sets.similarity(np.array([[3, 9]]))
+    with pytest.raises(KeyError):
+        sets.get(9)

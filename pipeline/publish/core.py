@@ -31,17 +31,17 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from pipeline import versions
 from pipeline.contracts import ROW_INDEX_SUFFIX
 from pipeline.errors import BadInputError, PipelineError, PublishError
 from pipeline.io.writers import atomic_path, sha256_file, write_json
 from pipeline.params import Params
 from pipeline.releases import ReleaseDiff, diff_releases, propose_version, write_row_index
-from pipeline.versions import Version, format_version, tag_name
+from pipeline.versions import Version, format_version, is_release_tag, tag_name
+from pipeline.versions import parse_version as semver
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
@@ -98,7 +98,7 @@ def parse_version(text: str) -> Version:
         PublishError: `text` is not MAJOR.MINOR.PATCH.
     """
     try:
-        return versions.parse_version(text)
+        return semver(text)
     except BadInputError:
         raise PublishError(
             f"--version {text!r} is not a semantic version; use MAJOR.MINOR.PATCH, e.g. 1.2.0"
@@ -159,7 +159,8 @@ def check_validation(report: Path) -> None:
 def check_dvc_status(root: Path) -> None:
     """Refuse unless `dvc status` reports the `card` stage and every stage before it up to date.
 
-    Only what is uploaded must match the code, params and raw data. The report stages after the
+    Only what is uploaded must match the code, params and raw data (the card's changelog of
+    `releases/` excepted: publish renders it). The report stages after the
     card (`release_diff`, `review`) depend on `releases/`, which every publish writes to, so
     they are stale right after a publish until the next `dvc repro`; that must not block
     re-running publish (a resumed tag, or "already published").
@@ -177,12 +178,31 @@ def check_dvc_status(root: Path) -> None:
         status = json.loads(result.stdout or "{}")
     except json.JSONDecodeError:
         raise PublishError(f"`dvc status --json` printed no JSON: {result.stdout[-500:]!r}") from None
+    status = {
+        stage: changes for stage, changes in status.items() if not _only_changelog_changed(stage, changes)
+    }
     if status:
         stale = ", ".join(sorted(status))
         raise PublishError(
             f"the pipeline is not up to date (`dvc status`: {stale} changed); "
             "run `dvc repro` so that release/ matches the code, params and raw data, then publish"
         )
+
+
+def _only_changelog_changed(stage: str, changes: Any) -> bool:
+    """Whether `stage` is the card and only its `releases/` dependency changed.
+
+    The card's changelog lists the records in `releases/`, which every publish writes; publish
+    renders the uploaded card with that changelog itself, so a card stale only by it is fine.
+    """
+    if stage != "card" or not isinstance(changes, list):
+        return False
+    changed: set[str] = set()
+    for change in changes:
+        if not isinstance(change, dict) or set(change) != {"changed deps"}:
+            return False
+        changed |= set(change["changed deps"])
+    return changed == {"releases"}
 
 
 def check_card_matches(release: Path) -> None:
@@ -459,7 +479,7 @@ def run_publish(
         with hub_errors("reading the repository's refs", endpoint, token):
             refs = hub.refs()
         branches, tags = refs if refs is not None else ({}, {})
-        versions = sorted((parse_version(t), t) for t in tags if versions.is_release_tag(t))
+        versions = sorted((parse_version(t), t) for t in tags if is_release_tag(t))
         previous = versions[-1] if versions else None
         files = local_files(release)
 
