@@ -716,12 +716,16 @@ _MARKS_APART = r"[,.;:?!] +[,.;:](?: |$)"
 
 
 def _empty_citation_rule(texts: pl.Series, params: CleanParams, names: pl.Series | None = None) -> Applied:
-    fixed = _masked(texts, _EMPTY_CITATION, _empty_citation, _maybe_empty_citation)
-    rows = _matching_rows(texts, _MARKS_APART, lambda part: _any_literal(part, (" ,", " .", " ;", " :")))
-    skipped = None
-    if not rows.is_empty():
-        skipped = pl.Series([False] * len(texts)).scatter(rows, True)
-    return Applied(fixed, None, skipped)
+    rows = _matching_rows(texts, _EMPTY_CITATION, _maybe_empty_citation)
+    if rows.is_empty():
+        return Applied(texts)
+    part = texts.gather(rows)
+    fixed = pl.select(_empty_citation(pl.lit(part))).to_series()
+    # Spots left as they are: a space before a mark that follows another mark.
+    unsafe = part.str.contains(_MARKS_APART).fill_null(False)
+    return Applied(
+        texts.clone().scatter(rows, fixed), None, pl.Series([False] * len(texts)).scatter(rows, unsafe)
+    )
 
 
 # ---- dictionary rules ---------------------------------------------------------------------------
@@ -1390,8 +1394,14 @@ def _keep_terms(
     (`term_evidence`), a name or term rewritten again without that token."""
     if not rewritten.any():
         return fixed
+    # Without names, only a term of `clean.terms` or a weak split can be kept: look for those.
+    wanted = changes
+    if names is None:
+        wanted = {t: v for t, v in changes.items() if _is_term(t, params) or not _strong_split(v, params)}
+        if not wanted:
+            return fixed
     rows = rewritten.arg_true()
-    words = "|".join(pl.escape_regex(t) for t in sorted(changes, key=len, reverse=True))
+    words = "|".join(pl.escape_regex(t) for t in sorted(wanted, key=len, reverse=True))
     found = texts.gather(rows).str.extract_all(f"(?-u:\\b)(?:{words})(?-u:\\b)").to_list()
     row_names = names.gather(rows).to_list() if names is not None else [None] * len(rows)
     originals = texts.gather(rows).to_list()
@@ -1559,6 +1569,10 @@ _PROTECTED = "|".join(
 _RUN_OF_MARKS = r"[,;:!?.][,;:!?]"
 # The only digits a rule may remove: the footnote marks `footnotes` proves.
 _MARKS = [str(d) * 3 for d in range(1, 10)]
+# Rules that change only letter tokens bounded by spaces and prose punctuation (`_LEFT`,
+# `_RIGHT`), spaces before punctuation and empty brackets: none can touch a number, URL, id
+# or dotted name, so only their rows with maths or markup get the full check.
+_PROSE_ONLY = ("dehyphenate", "empty_citation")
 # Rules that remove a footnote's text or a link's dangling sentence whole: they may remove
 # protected spans ("checkpoints for GPT-2 at"), never alter one.
 _REMOVES_SENTENCES = ("footnotes", "dangling_link")
@@ -1586,6 +1600,16 @@ def _protected(texts: pl.Series, drop_marks: bool) -> pl.Series:
 def breaks_invariants(before: pl.Series, after: pl.Series, rule: str) -> pl.Series:
     """Per row, whether `after` (one rule's output for `before`) alters a protected span or
     runs two punctuation marks together that were apart."""
+    merged = after.str.count_matches(_RUN_OF_MARKS) > before.str.count_matches(_RUN_OF_MARKS)
+    if rule in _PROSE_ONLY:
+        # Its repairs need prose on both sides: only maths and markup can hold one.
+        risky = before.str.contains(r"[$\\<&]").fill_null(True)
+        if not risky.any():
+            return merged.fill_null(True)
+        found = merged.clone()
+        rows = risky.arg_true()
+        inner = breaks_invariants(before.gather(rows), after.gather(rows), "")
+        return found.scatter(rows, merged.gather(rows) | inner)
     drop_marks = rule == "footnotes"
     old, new = _protected(before, drop_marks), _protected(after, drop_marks)
     if rule in _REMOVES_SENTENCES:
@@ -1597,7 +1621,6 @@ def breaks_invariants(before: pl.Series, after: pl.Series, rule: str) -> pl.Seri
         )
     else:
         altered = old != new
-    merged = after.str.count_matches(_RUN_OF_MARKS) > before.str.count_matches(_RUN_OF_MARKS)
     return (altered | merged).fill_null(True)
 
 

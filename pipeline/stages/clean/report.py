@@ -145,7 +145,8 @@ def summarise(
     for rule in RULES:
         wanted[rule.name] = frame.filter(pl.col("clean_rules").list.contains(rule.name))
     example_rows = sorted({r for hits in wanted.values() for r in hits["_row"].head(EXAMPLES_PER_RULE)})
-    raw = read_raw_texts(ingested, example_rows)
+    source_of = dict(zip(frame["_row"].to_list(), frame["source"].to_list(), strict=True))
+    raw = read_raw_texts(ingested, example_rows, {r: source_of[r] for r in example_rows})
     names = _example_names(ingested, example_rows)
     rules: dict[str, Any] = {}
     for rule in RULES:
