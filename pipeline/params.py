@@ -66,18 +66,33 @@ class CleanParams:
     # Zipf frequency from which a word of at most 4 letters is a function word ("is", "on"); only
     # splits through a function word are repaired, other glued-looking words are flagged.
     function_word_min_zipf: float = 6.4
+    # Zipf frequency from which a word is common: a verb before a name ("proposeX") or the stem
+    # of a derived word ("robust" in "robustifying") must be.
+    common_word_min_zipf: float = 3.5
+    # A split whose content words are all at least this frequent is repaired even where the
+    # glued token repeats in its abstract ("bypoints" twice): the same damage, twice.
+    strong_split_min_zipf: float = 4.0
     # Abstracts with fewer words are never flagged `non_english` (too little evidence).
     non_english_min_words: int = 20
     # Share of words that are common English function words below which a row is `non_english`.
     english_min_stopword_share: float = 0.08
+    # Names and terms that the word-splitting and -joining rules never touch (wordfreq does not
+    # know them and they look glued: "tieredImageNet"); a small maintained list, see README.
+    terms: tuple[str, ...] = ()
+    # A glued-looking token seen as-is this many times in one abstract (or in its title or
+    # author list) is taken for a name or term and left alone.
+    term_min_repeats: int = 2
 
     def __post_init__(self) -> None:
+        _check_range("clean.term_min_repeats", self.term_min_repeats, 2, 1_000)
         _check_range("clean.workers", self.workers, 1, 64)
         _check_range("clean.batch_rows", self.batch_rows, 1, 10_000_000)
         _check_range("clean.min_chars", self.min_chars, 0, 1_000_000)
         _check_range("clean.max_chars", self.max_chars, self.min_chars + 1, 1_000_000)
         _check_range("clean.word_min_zipf", self.word_min_zipf, 0.0, 8.0)
         _check_range("clean.function_word_min_zipf", self.function_word_min_zipf, self.word_min_zipf, 8.0)
+        _check_range("clean.common_word_min_zipf", self.common_word_min_zipf, self.word_min_zipf, 8.0)
+        _check_range("clean.strong_split_min_zipf", self.strong_split_min_zipf, self.word_min_zipf, 8.0)
         _check_range("clean.non_english_min_words", self.non_english_min_words, 1, 100_000)
         _check_range("clean.english_min_stopword_share", self.english_min_stopword_share, 0.0, 1.0)
 

@@ -18,15 +18,18 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import html
 import math
 import re
 import string
 import sys
+import threading
 import unicodedata
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import polars as pl
@@ -35,7 +38,6 @@ import pyarrow.compute as pc
 
 from pipeline.contracts import CLEAN_SCHEMA
 from pipeline.executor import map_batches
-from pipeline.io.build_files import read_raw_texts
 from pipeline.io.writers import build_file_options, write_json
 from pipeline.kernels.fingerprint import blake2b_64, hex_digests
 from pipeline.kernels.text import Pieces, fold_plain_texts
@@ -58,12 +60,23 @@ FLAGS = (
 )
 
 
+class Applied(NamedTuple):
+    """What a rule returns: the repaired texts (same length and order), the rows to flag
+    `possible_glued_word` (only `glued_words` says), and the rows where the rule left a spot
+    alone because repairing it would have broken an invariant (`skipped_unsafe`)."""
+
+    texts: pl.Series
+    glued: pl.Series | None = None
+    skipped: pl.Series | None = None
+
+
 @dataclass(frozen=True)
 class Rule:
-    """A named repair: texts in, repaired texts (same length and order) and glued-word flags out."""
+    """A named repair over a batch's texts; `names` holds, per row, the title and author list
+    (or null): words found there are names, evidence the dictionary rules use."""
 
     name: str
-    apply: Callable[[pl.Series, CleanParams], tuple[pl.Series, pl.Series | None]]
+    apply: Callable[[pl.Series, CleanParams, pl.Series | None], Applied]
 
 
 Superset = Callable[[pl.Series], pl.Series]
@@ -99,8 +112,8 @@ def _masked(
 def _regex_rule(
     prefilter: str, repair: Callable[[pl.Expr], pl.Expr], superset: Superset | None = None
 ) -> Callable[..., Any]:
-    def apply(texts: pl.Series, params: CleanParams) -> tuple[pl.Series, pl.Series | None]:
-        return _masked(texts, prefilter, repair, superset), None
+    def apply(texts: pl.Series, params: CleanParams, names: pl.Series | None = None) -> Applied:
+        return Applied(_masked(texts, prefilter, repair, superset))
 
     return apply
 
@@ -195,15 +208,422 @@ _ODD_SPACES = r"[\u00a0\u2000-\u200a\u202f\u205f\u3000]"
 _INVISIBLE = r"[\u00ad\u200b-\u200d\u2060\ufeff\x00-\x08\x0b\x0c\x0e-\x1f\x7f]"
 
 
-def _unicode_rule(texts: pl.Series, params: CleanParams) -> tuple[pl.Series, pl.Series | None]:
+def _unicode_rule(texts: pl.Series, params: CleanParams, names: pl.Series | None = None) -> Applied:
     # NFC, then the spaces and invisible characters, each on the rows it can change.
-    return _masked(
-        _normalise(texts, "NFC"), f"{_ODD_SPACES}|{_INVISIBLE}", _unicode_spaces, _maybe_unicode
-    ), None
+    return Applied(
+        _masked(_normalise(texts, "NFC"), f"{_ODD_SPACES}|{_INVISIBLE}", _unicode_spaces, _maybe_unicode)
+    )
 
 
 def _unicode_spaces(text: pl.Expr) -> pl.Expr:
     return text.str.replace_all(_ODD_SPACES, " ").str.replace_all(_INVISIBLE, "")
+
+
+# ---- markup to text ----------------------------------------------------------------------------
+
+# ACL Anthology XML keeps inline maths as `<tex-math>`; it becomes `$...$`, its content verbatim.
+_TEX_MATH = re.compile(r"<tex-math>(.*?)</tex-math>", re.S)
+# Inline tags around text: the text stays, the tags go (links keep their text). Sub- and
+# superscripts would change what a number means ("10<sup>-3</sup>"), so they stay, counted.
+_INLINE_TAGS = "a|b|i|em|strong|u|span|font|small|big|tt|code|var|cite|fixed-case|url|jats:[a-z-]+"
+_PAIRED_TAG = re.compile(rf"<({_INLINE_TAGS})(?:\s[^<>]*)?>(.*?)</\1\s*>", re.S | re.I)
+_BREAK_TAG = re.compile(r"</?(?:p|br|div)(?:\s[^<>]*)?/?>", re.I)
+_SCRIPT_TAG = re.compile(r"</?(?:sub|sup)>", re.I)
+# A named or numeric entity, with its semicolon ("AT&T" and "R&D" are text).
+_ENTITY = re.compile(r"&(?:[A-Za-z][A-Za-z0-9]{1,31}|#[0-9]{1,7}|#[xX][0-9A-Fa-f]{1,6});")
+_MAYBE_MARKUP = (
+    r"<(?:tex-math|/?(?:"
+    + _INLINE_TAGS
+    + r"|p|br|div)[\s/>])|&(?:[A-Za-z][A-Za-z0-9]*|#[0-9]+|#[xX][0-9A-Fa-f]+);"
+)
+
+
+def _unescape(match: re.Match[str]) -> str:
+    return html.unescape(match.group())
+
+
+def markup_text(text: str) -> tuple[str, bool]:
+    """HTML/XML markup to text: `<tex-math>` to `$...$`, paired inline tags dropped (their text
+    kept), `<p>`/`<br>` to spaces, entities decoded. Also whether a spot was left as unsafe."""
+    out = _TEX_MATH.sub(
+        lambda m: "$" + _ENTITY.sub(_unescape, m.group(1)).strip().strip("$").strip() + "$", text
+    )
+    while True:
+        inner = _PAIRED_TAG.sub(lambda m: m.group(2), out)
+        if inner == out:
+            break
+        out = inner
+    out = _BREAK_TAG.sub(" ", out)
+    out = _ENTITY.sub(_unescape, out)
+    return out, _SCRIPT_TAG.search(out) is not None
+
+
+def _markup_rule(texts: pl.Series, params: CleanParams, names: pl.Series | None = None) -> Applied:
+    return _python_rule(texts, _MAYBE_MARKUP, markup_text, lambda part: _any_literal(part, ("<", "&")))
+
+
+def _python_rule(
+    texts: pl.Series, prefilter: str, repair: Callable[[str], tuple[str, bool]], superset: Superset
+) -> Applied:
+    """`repair` (text -> repaired text, unsafe spot left) on the rows `prefilter` finds."""
+    rows = _matching_rows(texts, prefilter, superset)
+    if rows.is_empty():
+        return Applied(texts)
+    fixed, unsafe = zip(*(repair(text) for text in texts.gather(rows).to_list()), strict=True)
+    return Applied(
+        texts.clone().scatter(rows, pl.Series(fixed, dtype=pl.String)),
+        None,
+        pl.Series([False] * len(texts)).scatter(rows, pl.Series(unsafe, dtype=pl.Boolean)),
+    )
+
+
+# Text-mode LaTeX that converts to Unicode without loss: accents, font and emphasis commands
+# (their text kept), escaped specials, ligature letters, dashes and quotes. A row with any other
+# command outside maths (`\cite`, `\ref`, `\url`, user macros) is left alone and counted.
+_LATEX_ACCENTS = "'\"`^~=.uvHckrdbt"
+_LATEX_SAFE = frozenset(
+    [
+        "emph",
+        "textit",
+        "textbf",
+        "texttt",
+        "textsc",
+        "textrm",
+        "textsf",
+        "textsl",
+        "textup",
+        "textmd",
+        "textnormal",
+        "underline",
+        "mbox",
+        "em",
+        "it",
+        "bf",
+        "sc",
+        "rm",
+        "tt",
+        "sf",
+        "sl",
+        "ss",
+        "o",
+        "O",
+        "ae",
+        "AE",
+        "aa",
+        "AA",
+        "l",
+        "L",
+        "i",
+        "j",
+        "oe",
+        "OE",
+        "ldots",
+        "dots",
+        "textendash",
+        "textemdash",
+        "textasciitilde",
+        "textquotedblleft",
+        "textquotedblright",
+        "textquoteleft",
+        "textquoteright",
+    ]
+)
+_LATEX_MATH = re.compile(r"\$\$.*?\$\$|(?<!\\)\$.*?(?<!\\)\$|\\\(.*?\\\)|\\\[.*?\\\]", re.S)
+_LATEX_COMMAND = re.compile(r"\\(?:([A-Za-z]+)|(.))")
+_MAYBE_LATEX = r"\\[A-Za-z'\"`^~=.%&$#_{}]"
+
+
+@functools.cache
+def _latex_converter() -> Any:
+    from pylatexenc.latex2text import LatexNodes2Text  # only rows with LaTeX need it
+
+    return LatexNodes2Text(math_mode="verbatim")
+
+
+@functools.cache
+def _latex_symbol(source: str) -> str:
+    """pylatexenc's Unicode for one accent or symbol command (`\\'{e}`, `\\ss`): each distinct
+    one converted once. Its parser reads a text character by character in Python, about 0.1 s
+    per abstract, so it converts these pieces, not whole texts."""
+    return str(unicodedata.normalize("NFC", _latex_converter().latex_to_text(source)))
+
+
+_LATEX_ACCENT = re.compile(
+    r"\\([\'\"`^~=.uvHckrdbt])(?:\s*\{(\\?[A-Za-z])\}|(?<=[\'\"`^~=.])(\\?[A-Za-z])|\s+([A-Za-z]))"
+)
+_LATEX_NAMED = re.compile(
+    r"\\(ss|o|O|ae|AE|aa|AA|l|L|i|j|oe|OE|ldots|dots|textendash|textemdash|textasciitilde|"
+    r"textquotedblleft|textquotedblright|textquoteleft|textquoteright)(?![A-Za-z])(?:\{\})?"
+)
+_LATEX_ESCAPE = re.compile(r"\\([%&#_{}])")
+_LATEX_FONT = re.compile(
+    r"\\(?:emph|textit|textbf|texttt|textsc|textrm|textsf|textsl|textup|textmd|textnormal|underline|mbox)"
+    r"\s*\{([^{}\\]*)\}"
+)
+_LATEX_SWITCH = re.compile(r"\{\\(?:em|it|bf|sc|rm|tt|sf|sl)(?![A-Za-z])\s*([^{}\\]*)\}")
+_LATEX_BARE_SWITCH = re.compile(r"\\(?:em|it|bf|sc|rm|tt|sf|sl)(?![A-Za-z])\s*")
+_LATEX_GROUP = re.compile(r"(?<!\\)\{([^{}\\]*)\}")
+_LATEX_TIE = re.compile(r"(?<=\S)~(?=\S)")
+_LATEX_ESCAPED_CHAR = "\x00"  # stands for an escaped brace while the groups are undone
+
+
+def _undo(group: re.Pattern[str], text: str) -> str:
+    """`text` with every match of `group` replaced by its first group, inner groups first."""
+    while True:
+        text, found = group.subn(r"\1", text)
+        if not found:
+            return text
+
+
+def _accent(match: re.Match[str]) -> str:
+    accent, braced, bare, spaced = match.groups()
+    letter = braced or bare or spaced
+    return _latex_symbol(f"\\{accent}{{{letter}}}")
+
+
+def _latex_part(part: str) -> str | None:
+    """Text-mode LaTeX of a text without maths to Unicode, or None where markup is left that
+    the conversion does not know (a nested group, a command in a group)."""
+    if "\\" in part:
+        part = _LATEX_ACCENT.sub(_accent, part)
+        part = _LATEX_NAMED.sub(lambda m: _latex_symbol("\\" + m.group(1)), part)
+        part = _LATEX_ESCAPE.sub(
+            lambda m: _LATEX_ESCAPED_CHAR + m.group(1) if m.group(1) in "{}" else m.group(1), part
+        )
+        part = _undo(_LATEX_FONT, part)
+        if "{\\" in part:
+            part = _undo(_LATEX_SWITCH, part)
+        part = _LATEX_BARE_SWITCH.sub("", part)
+    if "{" in part:
+        part = _undo(_LATEX_GROUP, part)
+    part = part.replace(_LATEX_ESCAPED_CHAR + "{", "{").replace(_LATEX_ESCAPED_CHAR + "}", "}")
+    if "\\" in part or "{" in part or "}" in part:
+        return None
+    if "-" in part:
+        part = part.replace("---", "\u2014").replace("--", "\u2013")
+    if "`" in part or "''" in part:
+        part = part.replace("``", "\u201c").replace("''", "\u201d")
+    if "~" in part:
+        part = _LATEX_TIE.sub(" ", part)
+    return part
+
+
+def latex_text(text: str) -> tuple[str, bool]:
+    """Text-mode LaTeX to Unicode (accents and symbols by `pylatexenc`), maths kept verbatim;
+    a row holding a command outside `_LATEX_SAFE`, or markup the conversion cannot undo, is
+    returned as it is, marked unsafe."""
+    if "TeX" in text:
+        text = _LATEX_LOGO.sub(lambda m: m.group(1), text)
+    if "$" in text and "{" in text:
+        # Groups around maths ("\\textbf{180$\\times$}"): undone before the text is split at maths.
+        text = _undo(_LATEX_GROUP_WITH_MATH, text)
+    parts = _LATEX_MATH.split(text) if "$" in text or "\\(" in text or "\\[" in text else [text]
+    maths = _LATEX_MATH.findall(text) if len(parts) > 1 else []
+    converted = []
+    for part in parts:
+        for word, char in _LATEX_COMMAND.findall(part):
+            if word and word not in _LATEX_SAFE and not (len(word) == 1 and word in _LATEX_ACCENTS):
+                return text, True
+            if char and char not in _LATEX_ACCENTS + "%&#_{}":
+                return text, True
+        body = _latex_part(part)
+        if body is None or _ascii_letters(_LATEX_COMMAND_NAME.sub("", part)) != _ascii_letters(body):
+            return text, True  # markup left, or a letter or digit lost or gained
+        converted.append(body)
+    out = converted[0] + "".join(m + part for m, part in zip(maths, converted[1:], strict=True))
+    return out, False
+
+
+_LATEX_LOGO = re.compile(r"\\(LaTeX|TeX)\b(?:\{\})?")
+_LATEX_GROUP_WITH_MATH = re.compile(
+    r"(?:\\(?:emph|textit|textbf|texttt|textsc|textrm|textsf|textsl|underline|mbox)\s*|(?<![\\$^_A-Za-z]))"
+    r"\{(?:\\(?:em|it|bf|sc|rm|tt|sf|sl)(?![A-Za-z])\s*)?((?:[^{}$\\]|\$[^$]*\$)*\$[^$]*\$(?:[^{}$\\]|\$[^$]*\$)*)\}"
+)
+_LATEX_COMMAND_NAME = re.compile(r"\\[A-Za-z]+|\\.")
+_NOT_ALNUM_BYTES = bytes(b for b in range(128) if not chr(b).isalnum())
+
+
+def _ascii_letters(text: str) -> bytes:
+    """The ASCII letters and digits of `text` with accents taken off (C speed: no regex)."""
+    if not text.isascii():
+        text = unicodedata.normalize("NFKD", text)
+    return text.encode("ascii", "ignore").translate(None, _NOT_ALNUM_BYTES)
+
+
+_FONT_COMMANDS = (
+    "emph|textit|textbf|texttt|textsc|textrm|textsf|textsl|textup|textmd|textnormal|underline|mbox"
+)
+_FONT_SWITCHES = "em|it|bf|sc|rm|tt|sf|sl"
+# The text-mode commands the vectorised path knows; a row with any other backslash goes to
+# `latex_text`. Symbol accents on one letter, fonts, escaped specials.
+_SIMPLE_COMMAND = (
+    r"\\(?:[\'\"`^~=.](?:\{[A-Za-z]\}|[A-Za-z])|(?:"
+    + _FONT_COMMANDS
+    + r")\s*\{|(?:"
+    + _FONT_SWITCHES
+    + r")(?-u:\b)|[%&#_])"
+)
+
+
+@functools.cache
+def _accent_table() -> tuple[list[str], list[str]]:
+    """Every symbol accent on every ASCII letter, in its LaTeX spellings, and its Unicode
+    (pylatexenc's, each converted once): for one Aho-Corasick pass over the rows."""
+    sources, targets = [], []
+    for accent in "'\"`^~=.":
+        for letter in string.ascii_letters:
+            unicode = _latex_symbol(f"\\{accent}{{{letter}}}")
+            for form in ("{\\%s{%s}}", "{\\%s%s}", "\\%s{%s}", "\\%s%s"):
+                sources.append(form % (accent, letter))
+                targets.append(unicode)
+    return sources, targets
+
+
+def _latex_vectorised(texts: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """`latex_text` for rows without maths whose only commands are `_SIMPLE_COMMAND`s, as polars
+    expressions; also which rows it converted (the others come back as they were)."""
+    text = pl.col("t")
+    simple = (
+        pl.DataFrame({"t": texts})
+        .select(
+            ~text.str.contains(r"[$]|\\[(\[{}]")
+            & (text.str.count_matches("\\", literal=True) == text.str.count_matches(_SIMPLE_COMMAND))
+        )
+        .to_series()
+    )
+    done = pl.Series([False] * len(texts))
+    rows = simple.arg_true()
+    if rows.is_empty():
+        return texts, done
+    part = texts.gather(rows)
+    accented = part.str.contains(r"\\[\'\"`^~=.]")
+    if accented.any():
+        sources, targets = _accent_table()
+        hits = accented.arg_true()
+        part = part.scatter(hits, part.gather(hits).str.replace_many(sources, targets))
+    converted = text
+    for _ in range(2):  # a font command inside another
+        converted = converted.str.replace_all(r"\\(?:" + _FONT_COMMANDS + r")\s*\{([^{}\\]*)\}", "${1}")
+        converted = converted.str.replace_all(
+            r"\{\\(?:" + _FONT_SWITCHES + r")(?-u:\b)\s*([^{}\\]*)\}", "${1}"
+        )
+    converted = (
+        converted.str.replace_all(r"\\(?:" + _FONT_SWITCHES + r")(?-u:\b)\s*", "")
+        .str.replace_all(r"\\([%&#_])", "${1}")
+        .str.replace_all(r"\{([^{}\\]*)\}", "${1}")
+        .str.replace_all("---", "\u2014", literal=True)
+        .str.replace_all("--", "\u2013", literal=True)
+        .str.replace_all("``", "\u201c", literal=True)
+        .str.replace_all("''", "\u201d", literal=True)
+        .str.replace_all(r"(\S)~(\S)", "${1} ${2}")
+        .str.replace_all(r"(\S)~(\S)", "${1} ${2}")
+    )
+
+    # Each replacement drops only a known command's name, braces or a tie, or puts pylatexenc's
+    # character for an accent: no letter check (an NFKD pass cost more than all of them).
+    original = texts.gather(rows)
+    out = pl.DataFrame({"t": part}).select(converted).to_series()
+    ok = ~out.str.contains(r"[\\{}]").fill_null(True)
+    fixed = pl.select(pl.when(pl.lit(ok)).then(pl.lit(out)).otherwise(pl.lit(original))).to_series()
+    return texts.clone().scatter(rows, fixed), done.scatter(rows, ok)
+
+
+_MATH_SPANS = r"\$\$[^$]*\$\$|\$[^$]*\$|\\\((?:[^\\]|\\[^)])*\\\)|\\\[(?:[^\\]|\\[^\]])*\\\]"
+
+
+def _latex_rule(texts: pl.Series, params: CleanParams, names: pl.Series | None = None) -> Applied:
+    # Most rows with LaTeX hold only accents, fonts and escaped specials outside maths: those
+    # are converted as columns; the others (maths, rarer commands) by `latex_text`, row by row.
+    rows = _matching_rows(texts, _MAYBE_LATEX, lambda part: _any_literal(part, ("\\",)))
+    if rows.is_empty():
+        return Applied(texts)
+    # A row whose every command is inside maths ("$\\epsilon$") has no text-mode LaTeX.
+    outside = texts.gather(rows).str.replace_all(_MATH_SPANS, "").str.contains(_MAYBE_LATEX).fill_null(False)
+    rows = rows.filter(outside)
+    if rows.is_empty():
+        return Applied(texts)
+    part = texts.gather(rows)
+    fixed, done = _latex_vectorised(part)
+    rest = (~done).arg_true()
+    unsafe = pl.Series([False] * len(part))
+    if not rest.is_empty():
+        slow, slow_unsafe = zip(*(latex_text(text) for text in part.gather(rest).to_list()), strict=True)
+        fixed = fixed.scatter(rest, pl.Series(slow, dtype=pl.String))
+        unsafe = unsafe.scatter(rest, pl.Series(slow_unsafe, dtype=pl.Boolean))
+    return Applied(
+        texts.clone().scatter(rows, fixed), None, pl.Series([False] * len(texts)).scatter(rows, unsafe)
+    )
+
+
+# Section labels glued to the sentence after them ("ResultsWe", "METHODSThe"): a colon and a space.
+_LABELS = (
+    "Background|Introduction|Objectives?|Purpose|Aims?|Methods?|Methodology|Results|Conclusions?|"
+    "Motivation|Findings|Significance|Context|Contributions?|Availability"
+)
+_GLUED_LABEL = re.compile(rf"(^|[.!?:] )({_LABELS}|(?:{_LABELS.upper()}))([A-Z][a-z]+)")
+# "ABSTRACTIntroduction:" / "AbstractWe": a leading label glued to the first word.
+_GLUED_ABSTRACT = re.compile(
+    r"^\s*(?:ABSTRACT(?=[A-Z][a-z])|Abstract(?=(?:We|In|The|This|Our|Recent|Many|Most|It|As|To|For"
+    r"|With|Although|While|Despite|Deep|Large|Neural|Machine)\b))"
+)
+_MAYBE_LABEL = (
+    r"^\s*(?:ABSTRACT|Abstract)[A-Z][a-z]|(?:^|[.!?:] )(?:" + _LABELS + "|" + _LABELS.upper() + r")[A-Z][a-z]"
+)
+
+
+_SENTENCE_START_MIN_ZIPF = 5.5
+
+
+def _labels_text(text: str, params: CleanParams) -> tuple[str, bool]:
+    out = _GLUED_ABSTRACT.sub("", text)
+
+    def label(match: re.Match[str]) -> str:
+        lead, name, word = match.groups()
+        # The sentence's first word must be a common one ("We", "The", "In"), not a name's
+        # end ("MethodsNet").
+        if _zipf(word) < _SENTENCE_START_MIN_ZIPF or _zipf(name + word) > 0 or _is_term(name + word, params):
+            return match.group()
+        return f"{lead}{name}: {word}"
+
+    return _GLUED_LABEL.sub(label, out), False
+
+
+def _labels_rule(texts: pl.Series, params: CleanParams, names: pl.Series | None = None) -> Applied:
+    return _python_rule(
+        texts,
+        _MAYBE_LABEL,
+        functools.partial(_labels_text, params=params),
+        lambda part: part.str.contains(_GLUED_LABEL_SCAN).fill_null(False),
+    )
+
+
+# Every glued label: a label's stem and a capital. Its literal stems make the regex engine scan
+# with SIMD (an Aho-Corasick scan of label-and-capital literals cost ten times more).
+_GLUED_LABEL_SCAN = (
+    "(?:"
+    + "|".join(
+        variant
+        for name in (
+            "Background",
+            "Introduction",
+            "Objective",
+            "Purpose",
+            "Aim",
+            "Method",
+            "Result",
+            "Conclusion",
+            "Motivation",
+            "Finding",
+            "Significance",
+            "Context",
+            "Contribution",
+            "Availability",
+            "Abstract",
+        )
+        for variant in (name, name.upper())
+    )
+    + ")(?:s|ology)?[A-Z]"
+)
 
 
 def _strip_prefix(text: pl.Expr) -> pl.Expr:
@@ -225,7 +645,9 @@ def _whitespace(text: pl.Expr) -> pl.Expr:
 # LaTeX renders footnote mark 1 as a superscript that scrapes as "111" (mark 2 as "222", ...),
 # glued to the word or sentence end it follows; the footnote's text follows the mark directly.
 _MARK = "(?:" + "|".join(str(d) * 3 for d in range(1, 10)) + ")"
-_MARK_AFTER = r"([A-Za-z)\].,;:!?\u201d\"'])"
+# Punctuation before a mark must itself follow a non-digit: in "0.999" or "1,888" the digits
+# are a number's, not a mark.
+_MARK_AFTER = r"([A-Za-z)\]]|(?:^|[^0-9.,])[.,;:!?\u201d\"'])"
 # A footnote sentence: starts upper case and ends at a full stop followed by a space, an upper
 # case letter (the next sentence glued on) or the end; "1.3B" and "e.g.," do not end it.
 # A footnote that only announced a link ("Code is available at") ends where the URL was,
@@ -281,10 +703,28 @@ def _empty_citation(text: pl.Expr) -> pl.Expr:
     # A removed citation or formula leaves a space before punctuation (" ,", " .") or an
     # empty pair of brackets; the punctuation must be followed by a space or the end so that
     # ".NET" or " .5" are left alone.
+    # Never after another mark: "a, , b" would become "a,, b" (two marks run together).
     return (
         text.str.replace_all(r"\s*" + _EMPTY_BRACKETS, "")
-        .str.replace_all(r" +([,.;:])( |$)", "$1$2")
+        .str.replace_all(r"([^\s,.;:?!]) +([,.;:])( |$)", "$1$2$3")
         .str.replace_all(r"  +", " ")
+    )
+
+
+# A space before punctuation that follows another mark: left alone (`skipped_unsafe`).
+_MARKS_APART = r"[,.;:?!] +[,.;:](?: |$)"
+
+
+def _empty_citation_rule(texts: pl.Series, params: CleanParams, names: pl.Series | None = None) -> Applied:
+    rows = _matching_rows(texts, _EMPTY_CITATION, _maybe_empty_citation)
+    if rows.is_empty():
+        return Applied(texts)
+    part = texts.gather(rows)
+    fixed = pl.select(_empty_citation(pl.lit(part))).to_series()
+    # Spots left as they are: a space before a mark that follows another mark.
+    unsafe = part.str.contains(_MARKS_APART).fill_null(False)
+    return Applied(
+        texts.clone().scatter(rows, fixed), None, pl.Series([False] * len(texts)).scatter(rows, unsafe)
     )
 
 
@@ -312,6 +752,74 @@ def _is_word(part: str, params: CleanParams) -> bool:
     return _zipf(part) >= params.word_min_zipf
 
 
+@functools.cache
+def _terms(params: CleanParams) -> frozenset[str]:
+    """`clean.terms`, lower-cased: the maintained list of names and terms never split or joined."""
+    return frozenset(term.lower() for term in params.terms)
+
+
+def _is_term(token: str, params: CleanParams) -> bool:
+    return token.lower() in _terms(params)
+
+
+def _is_common_word(part: str, params: CleanParams) -> bool:
+    """A word of 4+ letters at least as frequent as `clean.common_word_min_zipf`."""
+    return len(part) >= 4 and _zipf(part) >= params.common_word_min_zipf
+
+
+# Productive English suffixes: a token that is a known word plus one of these ("robustifying",
+# "robust" + "ifying") is a derived word, whatever splits it also allows ("robust if ying").
+_DERIVING_SUFFIXES = (
+    "ifying",
+    "ified",
+    "ification",
+    "ifies",
+    "ify",
+    "izing",
+    "ized",
+    "ization",
+    "izes",
+    "ising",
+    "ised",
+    "isation",
+    "ness",
+    "ment",
+    "ments",
+    "ably",
+    "ability",
+    "ingly",
+    "edly",
+    "ity",
+    "ism",
+    "ist",
+    "ists",
+    "ize",
+    "ise",
+    "ive",
+    "ively",
+    "ally",
+    "less",
+    "ing",
+    "ings",
+    "ed",
+    "er",
+    "ers",
+    "ly",
+)
+
+
+def derived_from(token: str, params: CleanParams) -> str | None:
+    """The known word that `token` derives from by a productive suffix, if any ("robust")."""
+    lower = token.lower()
+    for suffix in _DERIVING_SUFFIXES:
+        stem = lower[: -len(suffix)]
+        if lower.endswith(suffix) and len(stem) >= 4:
+            for candidate in (stem, stem + "e", stem[:-1] if stem[-1:] == stem[-2:-1] else stem):
+                if _zipf(candidate) >= params.common_word_min_zipf:
+                    return candidate
+    return None
+
+
 def _is_function_word(part: str, params: CleanParams) -> bool:
     # The closed-class words ("the", "of", "is", "on") are the most frequent words of English;
     # a single letter other than "a" is too ambiguous ("iPhone", "kHz").
@@ -327,6 +835,8 @@ _HYPHENATED = r"\b[A-Za-z]+- ?[a-z]+\b"
 def _dehyphenate_token(token: str, params: CleanParams) -> str:
     left, right = (part.strip() for part in token.split("-", 1))
     joined = left + right
+    if _is_term(left + "-" + right, params) or _is_term(joined, params):
+        return token
     if not _is_word(joined, params):
         return token  # "state-of", "zero-shot", "data- and"
     if " " in token:
@@ -338,12 +848,12 @@ def _dehyphenate_token(token: str, params: CleanParams) -> str:
     return joined
 
 
-def _dehyphenate(texts: pl.Series, params: CleanParams) -> tuple[pl.Series, pl.Series | None]:
+def _dehyphenate(texts: pl.Series, params: CleanParams, names: pl.Series | None = None) -> Applied:
     decide = functools.partial(_dehyphenate_token, params=params)
     found = texts.str.extract_all(_HYPHENATED)
     changes = _changes(found.explode().drop_nulls().unique().to_list(), decide)
     if not changes:
-        return texts, None
+        return Applied(texts)
     # Each text's own matches say which texts to rewrite: no scan of every text for the
     # repaired tokens. Those texts are rewritten match by match: broken words are many (about
     # 850 distinct repairs in 100,000 benchmark rows), and `_bounded`'s patterns for all of
@@ -364,7 +874,7 @@ def _dehyphenate(texts: pl.Series, params: CleanParams) -> tuple[pl.Series, pl.S
         return hyphenated.sub(repair, text)
 
     fixed = pl.Series([rewrite(text) for text in texts.gather(rows).to_list()], dtype=pl.String)
-    return texts.clone().scatter(rows, fixed), None
+    return Applied(texts.clone().scatter(rows, fixed))
 
 
 # Three shapes of words glued by lost spacing around emphasis: a word before a name
@@ -451,6 +961,8 @@ def _split_tail(token: str, params: CleanParams) -> str | None:
     if match is None:
         return None
     head, tail = match.groups()
+    if _is_word(head[-1] + tail, params):
+        return None  # "FACScan": "FACS can" or "FAC Scan"? Ambiguous, so left alone.
     if _is_function_word(tail, params) or (len(tail) >= 7 and _is_word(tail, params)):
         return f"{head} {tail}"
     return None
@@ -500,9 +1012,11 @@ def _lower_splits(token: str, params: CleanParams) -> tuple[list[tuple[str, ...]
 @functools.cache
 def _glued_token(token: str, params: CleanParams) -> str:
     """The repaired token, the token itself (leave), or `_FLAGGED` (leave and flag the row)."""
-    if token.lower() in _zipf_table():
+    if token.lower() in _zipf_table() or _is_term(token, params):
         return token  # "iPhone", "YouTube", "softmax": any word the list knows is not glued
     if token.islower():
+        if derived_from(token, params) is not None:
+            return token  # "robustifying" is "robust" + "ifying", not "robust if ying"
         safe, other = _lower_splits(token, params)
         if safe:
             best = max(safe, key=lambda s: (min(_zipf(p) for p in s), -len(s), s))
@@ -513,7 +1027,8 @@ def _glued_token(token: str, params: CleanParams) -> str:
     prefix, rest = head.group(), token[head.end() :]
     if prefix and rest:
         function = _is_function_word(prefix, params) and prefix not in _NOT_FIRST
-        verb = len(prefix) >= 4 and _is_word(prefix, params) and prefix.endswith(_VERB_ENDINGS)
+        # "tiered" (in "tieredImageNet") is an adjective: verbs before names are common words.
+        verb = _is_common_word(prefix, params) and prefix.endswith(_VERB_ENDINGS)
         if function or verb:
             return f"{prefix} {_split_tail(rest, params) or rest}"
         return _FLAGGED if len(prefix) >= 3 and _is_word(prefix, params) else token
@@ -674,13 +1189,22 @@ def _tail_word(part: str, params: CleanParams) -> bool:
 @functools.cache
 def _name_token(token: str, params: CleanParams) -> str:
     """`_glued_token` for a token with a capital: the repaired token, itself, or `_FLAGGED`."""
-    if token.lower() in _zipf_table():
+    if token.lower() in _zipf_table() or _is_term(token, params):
         return token  # "Feedback", "However"
     if token[1:].islower():
         # A capitalised word: only a split the lower-case rules call safe ("Toavoid"). An
         # unknown capitalised word is most often a name ("Mujoco"): never flagged for that.
+        # A capitalised word mid-sentence is most often a name, and names are often made of
+        # words ("Papernot", "Soatto"): only a function word before a content word ("Toavoid")
+        # or one between two content words ("Transformerfortrue") is split off.
         fixed = _glued_token(token.lower(), params)
-        return token if fixed in (_FLAGGED, token.lower()) else token[0] + fixed[1:]
+        if fixed in (_FLAGGED, token.lower()):
+            return token
+        parts = fixed.split(" ")
+        function = [_is_function_word(p, params) for p in parts]
+        if function not in ([True, False], [False, True, False]):
+            return token
+        return token[0] + fixed[1:]
     match = _NAME_TAIL.match(token)
     if match is None or not any(c.isupper() for c in match.group(1)):
         return token  # "seq2slate", "word2vec": no name before the tail
@@ -706,22 +1230,75 @@ def _name_token(token: str, params: CleanParams) -> str:
     return _FLAGGED if splits else token
 
 
-def _sentence_glue(texts: pl.Series) -> pl.Series:
+# arXiv archives: "cs.CL", "stat.ML", "math.OC" are category ids, not a sentence glued on.
+_ARXIV_ARCHIVES = frozenset(
+    [
+        "cs",
+        "math",
+        "stat",
+        "eess",
+        "econ",
+        "physics",
+        "nlin",
+        "quant",
+        "q-bio",
+        "q-fin",
+        "astro-ph",
+        "cond-mat",
+        "gr-qc",
+        "hep-ex",
+        "hep-lat",
+        "hep-ph",
+        "hep-th",
+        "math-ph",
+        "nucl-ex",
+        "nucl-th",
+        "quant-ph",
+    ]
+)
+_SENTENCE_GLUE_SPOT = re.compile(r"(^|[ (\[\"\u201c])([a-z]{2,}|e\.g|i\.e)\.([A-Z][A-Za-z0-9]*)(?=(.?)(.?))")
+
+
+def _split_sentence(match: re.Match[str]) -> str | None:
+    """The repaired spot of a sentence glue, or None where the dots belong to an identifier:
+    an arXiv category ("cs.CL") or a dotted name going on ("torch.Tensor.cuda", "nn.Module(")."""
+    lead, word, name, after, then = match.groups()
+    if word in _ARXIV_ARCHIVES and name.isupper() and len(name) <= 3:
+        return None
+    if after in ("(", "_") or (after == "." and then.isalnum()):
+        return None
+    return f"{lead}{word}. {name}"
+
+
+def _sentence_glue(texts: pl.Series) -> tuple[pl.Series, pl.Series | None]:
     # Each glue holds a literal that one SIMD scan finds: a full stop before a capital (1% of
     # rows) or "e.g.,"/"i.e.," (9%). The glue regexes run on those rows only, and each on its
     # own: run together on the rows of either, the Unicode `\b` made them cost 10x the scans.
-    fixed = _masked(
-        texts,
-        _SENTENCE_GLUE,
-        lambda text: text.str.replace_all(_SENTENCE_GLUE, "${1}${2}. ${3}"),
-        lambda part: _contains_any(part, _FULL_STOP_CAPITAL),
-    )
+    # Sentence glues are decided spot by spot (identifiers are left and counted).
+    rows = _matching_rows(texts, _SENTENCE_GLUE, lambda part: _contains_any(part, _FULL_STOP_CAPITAL))
+    fixed = texts
+    skipped: pl.Series | None = None
+    if not rows.is_empty():
+        repaired, unsafe = [], []
+        for text in texts.gather(rows).to_list():
+            left = False
+
+            def spot(match: re.Match[str]) -> str:
+                nonlocal left
+                out = _split_sentence(match)
+                left = left or out is None
+                return match.group() if out is None else out
+
+            repaired.append(_SENTENCE_GLUE_SPOT.sub(spot, text))
+            unsafe.append(left)
+        fixed = texts.clone().scatter(rows, pl.Series(repaired, dtype=pl.String))
+        skipped = pl.Series([False] * len(texts)).scatter(rows, pl.Series(unsafe))
     return _masked(
         fixed,
         _ABBREVIATION_GLUE,
         lambda text: text.str.replace_all(_ABBREVIATION_GLUE, "${1}., ${2}"),
         lambda part: _contains_any(part, ["e.g.,", "i.e.,"]),
-    )
+    ), skipped
 
 
 def _comma_glue(texts: pl.Series) -> pl.Series:
@@ -738,9 +1315,10 @@ def _comma_glue(texts: pl.Series) -> pl.Series:
             return texts.clone().scatter(rows, fixed)
 
 
-def _glued_words(texts: pl.Series, params: CleanParams) -> tuple[pl.Series, pl.Series | None]:
+def _glued_words(texts: pl.Series, params: CleanParams, names: pl.Series | None = None) -> Applied:
     decide = functools.partial(_glued_token, params=params)
-    texts = _comma_glue(_sentence_glue(texts))
+    texts, skipped = _sentence_glue(texts)
+    texts = _comma_glue(texts)
     # Only distinct lower-case tokens the word list does not know are candidates, so the
     # per-word Python work is a few hundred set lookups per batch.
     # Tokens of 12+ letters are few: all of them are candidates, so that a glued pair without
@@ -775,22 +1353,83 @@ def _glued_words(texts: pl.Series, params: CleanParams) -> tuple[pl.Series, pl.S
     fixed, rewritten = _rewrite_rows(
         texts, changes, occurring.texts_holding(_contains_any(pieces, list(changes)))
     )
+    fixed = _keep_terms(texts, fixed, rewritten, changes, names, params)
     flagged_maybe = occurring.texts_holding(_contains_any(pieces, flagged)) | rewritten
-    return fixed, _rows_bounded(fixed, flagged, flagged_maybe)
+    return Applied(fixed, _rows_bounded(fixed, flagged, flagged_maybe), skipped)
+
+
+def _strong_split(fixed: str, params: CleanParams) -> bool:
+    return all(
+        _is_function_word(part, params) or _zipf(part) >= params.strong_split_min_zipf
+        for part in re.findall(r"[A-Za-z]+", fixed)
+    )
+
+
+def term_evidence(token: str, fixed: str, text: str, names: str | None, params: CleanParams) -> str | None:
+    """Why `token`, as it stands in `text`, is a name or term and not to become `fixed`: in
+    `clean.terms`, in the title or author list, or seen as-is (in any case) `term_min_repeats`
+    times in the abstract, unless the split is into common words only (`_strong_split`)."""
+    if _is_term(token, params):
+        return "in clean.terms"
+    bounded = re.compile(rf"(?<![A-Za-z0-9]){re.escape(token)}(?![A-Za-z0-9])", re.IGNORECASE)
+    if names and bounded.search(names):
+        return "in the title or author list"
+    if _strong_split(fixed, params):
+        return None
+    seen = len(bounded.findall(text))
+    if seen >= params.term_min_repeats:
+        return f"seen as-is {seen} times in the abstract"
+    return None
+
+
+def _keep_terms(
+    texts: pl.Series,
+    fixed: pl.Series,
+    rewritten: pl.Series,
+    changes: dict[str, str],
+    names: pl.Series | None,
+    params: CleanParams,
+) -> pl.Series:
+    """`fixed`, with the rewritten rows where a repaired token is, by the row's own evidence
+    (`term_evidence`), a name or term rewritten again without that token."""
+    if not rewritten.any():
+        return fixed
+    # Without names, only a term of `clean.terms` or a weak split can be kept: look for those.
+    wanted = changes
+    if names is None:
+        wanted = {t: v for t, v in changes.items() if _is_term(t, params) or not _strong_split(v, params)}
+        if not wanted:
+            return fixed
+    rows = rewritten.arg_true()
+    words = "|".join(pl.escape_regex(t) for t in sorted(wanted, key=len, reverse=True))
+    found = texts.gather(rows).str.extract_all(f"(?-u:\\b)(?:{words})(?-u:\\b)").to_list()
+    row_names = names.gather(rows).to_list() if names is not None else [None] * len(rows)
+    originals = texts.gather(rows).to_list()
+    redo: dict[int, str] = {}
+    for row, tokens, text, name in zip(rows.to_list(), found, originals, row_names, strict=True):
+        kept = {t for t in set(tokens or ()) if term_evidence(t, changes[t], text, name, params) is not None}
+        if kept:
+            reduced = {t: v for t, v in changes.items() if t not in kept}
+            single = pl.Series([text], dtype=pl.String)
+            again, _ = _rewrite_rows(single, reduced, pl.Series([True])) if reduced else (single, None)
+            redo[row] = again[0]
+    if not redo:
+        return fixed
+    return fixed.clone().scatter(list(redo), pl.Series(list(redo.values()), dtype=pl.String))
 
 
 RULES: tuple[Rule, ...] = (
+    Rule("markup", _markup_rule),
+    Rule("latex", _latex_rule),
     Rule("unicode", _unicode_rule),
+    Rule("structure_labels", _labels_rule),
     Rule("strip_prefix", _regex_rule(r"^\s*(?:[Aa]bstract|ABSTRACT)", _strip_prefix)),
     Rule("table_residue", _regex_rule(r"\|\s*$", _table_residue)),
     Rule("whitespace", _regex_rule(r"[^\S ]|  |^ | $", _whitespace, _maybe_whitespace)),
     Rule("footnotes", _regex_rule(_MARK + r"|footnotetext|[\u2020\u2021\u2217]", _footnotes)),
     Rule("dangling_link", _regex_rule(_DANGLING_END, _dangling_link)),
     Rule("dehyphenate", _dehyphenate),
-    Rule(
-        "empty_citation",
-        _regex_rule(_EMPTY_CITATION, _empty_citation, _maybe_empty_citation),
-    ),
+    Rule("empty_citation", _empty_citation_rule),
     Rule("glued_words", _glued_words),
 )
 
@@ -902,38 +1541,150 @@ def _text_hash_column(texts: pl.Series) -> pl.Series:
     return hashes.alias("text_hash")
 
 
+# ---- invariants ----------------------------------------------------------------------------------
+
+_ARCHIVE_IDS = "|".join(pl.escape_regex(a) for a in sorted(_ARXIV_ARCHIVES, key=len, reverse=True))
+# What clean never alters: maths, URLs, DOIs, arXiv categories, dotted identifiers ("torch.nn",
+# "github.com") and digit runs with their decimal and thousands separators (so versions,
+# percentages and arXiv ids). `<tex-math>` counts as the `$...$` it becomes; the digits of a
+# numeric entity ("&#39;") are no number, nor is a link target inside a tag.
+# Written for the regex engine's fast path (ASCII word bounds, no lazy repeats): the Unicode
+# forms made the check cost more than the rules it checks.
+_PROTECTED = "|".join(
+    [
+        r"<tex-math>[^<]*</tex-math>",
+        r"</?[A-Za-z][^<>]*>",
+        r"&#[0-9]+;|&#[xX][0-9A-Fa-f]+;",
+        r"[0-9]*footnotetext",
+        r"\$\$[^$]*\$\$|\$[^$]+\$",
+        r"\\\((?:[^\\]|\\[^)])*\\\)",
+        r"(?:[Hh][Tt][Tt][Pp][Ss]?://|www\.)[^\s<>\"]*[^\s<>\".,;:!?)\]']",
+        r"(?-u:\b)10\.[0-9]{4,9}/[^\s]*[^\s.,;:!?)\]]",
+        rf"(?-u:\b)(?:{_ARCHIVE_IDS})\.[A-Z]{{2}}(?-u:\b)",
+        r"[A-Za-z_][A-Za-z0-9_]+(?:\.[a-z_][A-Za-z0-9_]+)+",
+        r"[0-9]+(?:[.,][0-9]+)*",
+    ]
+)
+# Two marks in a row ("a,, b", "x?."): a rule may never make more of them.
+_RUN_OF_MARKS = r"[,;:!?.][,;:!?]"
+# The only digits a rule may remove: the footnote marks `footnotes` proves.
+_MARKS = [str(d) * 3 for d in range(1, 10)]
+# Rules that change only letter tokens bounded by spaces and prose punctuation (`_LEFT`,
+# `_RIGHT`), spaces before punctuation and empty brackets: none can touch a number, URL, id
+# or dotted name, so only their rows with maths or markup get the full check.
+_PROSE_ONLY = ("dehyphenate", "empty_citation")
+# Rules that remove a footnote's text or a link's dangling sentence whole: they may remove
+# protected spans ("checkpoints for GPT-2 at"), never alter one.
+_REMOVES_SENTENCES = ("footnotes", "dangling_link")
+# Rules that cannot alter a protected span: they only replace whitespace by single spaces,
+# or remove a leading label or trailing table bars.
+_SPACING_ONLY = ("whitespace", "strip_prefix", "table_residue")
+
+
+def _protected(texts: pl.Series, drop_marks: bool) -> pl.Series:
+    found = texts.str.extract_all(_PROTECTED).list.eval(
+        pl.element()
+        .filter(
+            ~pl.element().str.starts_with("&")
+            & (~pl.element().str.starts_with("<") | pl.element().str.starts_with("<tex-math>"))
+        )
+        .str.replace(r"^<tex-math>\s*\$?([^<]*?)\$?\s*</tex-math>$", "$$${1}$$")
+    )
+    if drop_marks:
+        found = found.list.eval(
+            pl.element().filter(~pl.element().is_in(_MARKS) & ~pl.element().str.ends_with("footnotetext"))
+        )
+    return found.list.sort()
+
+
+def breaks_invariants(before: pl.Series, after: pl.Series, rule: str) -> pl.Series:
+    """Per row, whether `after` (one rule's output for `before`) alters a protected span or
+    runs two punctuation marks together that were apart."""
+    merged = after.str.count_matches(_RUN_OF_MARKS) > before.str.count_matches(_RUN_OF_MARKS)
+    if rule in _PROSE_ONLY:
+        # Its repairs need prose on both sides: only maths and markup can hold one.
+        risky = before.str.contains(r"[$\\<&]").fill_null(True)
+        if not risky.any():
+            return merged.fill_null(True)
+        found = merged.clone()
+        rows = risky.arg_true()
+        inner = breaks_invariants(before.gather(rows), after.gather(rows), "")
+        return found.scatter(rows, merged.gather(rows) | inner)
+    drop_marks = rule == "footnotes"
+    old, new = _protected(before, drop_marks), _protected(after, drop_marks)
+    if rule in _REMOVES_SENTENCES:
+        # A footnote's text goes whole, numbers and all ("includes GPT-3 generation"): what is
+        # left must be unaltered, so "0.999" -> "0." (a "0" that was not there) still counts.
+        altered = pl.Series(
+            [not Counter(b) >= Counter(a) for b, a in zip(old.to_list(), new.to_list(), strict=True)],
+            dtype=pl.Boolean,
+        )
+    else:
+        altered = old != new
+    return (altered | merged).fill_null(True)
+
+
 # Rules whose output can give an earlier rule (or themselves) new work: removing a footnote or
 # a sentence, joining or splitting words. Rows they changed are cleaned again.
 _REPEAT_AFTER = ("footnotes", "dangling_link", "dehyphenate", "empty_citation", "glued_words")
 MAX_PASSES = 3
+# The rules for titles and author names: markup to text and spacing, no word repairs.
+FIELD_RULES = ("markup", "latex", "unicode", "whitespace")
 
 
-def _one_pass(texts: pl.Series, params: CleanParams) -> tuple[pl.Series, pl.DataFrame]:
+def _skip_column(name: str) -> str:
+    return f"skipped:{name}"
+
+
+def _one_pass(
+    texts: pl.Series,
+    params: CleanParams,
+    names: pl.Series | None = None,
+    rules: tuple[Rule, ...] | None = None,
+) -> tuple[pl.Series, pl.DataFrame]:
+    """Every rule once, each checked against the invariants: a row whose change would break
+    one keeps its text from before that rule, and counts as skipped for it."""
     changed: dict[str, pl.Series] = {}
+    skipped: dict[str, pl.Series] = {}
     unchanged = pl.Series([False] * len(texts), dtype=pl.Boolean)
     glued = unchanged
-    for rule in RULES:
-        fixed, flag = rule.apply(texts, params)
-        changed[rule.name] = unchanged if fixed is texts else (fixed != texts).fill_null(False)
+    for rule in RULES if rules is None else rules:
+        fixed, flag, unsafe = rule.apply(texts, params, names)
+        mask = unchanged if fixed is texts else (fixed != texts).fill_null(False)
+        unsafe = unchanged if unsafe is None else unsafe.fill_null(False)
+        if rule.name not in _SPACING_ONLY and mask.any():
+            rows = mask.arg_true()
+            broken = breaks_invariants(texts.gather(rows), fixed.gather(rows), rule.name)
+            if broken.any():
+                undo = rows.filter(broken)
+                fixed = fixed.clone().scatter(undo, texts.gather(undo))
+                mask = mask.clone().scatter(undo, False)
+                unsafe = unsafe.clone().scatter(undo, True)
+        changed[rule.name] = mask
+        skipped[_skip_column(rule.name)] = unsafe
         if flag is not None:
             glued = flag
         texts = fixed
-    return texts, pl.DataFrame({**changed, "_glued": glued})
+    return texts, pl.DataFrame({**changed, **skipped, "_glued": glued})
 
 
-def clean_texts(texts: pl.Series, params: CleanParams) -> tuple[pl.Series, pl.DataFrame]:
-    """Run every rule in order; return the cleaned texts and one boolean column per rule (changed).
+def clean_texts(
+    texts: pl.Series, params: CleanParams, names: pl.Series | None = None
+) -> tuple[pl.Series, pl.DataFrame]:
+    """Run every rule in order; return the cleaned texts and, per rule, one boolean column
+    (changed) and one `skipped:<rule>` column (a spot left alone as unsafe).
 
     Rows that a text-removing or word-joining rule changed are cleaned again, up to
     `MAX_PASSES` passes, so that cleaning is idempotent: cleaning the output changes nothing.
+    `names` (per row, the title and author names, or null) is evidence for `glued_words`.
     """
-    texts, changed = _one_pass(texts, params)
+    texts, changed = _one_pass(texts, params, names)
     again = changed.select(pl.any_horizontal(_REPEAT_AFTER)).to_series()
     for _ in range(MAX_PASSES - 1):
         if not again.any():
             break
         rows = again.arg_true()
-        fixed, more = _one_pass(texts.filter(again), params)
+        fixed, more = _one_pass(texts.filter(again), params, None if names is None else names.filter(again))
         texts = texts.clone().scatter(rows, fixed)
         update = {
             name: changed[name].clone().scatter(rows, changed[name].filter(again) | more[name])
@@ -947,9 +1698,87 @@ def clean_texts(texts: pl.Series, params: CleanParams) -> tuple[pl.Series, pl.Da
     return texts.alias("abstract"), changed
 
 
-def clean_frame(frame: pl.DataFrame, params: CleanParams) -> pl.DataFrame:
-    """Apply every rule in order to `raw_text`; add `abstract`, `clean_rules`, `flags`, `text_hash`."""
-    texts, changed = clean_texts(frame["raw_text"], params)
+def clean_field(texts: pl.Series, params: CleanParams) -> tuple[pl.Series, pl.Series]:
+    """A title or author-name column through `FIELD_RULES`; also which rows changed."""
+    rules = tuple(rule for rule in RULES if rule.name in FIELD_RULES)
+    fixed, changed = _one_pass(texts, params, None, rules)
+    return fixed, changed.select(pl.any_horizontal(FIELD_RULES)).to_series()
+
+
+@dataclass
+class Tally:
+    """What the batches report beside their rows, summed over a run (thread-safe):
+    rows each rule skipped as unsafe (with the first few sources, by file and line) and
+    rows whose title or authors changed."""
+
+    skipped: dict[str, int] = field(default_factory=dict)
+    skipped_sources: dict[str, list[tuple[str, int, str]]] = field(default_factory=dict)
+    fields: dict[str, int] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, frame: pl.DataFrame, changed: pl.DataFrame, fields: dict[str, int]) -> None:
+        with self.lock:
+            for rule in RULES:
+                column = changed[_skip_column(rule.name)]
+                count = int(column.sum())
+                self.skipped[rule.name] = self.skipped.get(rule.name, 0) + count
+                if count:
+                    hits = frame.filter(column).select("file", "line", "source").head(EXAMPLES_PER_RULE)
+                    known = self.skipped_sources.setdefault(rule.name, [])
+                    known.extend((f or "", int(n or 0), src) for f, n, src in hits.iter_rows())
+                    known.sort()
+                    del known[EXAMPLES_PER_RULE:]
+            for name, count in fields.items():
+                self.fields[name] = self.fields.get(name, 0) + count
+
+
+def _names_column(frame: pl.DataFrame) -> pl.Series | None:
+    """Per row, the title and author names as one text (evidence of names), if the frame has them."""
+    parts = []
+    if "title" in frame.columns:
+        parts.append(pl.col("title"))
+    if "authors" in frame.columns:
+        parts.append(pl.col("authors").list.join(" "))
+    if not parts:
+        return None
+    return frame.select(pl.concat_str(parts, separator=" ", ignore_nulls=True).alias("names")).to_series()
+
+
+def clean_fields(frame: pl.DataFrame, params: CleanParams) -> tuple[pl.DataFrame, dict[str, int]]:
+    """`title` and `authors` (when the frame has them) through the markup rules."""
+    counts: dict[str, int] = {}
+    if "title" in frame.columns:
+        title, changed = clean_field(frame["title"].cast(pl.String), params)
+        frame = frame.with_columns(title.alias("title"))
+        counts["title"] = int(changed.sum())
+    if "authors" in frame.columns:
+        lists = frame["authors"].to_arrow()
+        if isinstance(lists, pa.ChunkedArray):
+            lists = lists.combine_chunks()
+        lists = lists.cast(pa.large_list(pa.large_string()))
+        # The names in one column (offsets kept), cleaned, and put back in their lists.
+        flat = pl.Series(
+            lists.values.slice(lists.offsets[0].as_py(), lists.offsets[-1].as_py()), dtype=pl.String
+        )
+        names, changed = clean_field(flat, params)
+        offsets = pc.subtract(lists.offsets, lists.offsets[0])
+        fixed = pa.LargeListArray.from_arrays(
+            offsets, names.to_arrow().cast(pa.large_string()), mask=lists.is_null()
+        )
+        list_type = frame.schema["authors"]
+        frame = frame.with_columns(pl.Series("authors", fixed).cast(list_type))
+        row_of = np.searchsorted(offsets.to_numpy(), np.flatnonzero(changed.to_numpy()), side="right") - 1
+        counts["authors"] = len(set(row_of.tolist()))
+    return frame, counts
+
+
+def clean_frame(frame: pl.DataFrame, params: CleanParams, tally: Tally | None = None) -> pl.DataFrame:
+    """Apply every rule in order to `raw_text`; add `abstract`, `clean_rules`, `flags`, `text_hash`.
+    `title` and `authors`, when present, get the markup rules; their names are evidence too."""
+    texts, changed = clean_texts(frame["raw_text"], params, _names_column(frame))
+    frame, field_counts = clean_fields(frame, params)
+    if tally is not None:
+        tally.add(frame, changed, field_counts)
     applied = _names({rule.name: pl.col(rule.name) for rule in RULES})
     out = frame.with_columns(texts).with_columns(
         changed.select(applied.alias("clean_rules")).to_series(),
@@ -960,86 +1789,25 @@ def clean_frame(frame: pl.DataFrame, params: CleanParams) -> pl.DataFrame:
     return out.with_columns(_text_hash_column(texts)).select(CLEAN_SCHEMA.names)
 
 
-def clean_batch(batch: pa.RecordBatch, params: CleanParams) -> pa.RecordBatch:
+def clean_batch(batch: pa.RecordBatch, params: CleanParams, tally: Tally | None = None) -> pa.RecordBatch:
     """The row-local unit of work: one Arrow batch of ingested records in, cleaned out."""
     frame = pl.from_arrow(batch)
     assert isinstance(frame, pl.DataFrame)
-    table = clean_frame(frame, params).to_arrow().cast(CLEAN_SCHEMA).combine_chunks()
+    table = clean_frame(frame, params, tally).to_arrow().cast(CLEAN_SCHEMA).combine_chunks()
     batches = table.to_batches()
     return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=CLEAN_SCHEMA)
 
 
-def _window(before: str, after: str) -> dict[str, str]:
-    """The changed span of `before` -> `after` with `EXAMPLE_CONTEXT` characters around it."""
-    start = 0
-    while start < min(len(before), len(after)) and before[start] == after[start]:
-        start += 1
-    end = 0
-    while end < min(len(before), len(after)) - start and before[-1 - end] == after[-1 - end]:
-        end += 1
-    low = max(0, start - EXAMPLE_CONTEXT)
-
-    # A rule that changed several places shows the first one; the window stays short.
-    def high(text: str) -> int:
-        return min(len(text) - end, start + EXAMPLE_CONTEXT) + EXAMPLE_CONTEXT
-
-    return {"before": before[low : high(before)], "after": after[low : high(after)]}
-
-
-def _rule_examples(raw: list[str], name: str, params: CleanParams) -> list[dict[str, str]]:
-    """Before/after windows of rule `name` alone, replaying the rules before it on `raw`."""
-    texts = pl.Series(raw, dtype=pl.String)
-    for rule in RULES:
-        fixed, _ = rule.apply(texts, params)
-        if rule.name == name:
-            return [_window(b, a) for b, a in zip(texts.to_list(), fixed.to_list(), strict=True)]
-        texts = fixed
-    raise KeyError(name)
-
-
-def summarise(cleaned: Path, ingested: Path, params: CleanParams) -> dict[str, Any]:
-    """Per-rule and per-flag counts, with a few before/after examples, from the cleaned file
-    (and the raw texts of the example rows from the ingested file, row for row the same)."""
-    frame = pl.read_parquet(cleaned, columns=["source", "clean_rules", "flags"]).with_row_index("_row")
-    wanted: dict[str, pl.DataFrame] = {}
-    for rule in RULES:
-        wanted[rule.name] = frame.filter(pl.col("clean_rules").list.contains(rule.name))
-    example_rows = sorted({r for hits in wanted.values() for r in hits["_row"].head(EXAMPLES_PER_RULE)})
-    raw = read_raw_texts(ingested, example_rows)
-    rules: dict[str, Any] = {}
-    for rule in RULES:
-        hits = wanted[rule.name].head(EXAMPLES_PER_RULE)
-        windows = _rule_examples([raw[r] for r in hits["_row"]], rule.name, params)
-        rules[rule.name] = {
-            "rows_changed": wanted[rule.name].height,
-            "examples": [
-                {"source": source, **window} for source, window in zip(hits["source"], windows, strict=True)
-            ],
-        }
-    flags: dict[str, int] = {}
-    flag_examples: dict[str, list[str]] = {}
-    exploded = frame.select("source", "flags").explode("flags").drop_nulls()
-    for name in FLAGS:
-        sources = exploded.filter(pl.col("flags") == name)["source"]
-        flags[name] = sources.len()
-        flag_examples[name] = sources.head(EXAMPLES_PER_RULE).to_list()
-    # `flags` stays a name -> count mapping (the card reads it); sources are kept beside it.
-    return {
-        "rows": frame.height,
-        "rows_changed": frame.filter(pl.col("clean_rules").list.len() > 0).height,
-        "rules": rules,
-        "flags": flags,
-        "flag_examples": flag_examples,
-    }
-
-
 def run_clean(ingested: Path, out: Path, report_out: Path, params: CleanParams) -> dict[str, Any]:
     """Clean every record of `ingested` into `out`; write the rule report to `report_out`."""
+    from pipeline.stages.clean.report import summarise  # the report replays this module's rules
+
     _zipf_table()  # loaded once here: the worker threads would each load it at their start
+    tally = Tally()
     rows = map_batches(
         ingested,
         out,
-        functools.partial(clean_batch, params=params),
+        functools.partial(clean_batch, params=params, tally=tally),
         CLEAN_SCHEMA,
         workers=params.workers,
         batch_rows=params.batch_rows,
@@ -1048,7 +1816,7 @@ def run_clean(ingested: Path, out: Path, report_out: Path, params: CleanParams) 
         # Nearly all of cleaning runs in polars and compiled loops, outside the GIL.
         threads=True,
     )
-    report = summarise(out, ingested, params)
+    report = summarise(out, ingested, params, tally)
     write_json(report, report_out)
     print(f"clean: {rows:,} rows, {report['rows_changed']:,} changed", file=sys.stderr)
     return report
