@@ -31,7 +31,7 @@ def _clean(args: argparse.Namespace, params: Params) -> None:
 def _dedup(args: argparse.Namespace, params: Params) -> None:
     from pipeline.stages.dedup.core import run_dedup
 
-    run_dedup(args.input, args.out, args.minhash, args.duplicates, args.report, params.dedup)
+    run_dedup(args.input, args.out, args.minhash, args.duplicates, args.report, params.dedup, args.releases)
 
 
 def _split(args: argparse.Namespace, params: Params) -> None:
@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--minhash", type=Path, required=True, help="LSH band keys parquet to write")
     sub.add_argument("--duplicates", type=Path, required=True, help="folded-records parquet to write")
     sub.add_argument("--report", type=Path, required=True, help="dedup report JSON to write")
+    sub.add_argument(
+        "--releases", type=Path, default=None, help="published release records (ids and splits kept)"
+    )
 
     sub = command("split", "Assign rows to train/validation/test by id and write the release shards.", _split)
     sub.add_argument("--in", dest="input", type=Path, required=True, help="deduplicated parquet")

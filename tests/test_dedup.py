@@ -50,7 +50,11 @@ def test_same_id_keeps_highest_version_then_richer_source(tmp_path: Path) -> Non
         ("a.txt:1", "2201.12288", "same_id"),
         ("t.txt:9", "2201.00001", "same_id"),
     ]
-    assert report == {"rows_in": 4, "rows_out": 2, "folded_by_method": {"same_id": 2, "exact": 0, "near": 0}}
+    assert (report["rows_in"], report["rows_out"]) == (4, 2)
+    assert report["folded_by_method"] == {"same_id": 2, "exact": 0, "near": 0, "published": 0}
+    # Equal lengths: the higher version wins the first pair, the longer text the second.
+    assert report["keep_reasons"]["higher_version"] == 1
+    assert report["keep_reasons"]["longer"] == 1
 
 
 def test_exact_text_folds_into_the_row_with_an_arxiv_id(tmp_path: Path) -> None:
@@ -83,7 +87,7 @@ LONG = (
 )
 
 
-def test_near_duplicate_text_only_row_folds_into_the_arxiv_row(tmp_path: Path) -> None:
+def test_near_duplicate_keeps_the_longer_text_and_the_arxiv_id(tmp_path: Path) -> None:
     near = LONG.replace("a fraction of", "only a small fraction of")
     kept, dups, report = dedup(
         tmp_path,
@@ -93,11 +97,18 @@ def test_near_duplicate_text_only_row_folds_into_the_arxiv_row(tmp_path: Path) -
             ("a.txt:3", "abstract_lines", None, None, "A different paper about graph neural networks."),
         ],
     )
-    assert report["folded_by_method"] == {"same_id": 0, "exact": 0, "near": 1}
-    assert kept.select("id", "duplicate_count").rows()[0] == ("2301.00003", 1)
-    (source, folded_into, method, similarity) = dups.select("source", "id", "method", "similarity").row(0)
-    assert (source, folded_into, method) == ("a.txt:1", "2301.00003", "near")
-    assert 0.7 <= similarity < 1.0
+    assert report["folded_by_method"] == {"same_id": 0, "exact": 0, "near": 1, "published": 0}
+    # The text-only copy is longer, so its abstract is kept; the id comes from the copy with one.
+    assert kept.select("id", "source", "arxiv_id", "duplicate_count").rows()[0] == (
+        "2301.00003",
+        "a.txt:1",
+        "2301.00003",
+        1,
+    )
+    folded = dups.select("source", "arxiv_id", "id", "kept_source", "method", "similarity", "reason").row(0)
+    assert folded[:5] == ("t.txt:2", "2301.00003", "2301.00003", "a.txt:1", "near")
+    assert 0.7 <= folded[5] < 1.0
+    assert folded[6] == "longer"
 
 
 def test_same_topic_but_different_text_is_kept(tmp_path: Path) -> None:

@@ -259,6 +259,8 @@ def _record_table(
         version,
         texts.cast(pa.string()),
     ]
+    # The source name, locator and paper metadata columns: none in a text dump.
+    columns += [pa.nulls(count, field.type) for field in RECORD_SCHEMA][len(columns) :]
     return pa.Table.from_arrays(columns, schema=RECORD_SCHEMA)
 
 
@@ -688,6 +690,10 @@ def _records_to_table(records: list[Record]) -> pa.Table:
         columns["arxiv_id"].append(arxiv_id)
         columns["arxiv_version"].append(version)
         columns["raw_text"].append(record.raw_text)
+    for name in columns:
+        # The source name, locator and paper metadata columns: not read yet.
+        if not columns[name]:
+            columns[name] = [None] * len(records)
     return pa.table(columns, schema=RECORD_SCHEMA)
 
 
