@@ -37,7 +37,7 @@ def _dedup(args: argparse.Namespace, params: Params) -> None:
 def _split(args: argparse.Namespace, params: Params) -> None:
     from pipeline.stages.split.core import run_split
 
-    run_split(args.input, args.clean, args.out, args.report, params.split, params.dedup)
+    run_split(args.input, args.clean, args.out, args.report, params.split, params.dedup, args.releases)
 
 
 def _validate(args: argparse.Namespace, params: Params) -> None:
@@ -64,7 +64,9 @@ def _card(args: argparse.Namespace, params: Params) -> None:
 def _release_diff(args: argparse.Namespace, params: Params) -> None:
     from pipeline.stages.release_diff.core import run_release_diff
 
-    report = run_release_diff(args.release_data, args.releases, args.out, params.release_diff, params.card)
+    report = run_release_diff(
+        args.release_data, args.releases, args.out, params.release_diff, params.card, args.dedup
+    )
     previous = report["previous"] or "no previous release"
     counts = ", ".join(f"{n} {kind}" for kind, n in report["counts"].items())
     print(f"release_diff: against {previous}: {counts}; proposed version {report['proposed_version']}")
@@ -146,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--clean", type=Path, required=True, help="cleaned parquet (the kept rows' abstracts)")
     sub.add_argument("--out", type=Path, required=True, help="release data directory to write")
     sub.add_argument("--report", type=Path, required=True, help="split report JSON to write")
+    sub.add_argument(
+        "--releases", type=Path, default=None, help="published release records (splits kept, leaks checked)"
+    )
 
     sub = command(
         "validate", "Run the Great Expectations suites; fail on any critical expectation.", _validate
@@ -176,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--release-data", type=Path, required=True, help="release data directory")
     sub.add_argument("--releases", type=Path, required=True, help="published release records and row indexes")
     sub.add_argument("--out", type=Path, required=True, help="release diff JSON to write")
+    sub.add_argument(
+        "--dedup", type=Path, default=None, help="deduplicated parquet (the release rows' member keys)"
+    )
 
     sub = command("review", "Render the release review page (one HTML file) from reports and data.", _review)
     sub.add_argument("--reports", type=Path, required=True, help="directory of stage reports")

@@ -53,7 +53,7 @@ def test_diff_classifies_rows_and_proposes_the_croissant_bump() -> None:
     assert propose_version((1, 2, 3), diff) == (2, 0, 0)
     assert propose_version((1, 2, 3), diff_releases(old, old)) == (1, 2, 4)
     grown = diff_releases(old, pl.concat([old, _rows(("f", "u", "train"))]))
-    assert grown.counts() == {"added": 1, "removed": 0, "changed": 0, "moved": 0}
+    assert grown.counts() == {"added": 1, "removed": 0, "merged": 0, "changed": 0, "moved": 0}
     assert propose_version((1, 2, 3), grown) == (1, 3, 0)
     assert propose_version(None, ReleaseDiff(previous=None, added=["a"])) == (1, 0, 0)
     # A new column changes every shared record: a major release.
@@ -209,6 +209,7 @@ def test_first_release_is_v1_and_loads_the_same_rows(
     assert record["diff"] == {
         "added": sum(map(len, expected.values())),
         "removed": 0,
+        "merged": 0,
         "changed": 0,
         "moved": 0,
     }
@@ -257,7 +258,7 @@ def test_added_dump_is_a_minor_release_and_old_tags_keep_their_rows(
     assert "version:  v1.1.0" in published_v2.stdout
     record = json.loads((grown_project / "releases" / "1.1.0.json").read_text())
     assert record["diff_examples"]["added"] == NEW_IDS
-    assert record["diff"] == {"added": 4, "removed": 0, "changed": 0, "moved": 0}
+    assert record["diff"] == {"added": 4, "removed": 0, "merged": 0, "changed": 0, "moved": 0}
     assert record["previous"]["tag"] == "v1.0.0"
     old_ids = {row["id"] for split in loaded["v1.0.0"].values() for row in split["rows"]}
     new_ids = {row["id"] for split in loaded["v1.1.0"].values() for row in split["rows"]}
@@ -281,7 +282,7 @@ def test_the_next_build_diffs_against_the_published_row_index(grown_project: Pat
     assert repro.returncode == 0, repro.stdout[-3000:]
     diff = json.loads((grown_project / "reports" / "release_diff.json").read_text())
     assert diff["previous"] == "v1.1.0" and diff["proposed_version"] == "1.1.1"
-    assert diff["counts"] == {"added": 0, "removed": 0, "changed": 0, "moved": 0}
+    assert diff["counts"] == {"added": 0, "removed": 0, "merged": 0, "changed": 0, "moved": 0}
     page = (grown_project / "reports" / "review.html").read_text(encoding="utf-8")
     assert "Diff against v1.1.0" in page
     assert f"is the previous release ({index.height:,} rows)" in page

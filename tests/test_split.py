@@ -49,6 +49,25 @@ def write_build(directory: Path, ids: list[str], texts: list[str]) -> pa.Table:
             "flags": [[] for _ in range(n)],
             "text_hash": [f"{i:016x}" for i in range(n)],
             "band_keys": keys_to_arrow(keys),
+            **{
+                field.name: pa.nulls(n, field.type)
+                for field in DEDUP_SCHEMA
+                if field.name not in ("sources", "member_keys")
+                and field.name
+                not in (
+                    "row",
+                    "id",
+                    "arxiv_id",
+                    "arxiv_version",
+                    "source",
+                    "duplicate_count",
+                    "flags",
+                    "text_hash",
+                )
+                and field.name != "band_keys"
+            },
+            "sources": [["a.txt"] for _ in range(n)],
+            "member_keys": [[f"arxiv:{i}"] for i in ids],
         },
         schema=DEDUP_SCHEMA,
     )
@@ -236,6 +255,12 @@ def test_candidate_texts_are_the_same_whenever_the_candidates_arrive(tmp_path: P
             "arxiv_version": [1] * len(kept_ids),
             "source": ["a.txt"] * len(kept_ids),
             "duplicate_count": [0] * len(kept_ids),
+            **{
+                field.name: pa.nulls(len(kept_ids), field.type)
+                for field in RELEASE_SCHEMA
+                if field.name
+                not in ("id", "arxiv_id", "arxiv_version", "abstract", "source", "duplicate_count")
+            },
         }
     )
     codes = np.zeros(len(kept_ids), dtype=np.int8)  # all train: the setting writer sees every batch

@@ -70,6 +70,8 @@ class PublishPaths:
     reports: Path = Path("reports")
     card_dir: Path = Path("dataset_card")
     releases: Path = Path("releases")
+    # The deduplicated rows the release was split from: their member keys go into the row index.
+    deduped: Path = Path("build/dedup.parquet")
     changelog: Path = Path("CHANGELOG.md")
     params: Path = Path("params.yaml")
 
@@ -354,7 +356,8 @@ def write_records(
     params_sha = sha256_file(params_file) if params_file.is_file() else "unknown"
     index = paths.at(paths.releases) / f"{format_version(version)}{ROW_INDEX_SUFFIX}"
     # The index goes first: a record without its index would stop the `release_diff` stage.
-    write_row_index(paths.at(paths.release) / "data", index)
+    deduped = paths.at(paths.deduped)
+    write_row_index(paths.at(paths.release) / "data", index, deduped if deduped.is_file() else None)
     record = {
         "version": format_version(version),
         "tag": tag_name(version),
