@@ -426,6 +426,7 @@ def merge_metadata(
     """The merged metadata of every cluster with more than one record, by its `winner`.
 
     Each field comes from the best copy (keep order) that has it; `source_ids` field by field;
+    `license` is the kept copy's (the abstract is its source's text);
     `published` is the earliest; `sources` the union of the copies' source names;
     `member_keys` the union of their keys; `arxiv_version` goes with the chosen `arxiv_id`.
     Also returns the conflicts: clusters whose copies carry two DOIs, or years two or more apart.
@@ -441,13 +442,15 @@ def merge_metadata(
     first = [
         pl.col(name).drop_nulls().first()
         for name in PAPER_METADATA_NAMES
-        if name not in ("published", "source_ids")
+        if name not in ("published", "source_ids", "license")
     ]
     merged = records.group_by("winner", maintain_order=True).agg(
         pl.col("arxiv_id").drop_nulls().first(),
         pl.col("arxiv_version").filter(pl.col("arxiv_id").is_not_null()).first(),
         *first,
         pl.col("published").min(),
+        # The abstract's licence is its own source's: the kept copy's (first in keep order).
+        pl.col("license").first(),
         *[
             pl.col("source_ids").struct.field(kind).drop_nulls().first().alias(f"_id_{kind}")
             for kind in SOURCE_ID_KINDS
@@ -708,7 +711,15 @@ def write_kept_rows(
             ).with_columns(
                 pl.coalesce("published_id", "arxiv_id", pl.lit(TEXT_ID_PREFIX) + pl.col("text_hash")).alias(
                     "id"
+                ),
+                # No other id at all is a null struct, not a struct of nulls.
+                pl.when(
+                    pl.any_horizontal(
+                        [pl.col("source_ids").struct.field(kind).is_not_null() for kind in SOURCE_ID_KINDS]
+                    )
                 )
+                .then(pl.col("source_ids"))
+                .alias("source_ids"),
             )
             seen.append(kept["id"])
             table = kept.to_arrow().append_column("band_keys", keys_to_arrow(all_keys[rows]))
