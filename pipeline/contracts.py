@@ -109,7 +109,7 @@ DEDUP_SCHEMA = pa.schema(
         # Merged from the cluster's copies (see dedup's `merge_metadata`).
         *PAPER_METADATA,
         pa.field("sources", pa.list_(pa.string()), nullable=False),
-        # Every key of every copy in the cluster (MEMBER_KEY_KINDS), sorted.
+        # Every key of every copy in the cluster (MEMBER_KEY_KINDS), each once.
         pa.field("member_keys", pa.list_(pa.string()), nullable=False),
         # The split of the published row this row continues (its id is that row's), else null.
         pa.field("published_split", pa.string()),

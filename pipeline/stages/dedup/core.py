@@ -70,7 +70,14 @@ from pipeline.kernels.minhash import (
     read_band_keys,
 )
 from pipeline.params import DedupParams
-from pipeline.releases import Membership, key_hashes, member_keys, read_membership, split_rank
+from pipeline.releases import (
+    Membership,
+    key_hashes,
+    member_key_lists,
+    member_keys,
+    read_membership,
+    split_rank,
+)
 
 
 @contextlib.contextmanager
@@ -250,18 +257,24 @@ def connected_components(nodes: int, pairs: npt.NDArray[np.int64]) -> I64:
 
 def record_keys(cleaned: Path) -> pl.DataFrame:
     """Every record's member keys as (`row`, `key_hash`, `kind`): arXiv id, DOI, other ids, text."""
-    frame = pl.read_parquet(cleaned, columns=["arxiv_id", "doi", "source_ids", "text_hash"])
-    keys = frame.select(
-        pl.int_range(frame.height, dtype=pl.Int32).alias("row"),
-        member_keys(pl.col("arxiv_id"), pl.col("doi"), pl.col("source_ids"), pl.col("text_hash")).alias(
-            "key"
-        ),
-    ).explode("key")
-    keys = keys.drop_nulls("key")
-    return keys.select(
-        "row",
-        key_hashes(keys["key"]).alias("key_hash"),
-        keys["key"].str.split_exact(":", 1).struct.field("field_0").alias("kind"),
+    frame = pq.read_table(cleaned, columns=["arxiv_id", "doi", "source_ids", "text_hash"]).combine_chunks()
+    lists = (
+        member_key_lists(
+            frame.column("arxiv_id").chunk(0),
+            frame.column("doi").chunk(0),
+            frame.column("source_ids").chunk(0),
+            frame.column("text_hash").chunk(0),
+        )
+        if frame.num_rows
+        else pa.array([], pa.list_(pa.string()))
+    )
+    keys = pl.Series("key", lists.flatten())
+    return pl.DataFrame(
+        {
+            "row": pl.Series(pc.list_parent_indices(lists).to_numpy(), dtype=pl.Int32),
+            "key_hash": key_hashes(keys),
+            "kind": keys.str.split_exact(":", 1).struct.field("field_0"),
+        }
     )
 
 
@@ -428,7 +441,8 @@ def merge_metadata(
     Each field comes from the best copy (keep order) that has it; `source_ids` field by field;
     `license` is the kept copy's (the abstract is its source's text);
     `published` is the earliest; `sources` the union of the copies' source names;
-    `member_keys` the union of their keys; `arxiv_version` goes with the chosen `arxiv_id`.
+    `member_keys` the union of their keys; `arxiv_version` is the highest seen of the chosen
+    `arxiv_id`.
     Also returns the conflicts: clusters whose copies carry two DOIs, or years two or more apart.
     """
     sizes = folded.group_by("winner").len()
@@ -446,7 +460,8 @@ def merge_metadata(
     ]
     merged = records.group_by("winner", maintain_order=True).agg(
         pl.col("arxiv_id").drop_nulls().first(),
-        pl.col("arxiv_version").filter(pl.col("arxiv_id").is_not_null()).first(),
+        # The newest version seen of the chosen arXiv id.
+        pl.col("arxiv_version").filter(pl.col("arxiv_id") == pl.col("arxiv_id").drop_nulls().first()).max(),
         *first,
         pl.col("published").min(),
         # The abstract's licence is its own source's: the kept copy's (first in keep order).
@@ -694,15 +709,19 @@ def write_kept_rows(
         offset = 0
         for batch in stream_batches(cleaned, columns):
             rows = offset + np.flatnonzero(keep[offset : offset + batch.num_rows])
-            kept = pl.from_arrow(batch.take(pa.array(rows - offset)))
+            kept_batch = batch.take(pa.array(rows - offset))
+            kept = pl.from_arrow(kept_batch)
             assert isinstance(kept, pl.DataFrame)
             kept = kept.with_columns(
                 pl.Series("row", rows, dtype=pl.Int64),
                 pl.Series("duplicate_count", duplicate_count[rows]),
                 pl.concat_list([_source_name()]).alias("sources"),
-                member_keys(pl.col("arxiv_id"), pl.col("doi"), pl.col("source_ids"), pl.col("text_hash"))
-                .list.sort()
-                .alias("member_keys"),
+                pl.Series(
+                    "member_keys",
+                    member_key_lists(
+                        *(kept_batch.column(name) for name in ("arxiv_id", "doi", "source_ids", "text_hash"))
+                    ),
+                ),
             )
             kept = kept.join(merged, on="row", how="left").join(published, on="row", how="left")
             many = pl.col("member_keys__m").is_not_null()

@@ -277,12 +277,14 @@ def _published_band_matches(
     held = membership.rows.filter(pl.col("split") != SPLITS[0]).drop_nulls("band_keys")
     if not held.height or not len(rows):
         return np.zeros((0, 2), dtype=np.int64), [], []
-    published = np.stack(held["band_keys"].to_list()).astype(np.uint64)
-    if published.shape[1] != keys.shape[1]:
+    lengths = held["band_keys"].list.len().unique().to_list()
+    if lengths != [keys.shape[1]]:
         raise PipelineError(
-            f"published band keys have {published.shape[1]} bands, this build {keys.shape[1]}: "
+            f"published band keys have {lengths} bands, this build {keys.shape[1]}: "
             "dedup.bands changed since the last release; restore it or start a new major version"
         )
+    # Through numpy, not Python lists: the keys are 64-bit and must not pass through floats.
+    published: U64 = held["band_keys"].explode().to_numpy().astype(np.uint64).reshape(held.height, -1)
     found: list[tuple[int, int]] = []
     for band in range(keys.shape[1]):
         order = np.argsort(published[:, band], kind="stable")
