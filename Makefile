@@ -10,7 +10,7 @@ export DVC_NO_ANALYTICS := 1
 export GX_ANALYTICS_ENABLED := false
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: data test lint bench clean-venv
+.PHONY: data test lint bench mutants clean-venv
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,8 @@ data: $(VENV)/.installed
 
 ## lint: ruff and mypy
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check pipeline tests benchmarks
-	$(BIN)/ruff format --check pipeline tests benchmarks
+	$(BIN)/ruff check pipeline tests benchmarks tools
+	$(BIN)/ruff format --check pipeline tests benchmarks tools
 	$(BIN)/mypy
 
 ## test: lint, then every test
@@ -39,6 +39,10 @@ test: lint
 ## bench: benchmark the pipeline on N generated abstracts (default 200000)
 bench: $(VENV)/.installed
 	$(BIN)/python -m benchmarks.bench --docs $(N)
+
+## mutants: mutation check of the modules whose constants make the release (reports/mutants.json)
+mutants: $(VENV)/.installed-dev
+	$(BIN)/python tools/mutants.py
 
 clean-venv:
 	rm -rf $(VENV)

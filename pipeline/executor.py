@@ -6,16 +6,15 @@ Batches are the source's row groups, each cut into equal parts of at most `batch
 and are written back in input order, so the output file is byte-identical for any worker
 count. A worker reads its batch from the parquet file itself (decoding runs in parallel, and
 the main process never holds the input); results travel back as Arrow IPC files in shared
-memory (`/dev/shm` where it exists and has room), not pickled through a pipe: on the clean
-benchmark, pickling cost about 0.5 s of CPU per 50,000-row batch, a memory map next to none.
+memory (`/dev/shm` where it exists and has room), not pickled through a pipe: pickling a
+batch of abstracts costs CPU in both processes, a memory map next to none.
 A batch cut from a row group decodes the whole group, so stages write row groups of their
 batch size.
 
 A stage whose function spends its time in code that releases the GIL (polars, Arrow, numba
 `nogil` loops) can run its batches on threads of the main process instead (`threads=True`):
 no worker starts (imports, word lists, compiled loops loaded once per process) and no result
-makes the trip through shared memory. On the 2.7M benchmark, `clean` took 53 instead of 58 s
-that way, and 100 instead of 112 CPU-s.
+makes the trip through shared memory (`clean` runs so; its A/B is in benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations

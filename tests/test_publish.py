@@ -288,9 +288,11 @@ def test_the_next_build_diffs_against_the_published_row_index(grown_project: Pat
     index = pl.read_parquet(grown_project / "releases" / record["row_index"])
     assert index.height == sum(map(len, local_rows(grown_project).values()))
     assert set(NEW_IDS) <= set(index["id"].to_list())
-    # Publishing wrote releases/: only the report stages after the card are stale now.
-    status = run(["dvc", "status", "--json"], grown_project)
-    assert sorted(json.loads(status.stdout)) == ["release_diff", "review"], status.stdout
+    # Publishing wrote releases/: the stages that read it (the card's changelog, the diff, the
+    # review page) are stale now, and only by releases/.
+    status = json.loads(run(["dvc", "status", "--json"], grown_project).stdout)
+    assert sorted(status) == ["card", "release_diff", "review"], status
+    assert all(changes == [{"changed deps": {"releases": "modified"}}] for changes in status.values())
     repro = run(["dvc", "repro"], grown_project)
     assert repro.returncode == 0, repro.stdout[-3000:]
     diff = json.loads((grown_project / "reports" / "release_diff.json").read_text())

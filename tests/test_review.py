@@ -10,7 +10,6 @@ import json
 import os
 import shlex
 import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -133,6 +132,12 @@ def add_hostile_rows(root: Path) -> None:
         "raw_text": "Abstract: " + HOSTILE,
     }
     pl.concat([ingested, pl.DataFrame([raw], schema=ingested.schema)]).write_parquet(ingested_path)
+    # The page shows each rule's examples as the clean stage recorded them.
+    clean_report_path = root / "reports" / "clean.json"
+    clean_report = json.loads(clean_report_path.read_text())
+    example = {"source": "evil.txt:1", "before": "Abstract: " + HOSTILE, "after": HOSTILE}
+    clean_report["rules"]["strip_prefix"]["examples"].insert(0, example)
+    clean_report_path.write_text(json.dumps(clean_report))
 
     shard = next((root / "release" / "data").glob("train-*.parquet"))
     release = pq.read_table(shard)
@@ -344,7 +349,7 @@ def test_dvc_stage_declares_what_the_command_reads_and_writes() -> None:
     reports = {d for d in deps if d.startswith(f"{args.reports}/")}
     assert {f"{args.reports}/{name}" for name in ("ingest.json", "dedup.json", "split.json")} <= reports
     assert [next(iter(o)) if isinstance(o, dict) else o for o in stage["outs"]] == [str(args.out)]
-    assert stage["params"] == ["review", "clean"]
+    assert stage["params"] == ["review"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,17 +358,13 @@ def test_dvc_stage_declares_what_the_command_reads_and_writes() -> None:
 
 @pytest.fixture(scope="module")
 def chromium() -> tuple[str, str]:
-    """Paths of chromium and chromedriver, installed from Debian packages when missing."""
-    if not (shutil.which("chromium") and shutil.which("chromedriver")):
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        install = ["apt-get", "install", "-y", "-q", "chromium", "chromium-driver"]
-        result = subprocess.run(install, capture_output=True, text=True, env=env, check=False)
-        if result.returncode != 0:
-            subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env, check=False)
-            result = subprocess.run(install, capture_output=True, text=True, env=env, check=False)
-        assert result.returncode == 0, f"cannot install chromium: {result.stderr[-2000:]}"
+    """Paths of chromium and chromedriver (Debian's packages, which `.ci/run` installs)."""
     browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    assert browser and driver
+    if not (browser and driver):
+        pytest.fail(
+            "the browser tests need Debian's chromium and chromium-driver: "
+            "run `apt-get install -y chromium chromium-driver` (as .ci/run does), then rerun"
+        )
     return browser, driver
 
 

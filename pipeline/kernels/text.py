@@ -5,8 +5,8 @@ and the folded text of rows of ASCII and general punctuation (which the exact-du
 is taken of).
 
 Both read the UTF-8 buffer and offsets of a string array (`fingerprint.utf8_buffers`) and
-return new buffers: no Python object is made per row or per word. On 100,000 benchmark
-abstracts, `glued_words` takes 0.7 instead of 1.3 CPU-s, and the text hash 0.35 instead of 0.75.
+return new buffers: no Python object is made per row or per word, which is where polars
+spent its time on these two steps.
 """
 
 from __future__ import annotations

@@ -31,17 +31,17 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from pipeline import versions
 from pipeline.contracts import ROW_INDEX_SUFFIX
 from pipeline.errors import BadInputError, PipelineError, PublishError
 from pipeline.io.writers import atomic_path, sha256_file, write_json
 from pipeline.params import Params
 from pipeline.releases import ReleaseDiff, diff_releases, propose_version, write_row_index
-from pipeline.versions import Version, format_version, tag_name
+from pipeline.versions import Version, format_version, is_release_tag, tag_name
+from pipeline.versions import parse_version as semver
 
 if TYPE_CHECKING:
     from huggingface_hub import HfApi
@@ -100,7 +100,7 @@ def parse_version(text: str) -> Version:
         PublishError: `text` is not MAJOR.MINOR.PATCH.
     """
     try:
-        return versions.parse_version(text)
+        return semver(text)
     except BadInputError:
         raise PublishError(
             f"--version {text!r} is not a semantic version; use MAJOR.MINOR.PATCH, e.g. 1.2.0"
@@ -161,7 +161,8 @@ def check_validation(report: Path) -> None:
 def check_dvc_status(root: Path) -> None:
     """Refuse unless `dvc status` reports the `card` stage and every stage before it up to date.
 
-    Only what is uploaded must match the code, params and raw data. The report stages after the
+    Only what is uploaded must match the code, params and raw data (the card's changelog of
+    `releases/` excepted: publish renders it). The report stages after the
     card (`release_diff`, `review`) depend on `releases/`, which every publish writes to, so
     they are stale right after a publish until the next `dvc repro`; that must not block
     re-running publish (a resumed tag, or "already published").
@@ -179,9 +180,9 @@ def check_dvc_status(root: Path) -> None:
         status = json.loads(result.stdout or "{}")
     except json.JSONDecodeError:
         raise PublishError(f"`dvc status --json` printed no JSON: {result.stdout[-500:]!r}") from None
-    # `dedup`, `split` and `card` read `releases/` too (published ids and splits, the changelog):
-    # a change of that alone is the publish itself, and rebuilding from it gives the same rows.
-    status = {stage: changes for stage, changes in status.items() if not _only_releases_changed(changes)}
+    status = {
+        stage: changes for stage, changes in status.items() if not _only_changelog_changed(stage, changes)
+    }
     if status:
         stale = ", ".join(sorted(status))
         raise PublishError(
@@ -190,17 +191,26 @@ def check_dvc_status(root: Path) -> None:
         )
 
 
-def _only_releases_changed(changes: object) -> bool:
-    """Whether a stage's `dvc status --json` entry changed nothing but its `releases` dependency."""
-    if not isinstance(changes, list) or not changes:
+# Stages up to the card that read `releases/`.
+RELEASES_READERS = ("dedup", "split", "card")
+
+
+def _only_changelog_changed(stage: str, changes: Any) -> bool:
+    """Whether `stage` reads `releases/` and only that dependency changed.
+
+    The card's changelog lists the records in `releases/`, which every publish writes; publish
+    renders the uploaded card with that changelog itself, so a card stale only by it is fine.
+    `dedup` and `split` read the published memberships there: rebuilt from the release just
+    published, they give the same rows (its ids and splits are the ones they keep).
+    """
+    if stage not in RELEASES_READERS or not isinstance(changes, list):
         return False
+    changed: set[str] = set()
     for change in changes:
         if not isinstance(change, dict) or set(change) != {"changed deps"}:
             return False
-        deps = change["changed deps"]
-        if not isinstance(deps, dict) or any(Path(dep).parts[-1:] != ("releases",) for dep in deps):
-            return False
-    return True
+        changed |= set(change["changed deps"])
+    return changed == {"releases"}
 
 
 def check_card_matches(release: Path) -> None:
@@ -478,7 +488,7 @@ def run_publish(
         with hub_errors("reading the repository's refs", endpoint, token):
             refs = hub.refs()
         branches, tags = refs if refs is not None else ({}, {})
-        versions = sorted((parse_version(t), t) for t in tags if versions.is_release_tag(t))
+        versions = sorted((parse_version(t), t) for t in tags if is_release_tag(t))
         previous = versions[-1] if versions else None
         files = local_files(release)
 

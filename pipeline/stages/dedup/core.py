@@ -79,6 +79,8 @@ from pipeline.releases import (
     split_rank,
 )
 
+_ARROW_DEFAULT_DECAY_MS = 1000
+
 
 @contextlib.contextmanager
 def returning_arrow_memory() -> Iterator[None]:
@@ -99,6 +101,10 @@ def returning_arrow_memory() -> Iterator[None]:
         yield
     finally:
         pa.set_memory_pool(previous)
+        if pool is not previous:
+            # Arrow's build default on Linux, where jemalloc has background threads
+            # (`je_arrow_malloc_conf` in arrow/cpp/src/arrow/memory_pool.cc); there is no getter.
+            pa.jemalloc_set_decay_ms(_ARROW_DEFAULT_DECAY_MS)
 
 
 def stream_batches(path: Path, columns: list[str]) -> Iterator[pa.RecordBatch]:

@@ -339,7 +339,7 @@ def read_distributions(
     return Distributions(chars, words, dict(sorted(months.items())), previous)
 
 
-def rule_examples(clean_report: dict[str, Any]) -> dict[str, list[TextSample]]:
+def rule_examples(clean_report: dict[str, Any], per_rule: int) -> dict[str, list[TextSample]]:
     """Each rule's before/after examples as the clean stage recorded them in `clean.json`.
 
     The clean stage keeps, per rule, windows of text just before and just after that rule's own
@@ -352,7 +352,7 @@ def rule_examples(clean_report: dict[str, Any]) -> dict[str, list[TextSample]]:
             TextSample(str(x.get("source")), str(x.get("before")), str(x.get("after")), (name,))
             for x in examples or []
             if isinstance(x, dict)
-        ]
+        ][:per_rule]
     return out
 
 
@@ -465,7 +465,9 @@ def load_review(
             .collect(engine="streaming")
         )
         # The cleaned file is row for row the ingested one, which holds the raw texts.
-        raw_texts = read_raw_texts(ingested, picked["_row"].to_list())
+        raw_texts = read_raw_texts(
+            ingested, picked["_row"].to_list(), dict(zip(picked["_row"], picked["source"], strict=True))
+        )
         texts = {
             source: (source, raw_texts[row], abstract, rules, flags)
             for row, source, abstract, rules, flags in picked.iter_rows()
@@ -524,7 +526,7 @@ def load_review(
             clean_rows=pq.ParquetFile(clean).metadata.num_rows,
             dedup=dedup,
             rule_counts=dict(sorted(rule_counts.items())),
-            rule_samples=rule_examples(clean_report),
+            rule_samples=rule_examples(clean_report, params.examples_per_rule),
             flag_counts=dict(sorted(flag_counts.items())),
             flag_samples=samples(flag_sources, 4),
             clusters=clusters,

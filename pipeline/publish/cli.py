@@ -1,0 +1,32 @@
+"""The `abstracts publish` command (see HELP).
+
+Arguments are paths (declared once, in `dvc.yaml`); the stage's code is imported only when the
+command runs, so `abstracts --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from pipeline.params import Params
+
+HELP = (
+    "Publish release/ to the Hugging Face Hub (HF_ENDPOINT) as one commit tagged vX.Y.Z. "
+    "Not a dvc stage: refuses unless `dvc status` is clean and validation passed."
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--repo-id", help="Hub dataset repository ORG/NAME (default: publish.repo_id)")
+    parser.add_argument(
+        "--version", help="release version X.Y.Z; may only raise the proposed one (default: proposed)"
+    )
+    parser.add_argument("--private", action="store_true", help="create the repository private")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan; upload and write nothing")
+
+
+def run(args: argparse.Namespace, params: Params) -> None:
+    from pipeline.publish.core import PublishPaths, run_publish
+
+    paths = PublishPaths(params=args.params)
+    run_publish(paths, params, args.repo_id, args.version, args.private, args.dry_run)

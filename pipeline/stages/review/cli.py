@@ -1,0 +1,60 @@
+"""The `abstracts review` command (see HELP).
+
+Arguments are paths (declared once, in `dvc.yaml`); the stage's code is imported only when the
+command runs, so `abstracts --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from pipeline.params import Params
+
+HELP = "Render the release review page (one HTML file) from reports and data."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--reports", type=Path, required=True, help="directory of stage reports")
+    parser.add_argument(
+        "--clean", type=Path, required=True, help="cleaned parquet (cleaned texts, rules, flags)"
+    )
+    parser.add_argument(
+        "--ingested",
+        type=Path,
+        required=True,
+        help="ingested parquet (the raw texts, row for row the cleaned)",
+    )
+    parser.add_argument("--release-data", type=Path, required=True, help="release data directory")
+    parser.add_argument("--out", type=Path, required=True, help="review HTML page to write")
+    parser.add_argument(
+        "--releases",
+        type=Path,
+        help="published release records: lengths of the newest one are drawn beside this release's",
+    )
+    parser.add_argument(
+        "--previous-data",
+        type=Path,
+        help="a previous release's data directory to compare lengths with (instead of --releases)",
+    )
+    parser.add_argument(
+        "--markdown", action="store_true", help="also print a short Markdown summary for a PR comment"
+    )
+
+
+def run(args: argparse.Namespace, params: Params) -> None:
+    from pipeline.stages.review.core import render_markdown, run_review
+
+    review = run_review(
+        args.reports,
+        args.clean,
+        args.ingested,
+        args.release_data,
+        args.out,
+        params.review,
+        params.clean,
+        args.previous_data,
+        args.releases,
+    )
+    if args.markdown:
+        print(render_markdown(review), end="")
