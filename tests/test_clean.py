@@ -36,6 +36,9 @@ SCITLDR = REPO.parent / "shared" / "corpora" / "scitldr_train_abstracts.jsonl"
 DATA = Path(__file__).resolve().parent / "data" / "clean"
 
 
+_TEXT_DUMP_COLUMNS = ("source", "file", "line", "format", "raw_id", "arxiv_id", "arxiv_version", "raw_text")
+
+
 def records(*texts: str) -> pa.RecordBatch:
     n = len(texts)
     return pa.RecordBatch.from_pydict(
@@ -48,6 +51,8 @@ def records(*texts: str) -> pa.RecordBatch:
             "arxiv_id": [None] * n,
             "arxiv_version": [None] * n,
             "raw_text": list(texts),
+            # The source name, locator and paper metadata: not read from a text dump.
+            **{field.name: [None] * n for field in RECORD_SCHEMA if field.name not in _TEXT_DUMP_COLUMNS},
         },
         schema=RECORD_SCHEMA,
     )
