@@ -258,7 +258,7 @@ def test_dry_run_prints_the_plan_and_touches_nothing(
     result = publish(grown_project, "--dry-run")
     assert result.returncode == 0, result.stderr
     assert "version:  v1.1.0" in result.stdout
-    assert "4 added, 0 removed, 0 changed, 0 moved split (against v1.0.0)" in result.stdout
+    assert "4 added, 0 removed, 0 merged, 0 changed, 0 moved split (against v1.0.0)" in result.stdout
     assert "data/train-00000-of-00001.parquet" in result.stdout and "sha256:" in result.stdout
     assert hub.state.commit_count("datasets", REPO) == commits
     assert "v1.1.0" not in hub.state.repos[f"datasets/{REPO}"].tags
@@ -288,10 +288,10 @@ def test_the_next_build_diffs_against_the_published_row_index(grown_project: Pat
     index = pl.read_parquet(grown_project / "releases" / record["row_index"])
     assert index.height == sum(map(len, local_rows(grown_project).values()))
     assert set(NEW_IDS) <= set(index["id"].to_list())
-    # Publishing wrote releases/: the stages that read it (the card's changelog, the diff, the
-    # review page) are stale now, and only by releases/.
+    # Publishing wrote releases/: the stages that read it (the published memberships, the card's
+    # changelog, the diff, the review page) are stale now, and only by releases/.
     status = json.loads(run(["dvc", "status", "--json"], grown_project).stdout)
-    assert sorted(status) == ["card", "release_diff", "review"], status
+    assert sorted(status) == ["card", "dedup", "release_diff", "review", "split"], status
     assert all(changes == [{"changed deps": {"releases": "modified"}}] for changes in status.values())
     repro = run(["dvc", "repro"], grown_project)
     assert repro.returncode == 0, repro.stdout[-3000:]
