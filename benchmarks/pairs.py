@@ -18,6 +18,7 @@ import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -165,17 +166,19 @@ def score(
     }
 
 
-def cleaned_table(rows: list[tuple[str, str, str | None, int | None, str]]) -> pa.Table:
+def cleaned_table(rows: list[tuple[Any, ...]]) -> pa.Table:
     """A table in the clean stage's schema, as if cleaning changed nothing.
 
-    rows: (source `file:line`, format, arxiv_id, arxiv_version, abstract).
+    rows: (source `file:line`, format, arxiv_id, arxiv_version, abstract), optionally followed by
+    a mapping of other CLEAN_SCHEMA columns (paper metadata, `flags`); the rest are null.
     """
     from pipeline.contracts import CLEAN_SCHEMA
     from pipeline.stages.clean.core import normalised_text, text_hashes
 
     texts = [r[4] for r in rows]
+    extra: list[dict[str, Any]] = [dict(r[5]) if len(r) > 5 else {} for r in rows]
     normalised = pl.DataFrame({"t": texts}).select(normalised_text(pl.col("t")))["t"].to_list()
-    columns = {
+    columns: dict[str, list[Any]] = {
         "source": [r[0] for r in rows],
         "file": [r[0].rsplit(":", 1)[0] for r in rows],
         "line": [int(r[0].rsplit(":", 1)[1]) for r in rows],
@@ -188,9 +191,10 @@ def cleaned_table(rows: list[tuple[str, str, str | None, int | None, str]]) -> p
         "flags": [[] for _ in rows],
         "text_hash": text_hashes(normalised),
     }
-    # The metadata columns ingest adds: null, as for a text dump.
-    missing = {f.name: [None] * len(rows) for f in CLEAN_SCHEMA if f.name not in columns}
-    return pa.table({**columns, **missing}, schema=CLEAN_SCHEMA)
+    for name in CLEAN_SCHEMA.names:
+        default = columns.get(name, [None] * len(rows))
+        columns[name] = [e.get(name, value) for e, value in zip(extra, default, strict=True)]
+    return pa.table(columns, schema=CLEAN_SCHEMA)
 
 
 def dedup_rows(rows: list[Row], workdir: Path, params: DedupParams) -> dict[str, str]:

@@ -30,17 +30,27 @@ def shard_split(name: str) -> str | None:
     return match.group("split") if match is not None else None
 
 
-# The ids of a paper other than its arXiv id, in a record's and a release row's `source_ids`.
-SOURCE_IDS_TYPE = pa.struct(
-    [
-        pa.field("acl_anthology", pa.string()),
-        pa.field("openreview", pa.string()),
-        pa.field("semantic_scholar", pa.string()),
-        pa.field("pmlr", pa.string()),
-        pa.field("openalex", pa.string()),
-        pa.field("dblp", pa.string()),
-    ]
+# The other ids a paper may carry besides its arXiv id (issue 18's planned columns).
+SOURCE_ID_KINDS = ("acl_anthology", "openreview", "semantic_scholar", "pmlr", "openalex", "dblp")
+SOURCE_IDS_TYPE = pa.struct([pa.field(kind, pa.string()) for kind in SOURCE_ID_KINDS])
+
+# A paper's metadata as ingest reads it and the release ships it, all nullable.
+PAPER_METADATA = (
+    pa.field("title", pa.string()),
+    # "First Last", in the source's order.
+    pa.field("authors", pa.list_(pa.string())),
+    pa.field("year", pa.int64()),
+    pa.field("published", pa.date32()),
+    pa.field("venue", pa.string()),
+    pa.field("categories", pa.list_(pa.string())),
+    # Lower-case, no resolver prefix.
+    pa.field("doi", pa.string()),
+    pa.field("url", pa.string()),
+    # SPDX id of the source's licence.
+    pa.field("license", pa.string()),
+    pa.field("source_ids", SOURCE_IDS_TYPE),
 )
+PAPER_METADATA_NAMES = tuple(field.name for field in PAPER_METADATA)
 
 # One row per raw record (build/ingested.parquet), written by ingest.
 RECORD_SCHEMA = pa.schema(
@@ -53,24 +63,12 @@ RECORD_SCHEMA = pa.schema(
         pa.field("arxiv_id", pa.string()),
         pa.field("arxiv_version", pa.int64()),
         pa.field("raw_text", pa.string(), nullable=False),
-        # The paper's metadata, null where the source's format lacks it.
         # The declared (sources.yaml) or derived (path under raw/) source name.
         pa.field("source_name", pa.string()),
         # The record's position in its file: "line 12", "$[3]", "paper[4]", "row 7".
         pa.field("locator", pa.string()),
-        pa.field("title", pa.string()),
-        # "First Last", in the source's order.
-        pa.field("authors", pa.list_(pa.string())),
-        pa.field("year", pa.int64()),
-        pa.field("published", pa.date32()),
-        pa.field("venue", pa.string()),
-        pa.field("categories", pa.list_(pa.string())),
-        # Lower-case, no resolver prefix.
-        pa.field("doi", pa.string()),
-        pa.field("url", pa.string()),
-        # SPDX id of the source's licence.
-        pa.field("license", pa.string()),
-        pa.field("source_ids", SOURCE_IDS_TYPE),
+        # The paper's metadata, null where the source's format lacks it.
+        *PAPER_METADATA,
     ]
 )
 # Columns every text-dump record has (the rest are null for them but source_name and locator).
@@ -104,8 +102,17 @@ FILTERED_SCHEMA = pa.schema(
     ]
 )
 
-# How dedup folded a record into the row it kept.
-DEDUP_METHODS = ("same_id", "exact", "near")
+# How dedup folded a record into the row it kept: same arXiv id or another shared id (DOI, an
+# anthology or venue id), identical normalised text, near-identical text, or the record belongs
+# to a published row that this build merged into another published row.
+DEDUP_METHODS = ("same_id", "exact", "near", "published")
+
+# Why the kept copy's abstract won over a folded one: the first rule of dedup's keep order
+# (`pipeline.stages.dedup.core.KEEP_ORDER`) on which the two copies differ.
+KEEP_REASONS = ("complete", "fewer_defects", "longer", "higher_version", "format_priority", "first_seen")
+
+# The member keys that recognise a paper in a later build: "<kind>:<value>" strings.
+MEMBER_KEY_KINDS = ("arxiv", "doi", *SOURCE_ID_KINDS, "text")
 
 # The kept rows (build/dedup.parquet), written by dedup.
 DEDUP_SCHEMA = pa.schema(
@@ -123,6 +130,13 @@ DEDUP_SCHEMA = pa.schema(
         pa.field("text_hash", pa.string(), nullable=False),
         # LSH band keys of the kept row: the split stage checks them for cross-split leaks.
         pa.field("band_keys", pa.list_(pa.uint64()), nullable=False),
+        # Merged from the cluster's copies (see dedup's `merge_metadata`).
+        *PAPER_METADATA,
+        pa.field("sources", pa.list_(pa.string()), nullable=False),
+        # Every key of every copy in the cluster (MEMBER_KEY_KINDS), each once.
+        pa.field("member_keys", pa.list_(pa.string()), nullable=False),
+        # The split of the published row this row continues (its id is that row's), else null.
+        pa.field("published_split", pa.string()),
     ]
 )
 
@@ -130,10 +144,20 @@ DEDUP_SCHEMA = pa.schema(
 DUPLICATES_SCHEMA = pa.schema(
     [
         pa.field("source", pa.string(), nullable=False),
+        pa.field("source_name", pa.string()),
+        # The folded record's own ids, so a user can look up what happened to "their" paper.
+        pa.field("arxiv_id", pa.string()),
+        pa.field("arxiv_version", pa.int64()),
+        pa.field("doi", pa.string()),
+        pa.field("source_ids", SOURCE_IDS_TYPE),
+        pa.field("text_hash", pa.string(), nullable=False),
+        # The row it folded into.
         pa.field("id", pa.string(), nullable=False),
         pa.field("kept_source", pa.string(), nullable=False),
         pa.field("method", pa.string(), nullable=False),
         pa.field("similarity", pa.float64()),
+        # KEEP_REASONS: why the kept copy's abstract won over this record's.
+        pa.field("reason", pa.string(), nullable=False),
     ]
 )
 
@@ -144,6 +168,10 @@ MINHASH_SCHEMA = pa.schema(
         # Characters of the abstract: the keep order needs it, and the global step must not
         # read the texts again to get it.
         pa.field("length", pa.int64(), nullable=False),
+        # Clean's flags other than `truncated` plus markup leftovers (dedup's keep order).
+        pa.field("defects", pa.int32(), nullable=False),
+        # Flagged `truncated` by clean or ending in an ellipsis: cut short by its source.
+        pa.field("truncated", pa.bool_(), nullable=False),
     ]
 )
 
@@ -156,16 +184,26 @@ RELEASE_SCHEMA = pa.schema(
         pa.field("abstract", pa.string()),
         pa.field("source", pa.string()),
         pa.field("duplicate_count", pa.int64()),
+        *PAPER_METADATA,
+        # Every source name the paper was seen in.
+        pa.field("sources", pa.list_(pa.string())),
     ]
 )
 
-# Kinds of change between two releases, in report order.
-DIFF_KINDS = ("added", "removed", "changed", "moved")
+# Kinds of change between two releases, in report order. `merged`: a published row that this
+# release folds into another published row (both ids are listed); `removed`: any other published
+# row that is gone. Both are breaking.
+DIFF_KINDS = ("added", "removed", "merged", "changed", "moved")
 
 # Release columns other than `id` and `abstract`: small, so the row index keeps them as they are.
 ROW_INDEX_META_COLUMNS = ("arxiv_id", "arxiv_version", "source", "duplicate_count")
+# Release columns the row index keeps as one fingerprint (`metadata_hash`).
+ROW_INDEX_HASHED_COLUMNS = (*PAPER_METADATA_NAMES, "sources")
+# Row-index columns that identify a paper rather than describe it: not compared by the diff.
+ROW_INDEX_MEMBERSHIP_COLUMNS = ("member_keys", "band_keys")
 
-# A published release's rows (releases/<version>.rows.parquet), written by publish.
+# A published release's rows (releases/<version>.rows.parquet), written by publish: what the
+# release shipped (fingerprinted) and its membership, which keeps ids and splits in later builds.
 ROW_INDEX_SCHEMA = pa.schema(
     [
         ("id", pa.string()),
@@ -176,6 +214,12 @@ ROW_INDEX_SCHEMA = pa.schema(
         ("duplicate_count", pa.int64()),
         ("abstract_hash", pa.uint64()),
         ("chars", pa.int32()),
+        ("metadata_hash", pa.uint64()),
+        # MEMBER_KEY_KINDS of every copy folded into the row.
+        ("member_keys", pa.list_(pa.string())),
+        # The row's LSH band keys, for validation and test rows only (null for train): a later
+        # build checks that no new train row is a near duplicate of them.
+        ("band_keys", pa.list_(pa.uint64())),
     ]
 )
 ROW_INDEX_SUFFIX = ".rows.parquet"
@@ -191,3 +235,5 @@ DUPLICATES = "duplicates.parquet"
 SPLIT_REPORT = "split.json"
 VALIDATION_REPORT = "validation.json"
 RELEASE_DIFF_REPORT = "release_diff.json"
+# The split report's count of new train rows near-duplicating a published validation/test row.
+CROSS_RELEASE_LEAKS = "cross_release_leaks"

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -28,10 +29,14 @@ import pyarrow.parquet as pq
 
 from pipeline.contracts import (
     DIFF_KINDS,
+    ROW_INDEX_HASHED_COLUMNS,
+    ROW_INDEX_MEMBERSHIP_COLUMNS,
     ROW_INDEX_META_COLUMNS,
     ROW_INDEX_SCHEMA,
     ROW_INDEX_SUFFIX,
     SHARD_NAME,
+    SOURCE_ID_KINDS,
+    SPLITS,
 )
 from pipeline.errors import BadInputError
 from pipeline.io.writers import write_parquet
@@ -41,13 +46,19 @@ from pipeline.versions import Version, format_version, next_version, release_ver
 
 @dataclass(frozen=True)
 class ReleaseDiff:
-    """Row-by-row difference between two releases, keyed by `id` (sorted id lists)."""
+    """Row-by-row difference between two releases, keyed by `id` (sorted id lists).
+
+    `merged` lists the published rows this release folds into another published row
+    (`merged_into` names that row); `removed` every other published row that is gone.
+    """
 
     previous: str | None
     added: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
+    merged: list[str] = field(default_factory=list)
     changed: list[str] = field(default_factory=list)
     moved: list[str] = field(default_factory=list)
+    merged_into: dict[str, str] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
         return {kind: len(getattr(self, kind)) for kind in DIFF_KINDS}
@@ -56,45 +67,243 @@ class ReleaseDiff:
         counts = self.counts()
         against = f"against {self.previous}" if self.previous else "first release"
         return (
-            f"{counts['added']} added, {counts['removed']} removed, {counts['changed']} changed, "
-            f"{counts['moved']} moved split ({against})"
+            f"{counts['added']} added, {counts['removed']} removed, {counts['merged']} merged, "
+            f"{counts['changed']} changed, {counts['moved']} moved split ({against})"
         )
 
     def examples(self, limit: int) -> dict[str, list[str]]:
-        return {kind: getattr(self, kind)[:limit] for kind in DIFF_KINDS}
+        examples = {kind: getattr(self, kind)[:limit] for kind in DIFF_KINDS}
+        examples["merged"] = [f"{i} (merged into {self.merged_into[i]})" for i in examples["merged"]]
+        return examples
+
+    def removals(self) -> list[dict[str, str | None]]:
+        """Every published row that is gone, by id, with why and (when merged) the row it went into."""
+        gone: list[dict[str, str | None]] = [
+            {"id": i, "reason": REMOVED_REASON, "into": None} for i in self.removed
+        ]
+        gone += [{"id": i, "reason": "merged", "into": self.merged_into[i]} for i in self.merged]
+        return sorted(gone, key=lambda row: str(row["id"]))
+
+
+# Why a published row is gone when no row of the new release holds one of its member keys.
+REMOVED_REASON = "not in this build (its records were filtered out or their source removed)"
+
+
+def _merges(gone: pl.DataFrame, new: pl.DataFrame) -> dict[str, str]:
+    """Each gone row whose member keys are now held by a row of `new`: gone id -> new id.
+
+    A gone row whose keys went to several rows is merged into the smallest of their ids.
+    """
+    if not gone.height:
+        return {}
+    old_keys = _keys_of(gone).explode("member_keys").drop_nulls()
+    new_keys = _keys_of(new).rename({"id": "into"}).explode("member_keys").drop_nulls()
+    pairs = old_keys.join(new_keys, on="member_keys").group_by("id").agg(pl.col("into").min())
+    return dict(zip(pairs["id"].to_list(), pairs["into"].to_list(), strict=True))
+
+
+def _keys_of(frame: pl.DataFrame) -> pl.DataFrame:
+    """id and member keys of each row: a row index's own, or those its release columns give."""
+    if "member_keys" in frame.columns:
+        return frame.select("id", "member_keys")
+
+    def column(name: str) -> pl.Expr:
+        return pl.col(name) if name in frame.columns else pl.lit(None, pl.String)
+
+    source_ids = pl.col("source_ids") if "source_ids" in frame.columns else None
+    text = pl.when(pl.col("id").str.starts_with("txt-")).then(pl.col("id").str.slice(4))
+    return frame.select(
+        "id", member_keys(column("arxiv_id"), column("doi"), source_ids, text).alias("member_keys")
+    )
 
 
 def diff_releases(old: pl.DataFrame, new: pl.DataFrame, previous: str | None = None) -> ReleaseDiff:
     """Compare two releases (release columns, or row indexes, plus `split`) keyed by `id`.
 
-    A row is `added`/`removed` when its id is only in one release, `changed` when any other
-    column differs, and `moved` when its split differs (a row can be both changed and moved).
+    A row is `added` when its id is only in the new release; a published row whose id is gone
+    is `merged` when a new row holds one of its member keys (a new dump linked it to another
+    published row) and `removed` otherwise. A row is `changed` when any other column differs
+    and `moved` when its split differs (a row can be both changed and moved). Membership
+    columns (member keys, band keys) identify a paper and are not compared.
     Joins, not Python sets: releases have millions of rows.
     """
-    content = [c for c in new.columns if c not in ("id", "split") and c in old.columns]
+    skip = ("id", "split", *ROW_INDEX_MEMBERSHIP_COLUMNS)
+    content = [c for c in new.columns if c not in skip and c in old.columns]
     both = old.join(new, on="id", how="inner", suffix="__new")
     # A column added or dropped changes every record that both releases share.
-    changed_mask = pl.lit(set(old.columns) != set(new.columns))
+    changed_mask = pl.lit(set(old.columns) - set(skip) != set(new.columns) - set(skip))
     for column in content:
         changed_mask = changed_mask | pl.col(column).ne_missing(pl.col(f"{column}__new"))
 
     def ids(frame: pl.DataFrame) -> list[str]:
         return frame["id"].sort().to_list()
 
+    gone = old.join(new, on="id", how="anti")
+    merged_into = _merges(gone, new)
     return ReleaseDiff(
         previous=previous,
         added=ids(new.join(old, on="id", how="anti")),
-        removed=ids(old.join(new, on="id", how="anti")),
+        removed=sorted(i for i in ids(gone) if i not in merged_into),
+        merged=sorted(merged_into),
         changed=ids(both.filter(changed_mask)),
         moved=ids(both.filter(pl.col("split") != pl.col("split__new"))),
+        merged_into=merged_into,
     )
 
 
 def propose_version(previous: Version | None, diff: ReleaseDiff) -> Version:
-    """The next version after `previous` for the changes in `diff` (see `versions.next_version`)."""
+    """The next version after `previous` for the changes in `diff` (see `versions.next_version`):
+    a removed or merged row, a changed row or one that moved split is breaking."""
     return next_version(
-        previous, breaking=bool(diff.removed or diff.changed or diff.moved), additive=bool(diff.added)
+        previous,
+        breaking=bool(diff.removed or diff.merged or diff.changed or diff.moved),
+        additive=bool(diff.added),
     )
+
+
+# -- membership -------------------------------------------------------------------------------
+
+
+def member_keys(arxiv_id: pl.Expr, doi: pl.Expr, source_ids: pl.Expr | None, text_hash: pl.Expr) -> pl.Expr:
+    """The keys that recognise a record's paper in a later build (MEMBER_KEY_KINDS), as a list
+    of "<kind>:<value>" strings; `source_ids` is the struct of other ids, or None without one."""
+    parts = [("arxiv", arxiv_id), ("doi", doi)]
+    if source_ids is not None:
+        parts += [(kind, source_ids.struct.field(kind)) for kind in SOURCE_ID_KINDS]
+    parts.append(("text", text_hash))
+    return pl.concat_list(
+        [pl.when(value.is_not_null()).then(pl.lit(f"{kind}:") + value) for kind, value in parts]
+    ).list.drop_nulls()
+
+
+def member_key_lists(
+    arxiv_id: pa.Array, doi: pa.Array, source_ids: pa.StructArray | None, text_hash: pa.Array
+) -> pa.ListArray:
+    """`member_keys` of Arrow arrays, each row's keys in MEMBER_KEY_KINDS order.
+
+    Built from whole columns (one string join per kind, one gather): the same list expression in
+    polars cost several CPU-seconds per million rows.
+    """
+    parts = [("arxiv", arxiv_id), ("doi", doi)]
+    if source_ids is not None:
+        parts += [(kind, source_ids.field(kind)) for kind in SOURCE_ID_KINDS]
+    parts.append(("text", text_hash))
+    rows = len(text_hash)
+    strings = [
+        pc.binary_join_element_wise(f"{kind}:", values.cast(pa.string()), "")
+        for kind, values in parts
+        if values.null_count < rows
+    ]
+    if not strings or not rows:
+        return pa.ListArray.from_arrays(
+            pa.array(np.zeros(rows + 1, dtype=np.int32)), pa.array([], pa.string())
+        )
+    stacked = pa.concat_arrays(strings)
+    # Row-major positions in the kind-major stack; a row's keys in kind order, nulls dropped.
+    order = (np.arange(rows)[:, None] + rows * np.arange(len(strings))[None, :]).reshape(-1)
+    present = stacked.is_valid().to_numpy(zero_copy_only=False)[order]
+    values = stacked.take(pa.array(order[present]))
+    offsets = np.zeros(rows + 1, dtype=np.int32)
+    np.cumsum(present.reshape(rows, len(strings)).sum(axis=1), out=offsets[1:])
+    return pa.ListArray.from_arrays(pa.array(offsets), values)
+
+
+def key_hashes(keys: pl.Series) -> pl.Series:
+    """A 64-bit fingerprint of each member key: joins on them are much cheaper than on strings."""
+    return pl.Series(keys.name, blake2b_64(keys.cast(pl.String).to_arrow()), pl.UInt64)
+
+
+@dataclass(frozen=True)
+class Membership:
+    """What the published releases shipped, as a later build needs it to keep ids and splits.
+
+    `keys`: per member key (`key_hash`), the published row that holds it in the newest release
+    that has the key (`id`, `split`). `rows`: per published id, its split and band keys in the
+    newest release that has it. `latest`: the newest version, or None before the first.
+    """
+
+    latest: str | None
+    keys: pl.DataFrame
+    rows: pl.DataFrame
+
+    @staticmethod
+    def empty() -> Membership:
+        return Membership(
+            None,
+            pl.DataFrame(schema={"key_hash": pl.UInt64, "id": pl.String, "split": pl.String}),
+            pl.DataFrame(schema={"id": pl.String, "split": pl.String, "band_keys": pl.List(pl.UInt64)}),
+        )
+
+
+_SPLIT_CODES = {name: code for code, name in enumerate(SPLITS)}
+
+
+def _index_membership(path: Path) -> pl.DataFrame:
+    """id, split, member_keys and band_keys of one row index; an index written before member keys
+    were stored gives each row its arXiv id and, for a text id, its text hash as keys."""
+    columns = pq.read_schema(path).names
+    if "member_keys" in columns:
+        frame = pl.read_parquet(path, columns=["id", "split", "member_keys", "band_keys"])
+    else:
+        frame = pl.read_parquet(path, columns=["id", "split", "arxiv_id"]).select(
+            "id",
+            "split",
+            member_keys(
+                pl.col("arxiv_id"),
+                pl.lit(None, pl.String),
+                None,
+                pl.when(pl.col("id").str.starts_with("txt-")).then(pl.col("id").str.slice(4)),
+            ).alias("member_keys"),
+            pl.lit(None, pl.List(pl.UInt64)).alias("band_keys"),
+        )
+    unknown = frame.filter(~pl.col("split").is_in(list(SPLITS)))
+    if unknown.height:
+        raise BadInputError(
+            f"{path}: row {unknown['id'][0]!r} has split {unknown['split'][0]!r}, "
+            f"not one of {', '.join(SPLITS)}; restore the row index from the commit that published it"
+        )
+    return frame
+
+
+def read_membership(releases: Path | None) -> Membership:
+    """The membership of every published release under `releases/` (see `Membership`).
+
+    Raises:
+        BadInputError: a published record without its row index, or an unreadable index.
+    """
+    if releases is None:
+        return Membership.empty()
+    versions = published_versions(releases)
+    if not versions:
+        return Membership.empty()
+    frames = []
+    for age, (version, record) in enumerate(reversed(versions)):
+        index = record.with_name(format_version(version) + ROW_INDEX_SUFFIX)
+        if not index.is_file():
+            raise BadInputError(
+                f"{record}: published release {tag_name(version)} has no row index {index.name} beside it; "
+                f"restore it from the commit that published {tag_name(version)} (publish writes both)"
+            )
+        try:
+            frames.append(_index_membership(index).with_columns(pl.lit(age, pl.Int32).alias("age")))
+        except (OSError, pl.exceptions.PolarsError, pa.ArrowException) as exc:
+            raise BadInputError(f"{index}: cannot read the row index ({exc})") from None
+    indexes = pl.concat(frames, how="vertical_relaxed")
+    rows = indexes.sort("age").unique("id", keep="first").select("id", "split", "band_keys")
+    keys = (
+        indexes.select("id", "split", "age", "member_keys")
+        .explode("member_keys")
+        .drop_nulls("member_keys")
+        .sort("age")
+        .unique("member_keys", keep="first")
+    )
+    keys = keys.select(key_hashes(keys["member_keys"]).alias("key_hash"), "id", "split")
+    return Membership(format_version(versions[-1][0]), keys, rows.sort("id"))
+
+
+def split_rank(split: pl.Expr) -> pl.Expr:
+    """Which published split a merge keeps: test (0) before validation (1) before train (2)."""
+    return pl.lit(len(SPLITS) - 1, pl.Int8) - split.replace_strict(_SPLIT_CODES, return_dtype=pl.Int8)
 
 
 # -- row index --------------------------------------------------------------------------------
@@ -123,9 +332,31 @@ def release_shards(release_data: Path) -> list[tuple[str, Path]]:
     return shards
 
 
+def metadata_hashes(batch: pa.RecordBatch | pa.Table) -> pa.Array:
+    """blake2b-64 of each row's ROW_INDEX_HASHED_COLUMNS, written as one string per row: equal
+    metadata, equal fingerprint, whatever library version wrote it."""
+    frame = pl.from_arrow(batch.select(list(ROW_INDEX_HASHED_COLUMNS)))
+    assert isinstance(frame, pl.DataFrame)
+    parts: list[pl.Expr] = []
+    for name in ROW_INDEX_HASHED_COLUMNS:
+        dtype = frame.schema[name]
+        if isinstance(dtype, pl.List):
+            part = pl.col(name).list.join("\x1f")
+        elif isinstance(dtype, pl.Struct):
+            part = pl.concat_str(
+                [pl.col(name).struct.field(f.name).fill_null("\x00") for f in dtype.fields], separator="\x1f"
+            )
+        else:
+            part = pl.col(name).cast(pl.String)
+        parts.append(part.fill_null("\x00"))
+    rows = frame.select(pl.concat_str(parts, separator="\x1e").alias("row")).to_series()
+    return fingerprints(rows.to_arrow())
+
+
 def index_batch(batch: pa.RecordBatch, split: str, chars: pa.Array | None = None) -> pa.RecordBatch:
-    """The row-index rows of one batch of release rows (a pure function of the batch);
-    `chars` is the abstracts' lengths when the caller already has them."""
+    """The row-index rows of one batch of release rows (a pure function of the batch), without
+    membership (null here; `row_index` adds it); `chars` is the abstracts' lengths when the
+    caller already has them."""
     abstracts = batch.column("abstract")
     return pa.RecordBatch.from_arrays(
         [
@@ -134,6 +365,9 @@ def index_batch(batch: pa.RecordBatch, split: str, chars: pa.Array | None = None
             *(batch.column(name) for name in ROW_INDEX_META_COLUMNS),
             fingerprints(abstracts),
             _chars(abstracts) if chars is None else chars,
+            metadata_hashes(batch),
+            pa.nulls(batch.num_rows, ROW_INDEX_SCHEMA.field("member_keys").type),
+            pa.nulls(batch.num_rows, ROW_INDEX_SCHEMA.field("band_keys").type),
         ],
         schema=ROW_INDEX_SCHEMA,
     )
@@ -145,7 +379,7 @@ def _chars(abstracts: pa.Array) -> pa.Array:
 
 def _read_row_group(path: Path, group: int, batch_rows: int) -> list[tuple[pa.RecordBatch, pa.Array]]:
     """A row group's index columns in batches, each with its abstracts' lengths."""
-    columns = ["id", "abstract", *ROW_INDEX_META_COLUMNS]
+    columns = ["id", "abstract", *ROW_INDEX_META_COLUMNS, *ROW_INDEX_HASHED_COLUMNS]
     batches = pq.ParquetFile(path).iter_batches(
         batch_size=batch_rows, row_groups=[group], columns=columns, use_threads=False
     )
@@ -162,8 +396,46 @@ def _id_order(paths: list[Path]) -> pa.Array:
     return pc.sort_indices(pa.table({"id": ids}), sort_keys=[("id", "ascending")])
 
 
-def row_index(release_data: Path, batch_rows: int = 100_000) -> pa.Table:
-    """The row index of a release directory, shard by shard (never the whole text at once).
+def with_membership(index: pa.Table, deduped: Path | None) -> pa.Table:
+    """The row index with its membership: each row's member keys and, for validation and test
+    rows, its band keys, from the deduplicated parquet the release was split from.
+
+    Without one (a release directory on its own), the keys its release columns give.
+
+    Raises:
+        BadInputError: a release id the deduplicated parquet does not hold (they come from
+            different runs).
+    """
+    frame = pl.from_arrow(index)
+    assert isinstance(frame, pl.DataFrame)
+    frame = frame.drop(list(ROW_INDEX_MEMBERSHIP_COLUMNS))
+    if deduped is None:
+        frame = frame.join(_keys_of(frame), on="id", how="left").with_columns(
+            pl.lit(None, pl.List(pl.UInt64)).alias("band_keys")
+        )
+    else:
+        try:
+            members = pl.read_parquet(deduped, columns=["id", "member_keys", "band_keys"])
+        except (OSError, pl.exceptions.PolarsError) as exc:
+            raise BadInputError(
+                f"{deduped}: cannot read the deduplicated rows ({exc}); run `dvc repro`"
+            ) from None
+        frame = frame.join(members, on="id", how="left", maintain_order="left")
+        missing = frame.filter(pl.col("member_keys").is_null())
+        if missing.height:
+            raise BadInputError(
+                f"{deduped}: has no row {missing['id'][0]!r} of the release; the release and the "
+                "deduplicated rows come from different runs: run `dvc repro`"
+            )
+        frame = frame.with_columns(
+            pl.when(pl.col("split") != "train").then(pl.col("band_keys")).alias("band_keys")
+        )
+    return frame.to_arrow().select(ROW_INDEX_SCHEMA.names).cast(ROW_INDEX_SCHEMA)
+
+
+def row_index(release_data: Path, batch_rows: int = 100_000, deduped: Path | None = None) -> pa.Table:
+    """The row index of a release directory, shard by shard (never the whole text at once),
+    with its membership (`with_membership`).
 
     This thread hashes while two others decode the next row groups and sort the ids (pyarrow
     releases the GIL). At most three row groups of text, in batches of `batch_rows`, wait.
@@ -184,11 +456,11 @@ def row_index(release_data: Path, batch_rows: int = 100_000) -> pa.Table:
                 read_split, future = pending.popleft()
                 batches.extend(index_batch(batch, read_split, chars) for batch, chars in future.result())
         table = pa.Table.from_batches(batches, schema=ROW_INDEX_SCHEMA)
-        return table.take(order.result())
+        return with_membership(table.take(order.result()), deduped)
 
 
-def write_row_index(release_data: Path, target: Path) -> None:
-    write_parquet(row_index(release_data), target)
+def write_row_index(release_data: Path, target: Path, deduped: Path | None = None) -> None:
+    write_parquet(row_index(release_data, deduped=deduped), target)
 
 
 def published_versions(releases: Path) -> list[tuple[Version, Path]]:
@@ -241,6 +513,8 @@ class ChangelogEntry:
     removed: int
     changed: int
     moved: int
+    # Records written before merges were told apart from removals have none.
+    merged: int = 0
 
 
 def parse_changelog_entry(record: Mapping[str, Any], origin: str) -> ChangelogEntry:
@@ -258,7 +532,7 @@ def parse_changelog_entry(record: Mapping[str, Any], origin: str) -> ChangelogEn
         raise BadInputError(f"{origin}: 'diff' must be a mapping of {', '.join(DIFF_KINDS)}")
     counts = {}
     for key in DIFF_KINDS:
-        value = diff.get(key)
+        value = diff.get(key, 0 if key == "merged" else None)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise BadInputError(f"{origin}: diff.{key} must be a non-negative integer, got {value!r}")
         counts[key] = value

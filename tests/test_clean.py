@@ -37,6 +37,9 @@ SCITLDR = REPO.parent / "shared" / "corpora" / "scitldr_train_abstracts.jsonl"
 DATA = Path(__file__).resolve().parent / "data" / "clean"
 
 
+_TEXT_DUMP_COLUMNS = ("source", "file", "line", "format", "raw_id", "arxiv_id", "arxiv_version", "raw_text")
+
+
 def records(*texts: str) -> pa.RecordBatch:
     n = len(texts)
     return pa.RecordBatch.from_pydict(

@@ -50,7 +50,11 @@ def test_same_id_keeps_highest_version_then_richer_source(tmp_path: Path) -> Non
         ("a.txt:1", "2201.12288", "same_id"),
         ("t.txt:9", "2201.00001", "same_id"),
     ]
-    assert report == {"rows_in": 4, "rows_out": 2, "folded_by_method": {"same_id": 2, "exact": 0, "near": 0}}
+    assert (report["rows_in"], report["rows_out"]) == (4, 2)
+    assert report["folded_by_method"] == {"same_id": 2, "exact": 0, "near": 0, "published": 0}
+    # Equal lengths: the higher version wins the first pair, the longer text the second.
+    assert report["keep_reasons"]["higher_version"] == 1
+    assert report["keep_reasons"]["longer"] == 1
 
 
 def test_exact_text_folds_into_the_row_with_an_arxiv_id(tmp_path: Path) -> None:
@@ -83,7 +87,7 @@ LONG = (
 )
 
 
-def test_near_duplicate_text_only_row_folds_into_the_arxiv_row(tmp_path: Path) -> None:
+def test_near_duplicate_keeps_the_longer_text_and_the_arxiv_id(tmp_path: Path) -> None:
     near = LONG.replace("a fraction of", "only a small fraction of")
     kept, dups, report = dedup(
         tmp_path,
@@ -93,11 +97,18 @@ def test_near_duplicate_text_only_row_folds_into_the_arxiv_row(tmp_path: Path) -
             ("a.txt:3", "abstract_lines", None, None, "A different paper about graph neural networks."),
         ],
     )
-    assert report["folded_by_method"] == {"same_id": 0, "exact": 0, "near": 1}
-    assert kept.select("id", "duplicate_count").rows()[0] == ("2301.00003", 1)
-    (source, folded_into, method, similarity) = dups.select("source", "id", "method", "similarity").row(0)
-    assert (source, folded_into, method) == ("a.txt:1", "2301.00003", "near")
-    assert 0.7 <= similarity < 1.0
+    assert report["folded_by_method"] == {"same_id": 0, "exact": 0, "near": 1, "published": 0}
+    # The text-only copy is longer, so its abstract is kept; the id comes from the copy with one.
+    assert kept.select("id", "source", "arxiv_id", "duplicate_count").rows()[0] == (
+        "2301.00003",
+        "a.txt:1",
+        "2301.00003",
+        1,
+    )
+    folded = dups.select("source", "arxiv_id", "id", "kept_source", "method", "similarity", "reason").row(0)
+    assert folded[:5] == ("t.txt:2", "2301.00003", "2301.00003", "a.txt:1", "near")
+    assert 0.7 <= folded[5] < 1.0
+    assert folded[6] == "longer"
 
 
 def test_same_topic_but_different_text_is_kept(tmp_path: Path) -> None:
@@ -167,3 +178,139 @@ def test_quality_on_labelled_pairs(tmp_path: Path, seed_build: Path) -> None:
     assert result["positives_jaccard_ge_0_8"] > 300
     assert result["precision"] >= 0.99
     assert result["recall_jaccard_ge_0_8"] >= 0.95
+
+
+# A real ACL Anthology abstract (2020.acl-main.703, BART), cut and damaged the ways RSS scrapes
+# and HTML exports damage it.
+BART = (
+    "We present BART, a denoising autoencoder for pretraining sequence-to-sequence models. BART is "
+    "trained by (1) corrupting text with an arbitrary noising function, and (2) learning a model to "
+    "reconstruct the original text. It uses a standard Tranformer-based neural machine translation "
+    "architecture which, despite its simplicity, can be seen as generalizing BERT (due to the "
+    "bidirectional encoder), GPT (with the left-to-right decoder), and other recent pretraining schemes. "
+    "We evaluate a number of noising approaches, finding the best performance by both randomly "
+    "shuffling the order of sentences and using a novel in-filling scheme, where spans of text are "
+    "replaced with a single mask token."
+)
+
+
+def test_the_complete_clean_copy_wins_over_a_truncated_or_damaged_preferred_one(tmp_path: Path) -> None:
+    truncated = BART[: BART.index("and using a novel")] + "…"
+    damaged = BART.replace("BART is trained", 'BART is <a href="https://x.org">trained</a>').replace(
+        "denoising", 'd\\"{e}noising'
+    )
+    kept, dups, report = dedup(
+        tmp_path,
+        [
+            # The preferred formats carry the bad copies.
+            ("rss.jsonl:1", "arxiv_snapshot", "1910.13461", 2, truncated, {"flags": ["truncated"]}),
+            ("viewer.txt:4", "viewer_table", "1910.13461", 1, damaged, {"flags": ["html_residue"]}),
+            ("acl.jsonl:7", "jsonl", None, None, BART),
+        ],
+    )
+    assert kept.select("id", "source", "arxiv_id", "arxiv_version", "duplicate_count").rows() == [
+        ("1910.13461", "acl.jsonl:7", "1910.13461", 2, 2)
+    ]
+    assert kept_abstracts(tmp_path / "clean.parquet", tmp_path / "dedup.parquet").to_pylist() == [BART]
+    reasons = dict(zip(dups["source"], dups["reason"], strict=True))
+    assert reasons == {"rss.jsonl:1": "complete", "viewer.txt:4": "fewer_defects"}
+    assert dict(zip(dups["source"], dups["kept_source"], strict=True)) == {
+        "rss.jsonl:1": "acl.jsonl:7",
+        "viewer.txt:4": "acl.jsonl:7",
+    }
+    assert report["keep_reasons"]["complete"] == 1 and report["keep_reasons"]["fewer_defects"] == 1
+
+
+def _ids(**given: str) -> dict[str, str | None]:
+    kinds = ("acl_anthology", "openreview", "semantic_scholar", "pmlr", "openalex", "dblp")
+    return {kind: given.get(kind) for kind in kinds}
+
+
+def test_metadata_is_merged_from_three_sources(tmp_path: Path) -> None:
+    import datetime
+
+    arxiv = {
+        "source_name": "arxiv",
+        "title": "BART: Denoising Sequence-to-Sequence Pre-training",
+        "categories": ["cs.CL", "cs.LG"],
+        "published": datetime.date(2019, 10, 29),
+        "year": 2019,
+        "license": "CC-BY-4.0",
+    }
+    acl = {
+        "source_name": "acl_anthology",
+        "title": "BART: Denoising Sequence-to-Sequence Pre-training for Natural Language Generation, "
+        "Translation, and Comprehension",
+        "authors": ["Mike Lewis", "Yinhan Liu", "Naman Goyal"],
+        "venue": "ACL 2020",
+        "year": 2020,
+        "published": datetime.date(2020, 7, 1),
+        "doi": "10.18653/v1/2020.acl-main.703",
+        "source_ids": _ids(acl_anthology="2020.acl-main.703"),
+        "license": "CC-BY-4.0",
+    }
+    s2 = {
+        "source_name": "s2",
+        "authors": ["M. Lewis"],
+        "venue": "Annual Meeting of the Association for Computational Linguistics",
+        "year": 2020,
+        "doi": "10.18653/v1/2020.acl-main.703",
+        "source_ids": _ids(semantic_scholar="395de0bd3837fdf4b4b5e5f04835bcc69c279481"),
+        "url": "https://www.semanticscholar.org/paper/395de0bd3837fdf4b4b5e5f04835bcc69c279481",
+        "license": "ODC-BY-1.0",
+    }
+    shorter = BART[: BART.index(" We evaluate")]
+    kept, dups, report = dedup(
+        tmp_path,
+        [
+            # arXiv: shorter abstract (the first sentences), linked to S2 by the arXiv id.
+            ("arxiv.jsonl:3", "arxiv_snapshot", "1910.13461", 1, shorter + " It works well.", arxiv),
+            # ACL: the complete abstract, linked to S2 by the DOI only.
+            ("acl.xml:9", "jsonl", None, None, BART, acl),
+            ("s2.jsonl:2", "jsonl", "1910.13461", None, shorter, s2),
+        ],
+    )
+    assert kept.height == 1
+    row = kept.row(0, named=True)
+    assert (row["id"], row["source"], row["duplicate_count"]) == ("1910.13461", "acl.xml:9", 2)
+    # Each field from the best copy that has it: ACL's abstract is the best, then arXiv's (longer).
+    assert row["title"] == acl["title"]
+    assert row["authors"] == acl["authors"]
+    assert row["venue"] == "ACL 2020"
+    assert row["doi"] == "10.18653/v1/2020.acl-main.703"
+    assert row["categories"] == ["cs.CL", "cs.LG"]
+    assert row["url"] == s2["url"]
+    assert row["year"] == 2020
+    # The earliest date; the union of ids and sources; the kept copy's licence.
+    assert row["published"] == datetime.date(2019, 10, 29)
+    assert row["source_ids"] == _ids(
+        acl_anthology="2020.acl-main.703", semantic_scholar="395de0bd3837fdf4b4b5e5f04835bcc69c279481"
+    )
+    assert row["sources"] == ["acl_anthology", "arxiv", "s2"]
+    assert row["license"] == "CC-BY-4.0"
+    assert "doi:10.18653/v1/2020.acl-main.703" in row["member_keys"]
+    assert (
+        "acl_anthology:2020.acl-main.703" in row["member_keys"] and "arxiv:1910.13461" in row["member_keys"]
+    )
+    # The folded copies keep their own ids in the audit.
+    audit = {r["source"]: r for r in dups.iter_rows(named=True)}
+    assert audit["s2.jsonl:2"]["doi"] == "10.18653/v1/2020.acl-main.703"
+    assert audit["s2.jsonl:2"]["source_ids"]["semantic_scholar"] == "395de0bd3837fdf4b4b5e5f04835bcc69c279481"
+    assert audit["arxiv.jsonl:3"]["arxiv_id"] == "1910.13461"
+    assert {r["id"] for r in audit.values()} == {"1910.13461"}
+    assert {r["method"] for r in audit.values()} == {"same_id"}
+    # 2019 and 2020 are one year apart: no conflict.
+    assert report["conflicts"]["doi"] == report["conflicts"]["year"] == 0
+
+
+def test_conflicting_dois_and_years_are_counted(tmp_path: Path) -> None:
+    _, _, report = dedup(
+        tmp_path,
+        [
+            ("a.jsonl:1", "jsonl", "1910.13461", None, BART, {"doi": "10.1/a", "year": 2019}),
+            ("b.jsonl:1", "jsonl", "1910.13461", None, BART + " More.", {"doi": "10.1/b", "year": 2021}),
+        ],
+    )
+    assert report["conflicts"]["doi"] == 1 and report["conflicts"]["year"] == 1
+    assert report["conflicts"]["doi_examples"] == [["10.1/a", "10.1/b"]]
+    assert report["conflicts"]["year_examples"] == [[2019, 2021]]

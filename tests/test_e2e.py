@@ -39,13 +39,24 @@ def test_dvc_repro_builds_a_loadable_release(repo_copy: Path) -> None:
     assert sorted(dataset) == ["test", "train", "validation"]
     for split in dataset.values():
         assert list(split.features) == RELEASE_SCHEMA.names
-        assert {name: f.dtype for name, f in split.features.items()} == {
+        assert {name: getattr(f, "dtype", type(f).__name__) for name, f in split.features.items()} == {
             "id": "string",
             "arxiv_id": "string",
             "arxiv_version": "int64",
             "abstract": "string",
             "source": "string",
             "duplicate_count": "int64",
+            "title": "string",
+            "authors": "List",
+            "year": "int64",
+            "published": "date32",
+            "venue": "string",
+            "categories": "List",
+            "doi": "string",
+            "url": "string",
+            "license": "string",
+            "source_ids": "dict",
+            "sources": "List",
         }
     split_report = json.loads((repo_copy / "reports" / "split.json").read_text())
     assert {name: len(split) for name, split in dataset.items()} == split_report["rows"]

@@ -53,7 +53,7 @@ def test_diff_classifies_rows_and_proposes_the_croissant_bump() -> None:
     assert propose_version((1, 2, 3), diff) == (2, 0, 0)
     assert propose_version((1, 2, 3), diff_releases(old, old)) == (1, 2, 4)
     grown = diff_releases(old, pl.concat([old, _rows(("f", "u", "train"))]))
-    assert grown.counts() == {"added": 1, "removed": 0, "changed": 0, "moved": 0}
+    assert grown.counts() == {"added": 1, "removed": 0, "merged": 0, "changed": 0, "moved": 0}
     assert propose_version((1, 2, 3), grown) == (1, 3, 0)
     assert propose_version(None, ReleaseDiff(previous=None, added=["a"])) == (1, 0, 0)
     # A new column changes every shared record: a major release.
@@ -162,8 +162,10 @@ def load_remote(revision: str, cwd: Path) -> dict[str, Any]:
         "import json, sys\n"
         "from datasets import load_dataset\n"
         "d = load_dataset(sys.argv[1], revision=sys.argv[2])\n"
-        "print(json.dumps({n: {'features': {k: f.dtype for k, f in s.features.items()},"
-        " 'rows': s.to_list()} for n, s in d.items()}))\n"
+        "def kind(f):\n"
+        "    return getattr(f, 'dtype', None) or type(f).__name__\n"
+        "print(json.dumps({n: {'features': {k: kind(f) for k, f in s.features.items()},"
+        " 'rows': s.to_list()} for n, s in d.items()}, default=str))\n"
     )
     result = run([sys.executable, "-c", code, REPO, revision], cwd)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -202,6 +204,17 @@ def test_first_release_is_v1_and_loads_the_same_rows(
             "abstract": "string",
             "source": "string",
             "duplicate_count": "int64",
+            "title": "string",
+            "authors": "List",
+            "year": "int64",
+            "published": "date32",
+            "venue": "string",
+            "categories": "List",
+            "doi": "string",
+            "url": "string",
+            "license": "string",
+            "source_ids": "dict",
+            "sources": "List",
         }
     record = json.loads((seed_project / "releases" / "1.0.0.json").read_text())
     repo = hub.state.repos[f"datasets/{REPO}"]
@@ -209,6 +222,7 @@ def test_first_release_is_v1_and_loads_the_same_rows(
     assert record["diff"] == {
         "added": sum(map(len, expected.values())),
         "removed": 0,
+        "merged": 0,
         "changed": 0,
         "moved": 0,
     }
@@ -244,7 +258,7 @@ def test_dry_run_prints_the_plan_and_touches_nothing(
     result = publish(grown_project, "--dry-run")
     assert result.returncode == 0, result.stderr
     assert "version:  v1.1.0" in result.stdout
-    assert "4 added, 0 removed, 0 changed, 0 moved split (against v1.0.0)" in result.stdout
+    assert "4 added, 0 removed, 0 merged, 0 changed, 0 moved split (against v1.0.0)" in result.stdout
     assert "data/train-00000-of-00001.parquet" in result.stdout and "sha256:" in result.stdout
     assert hub.state.commit_count("datasets", REPO) == commits
     assert "v1.1.0" not in hub.state.repos[f"datasets/{REPO}"].tags
@@ -257,7 +271,7 @@ def test_added_dump_is_a_minor_release_and_old_tags_keep_their_rows(
     assert "version:  v1.1.0" in published_v2.stdout
     record = json.loads((grown_project / "releases" / "1.1.0.json").read_text())
     assert record["diff_examples"]["added"] == NEW_IDS
-    assert record["diff"] == {"added": 4, "removed": 0, "changed": 0, "moved": 0}
+    assert record["diff"] == {"added": 4, "removed": 0, "merged": 0, "changed": 0, "moved": 0}
     assert record["previous"]["tag"] == "v1.0.0"
     old_ids = {row["id"] for split in loaded["v1.0.0"].values() for row in split["rows"]}
     new_ids = {row["id"] for split in loaded["v1.1.0"].values() for row in split["rows"]}
@@ -274,16 +288,16 @@ def test_the_next_build_diffs_against_the_published_row_index(grown_project: Pat
     index = pl.read_parquet(grown_project / "releases" / record["row_index"])
     assert index.height == sum(map(len, local_rows(grown_project).values()))
     assert set(NEW_IDS) <= set(index["id"].to_list())
-    # Publishing wrote releases/: the stages that read it (the card's changelog, the diff, the
-    # review page) are stale now, and only by releases/.
+    # Publishing wrote releases/: the stages that read it (the published memberships, the card's
+    # changelog, the diff, the review page) are stale now, and only by releases/.
     status = json.loads(run(["dvc", "status", "--json"], grown_project).stdout)
-    assert sorted(status) == ["card", "release_diff", "review"], status
+    assert sorted(status) == ["card", "dedup", "release_diff", "review", "split"], status
     assert all(changes == [{"changed deps": {"releases": "modified"}}] for changes in status.values())
     repro = run(["dvc", "repro"], grown_project)
     assert repro.returncode == 0, repro.stdout[-3000:]
     diff = json.loads((grown_project / "reports" / "release_diff.json").read_text())
     assert diff["previous"] == "v1.1.0" and diff["proposed_version"] == "1.1.1"
-    assert diff["counts"] == {"added": 0, "removed": 0, "changed": 0, "moved": 0}
+    assert diff["counts"] == {"added": 0, "removed": 0, "merged": 0, "changed": 0, "moved": 0}
     page = (grown_project / "reports" / "review.html").read_text(encoding="utf-8")
     assert "Diff against v1.1.0" in page
     assert f"is the previous release ({index.height:,} rows)" in page

@@ -91,7 +91,7 @@ def test_diff_against_the_published_index_classifies_every_change(release: Path,
     )
     assert report == json.loads(out.read_text())
     assert report["previous"] == "v1.0.0"
-    assert report["counts"] == {"added": 1, "removed": 1, "changed": 2, "moved": 1}
+    assert report["counts"] == {"added": 1, "removed": 1, "merged": 0, "changed": 2, "moved": 1}
     assert report["proposed_version"] == "2.0.0" and report["notes"] == []
     diff = report["diff"]
     assert diff["added"]["examples"] == ["2999.00001"] and diff["removed"]["examples"] == [removed]
@@ -115,7 +115,7 @@ def test_versions_follow_the_croissant_rules(release: Path, tmp_path: Path) -> N
 
     _publish_locally(release, releases, "1.0.0")
     same = run_release_diff(release, releases, out, ReleaseDiffParams(), CardParams(version="1.0.1"))
-    assert same["counts"] == {"added": 0, "removed": 0, "changed": 0, "moved": 0}
+    assert same["counts"] == {"added": 0, "removed": 0, "merged": 0, "changed": 0, "moved": 0}
     assert same["proposed_version"] == "1.0.1"
 
     # Older records do not matter: the diff is against the newest published version.

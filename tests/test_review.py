@@ -310,7 +310,7 @@ def test_data_is_escaped_and_shown_as_text(build_copy: Path) -> None:
     assert review.diff is not None and review.diff["added"][0] == 3
     assert "&lt;script&gt;document.title=&#x27;diff-pwned&#x27;" in page
     markdown = render_markdown(review)
-    assert "Diff against v1.0.0: 3 added, 0 removed, 0 changed, 0 moved." in markdown
+    assert "Diff against v1.0.0: 3 added, 0 removed, 0 merged, 0 changed, 0 moved." in markdown
     assert "| &lt;suite&gt; | `expect_column_values_to_not_match_regex(abstract)` | warning | 1 |" in markdown
 
 

@@ -49,6 +49,25 @@ def write_build(directory: Path, ids: list[str], texts: list[str]) -> pa.Table:
             "flags": [[] for _ in range(n)],
             "text_hash": [f"{i:016x}" for i in range(n)],
             "band_keys": keys_to_arrow(keys),
+            **{
+                field.name: pa.nulls(n, field.type)
+                for field in DEDUP_SCHEMA
+                if field.name not in ("sources", "member_keys")
+                and field.name
+                not in (
+                    "row",
+                    "id",
+                    "arxiv_id",
+                    "arxiv_version",
+                    "source",
+                    "duplicate_count",
+                    "flags",
+                    "text_hash",
+                )
+                and field.name != "band_keys"
+            },
+            "sources": [["a.txt"] for _ in range(n)],
+            "member_keys": [[f"arxiv:{i}"] for i in ids],
         },
         schema=DEDUP_SCHEMA,
     )
@@ -236,6 +255,12 @@ def test_candidate_texts_are_the_same_whenever_the_candidates_arrive(tmp_path: P
             "arxiv_version": [1] * len(kept_ids),
             "source": ["a.txt"] * len(kept_ids),
             "duplicate_count": [0] * len(kept_ids),
+            **{
+                field.name: pa.nulls(len(kept_ids), field.type)
+                for field in RELEASE_SCHEMA
+                if field.name
+                not in ("id", "arxiv_id", "arxiv_version", "abstract", "source", "duplicate_count")
+            },
         }
     )
     codes = np.zeros(len(kept_ids), dtype=np.int8)  # all train: the setting writer sees every batch
@@ -256,3 +281,86 @@ def test_candidate_texts_are_the_same_whenever_the_candidates_arrive(tmp_path: P
     texts = [f"abstract {r} words {r % 97} more {r % 13} text" for r in clean_rows[np.unique(pairs)].tolist()]
     direct = ShingleSets.of_texts(texts, np.unique(pairs), 5)
     assert np.array_equal(sets.hashes, direct.hashes) and np.array_equal(sets.offsets, direct.offsets)
+
+
+def _publish_index(releases: Path, rows: list[dict[str, object]]) -> None:
+    """A published release whose row index holds `rows` (id, split, member_keys, band_keys)."""
+    from pipeline.contracts import ROW_INDEX_SCHEMA
+
+    releases.mkdir()
+    columns = {field.name: [row.get(field.name) for row in rows] for field in ROW_INDEX_SCHEMA}
+    write_parquet(pa.table(columns, schema=ROW_INDEX_SCHEMA), releases / "1.0.0.rows.parquet")
+    (releases / "1.0.0.json").write_text('{"version": "1.0.0", "diff": {}}')
+
+
+def test_published_splits_are_kept_and_a_new_near_copy_of_a_gone_test_row_is_pinned(tmp_path: Path) -> None:
+    text = (
+        "We introduce a benchmark of long documents for question answering and show that current "
+        "retrieval augmented models fail when the answer requires combining evidence from distant "
+        "passages, and we release the data, the evaluation code and strong baselines for it."
+    )
+    params, dedup = SplitParams(), DedupParams()
+    candidates = [f"txt-{i:016x}" for i in range(100)]
+    train_ids = [i for i, s in zip(candidates, assign_split(candidates, params), strict=True) if s == "train"]
+    # A new row whose id hashes to train, a near copy of a published test row this build lacks.
+    new_id, other_id, kept_id = train_ids[:3]
+    near = text.replace("strong baselines", "several strong baselines")
+    write_build(
+        tmp_path,
+        [new_id, other_id, kept_id],
+        [near, "An unrelated abstract about graphs.", "A third one, about protein folding."],
+    )
+    dedup_table = pq.read_table(tmp_path / "dedup.parquet")
+    published_split = pa.array([None, None, "validation"], pa.string())
+    dedup_table = dedup_table.set_column(
+        dedup_table.schema.get_field_index("published_split"), "published_split", published_split
+    )
+    write_parquet(dedup_table, tmp_path / "dedup.parquet")
+    gone_keys = band_keys(
+        pl.Series([text]), dedup.shingle_words, dedup.bands, dedup.rows_per_band, dedup.seed
+    )
+    _publish_index(
+        tmp_path / "releases",
+        [
+            {
+                "id": "txt-gone",
+                "split": "test",
+                "member_keys": ["text:gone"],
+                "band_keys": gone_keys[0].tolist(),
+            },
+            {"id": kept_id, "split": "validation", "member_keys": [f"arxiv:{kept_id}"], "band_keys": None},
+        ],
+    )
+    report = run_split(
+        tmp_path / "dedup.parquet",
+        tmp_path / "clean.parquet",
+        tmp_path / "data",
+        tmp_path / "split.json",
+        params,
+        dedup,
+        tmp_path / "releases",
+    )
+    released = pl.read_parquet(tmp_path / "data" / "*.parquet", include_file_paths="path")
+    split_of = {
+        row_id: path.rsplit("/", 1)[1].split("-")[0] for row_id, path in released.select("id", "path").rows()
+    }
+    # The published row keeps its split, whatever its id hashes to.
+    assert split_of[kept_id] == "validation"
+    # The near copy of the gone test row goes to test; the unrelated new row stays in train.
+    assert split_of[new_id] == "test" and split_of[other_id] == "train"
+    assert report["pinned_to_published_split"] == [
+        {"id": new_id, "split": "test", "published_id": "txt-gone"}
+    ]
+    assert report["cross_release_leaks"] == 0 and report["leaked_pairs"] == []
+    assert report["published_rows_kept"] == 1
+    assert all(bound["within"] for bound in report["size_bounds"].values())
+
+
+def test_size_bounds_follow_the_binomial_bound() -> None:
+    from pipeline.stages.split.core import size_bounds
+
+    bounds = size_bounds({"train": 780, "validation": 100, "test": 120}, SplitParams())
+    # n = 1000: train 800 +- 4*sqrt(160) + 1 = 51.6; test 100 +- 4*sqrt(90) + 1 = 38.9.
+    assert bounds["train"] == {"count": 780, "expected": 800.0, "allowed_deviation": 51.596, "within": True}
+    assert bounds["test"]["within"] and bounds["test"]["allowed_deviation"] == 38.947
+    assert not size_bounds({"train": 700, "validation": 150, "test": 150}, SplitParams())["train"]["within"]

@@ -70,6 +70,8 @@ class PublishPaths:
     reports: Path = Path("reports")
     card_dir: Path = Path("dataset_card")
     releases: Path = Path("releases")
+    # The deduplicated rows the release was split from: their member keys go into the row index.
+    deduped: Path = Path("build/dedup.parquet")
     changelog: Path = Path("CHANGELOG.md")
     params: Path = Path("params.yaml")
 
@@ -191,13 +193,19 @@ def check_dvc_status(root: Path) -> None:
         )
 
 
+# Stages up to the card that read `releases/`.
+RELEASES_READERS = ("dedup", "split", "card")
+
+
 def _only_changelog_changed(stage: str, changes: Any) -> bool:
-    """Whether `stage` is the card and only its `releases/` dependency changed.
+    """Whether `stage` reads `releases/` and only that dependency changed.
 
     The card's changelog lists the records in `releases/`, which every publish writes; publish
     renders the uploaded card with that changelog itself, so a card stale only by it is fine.
+    `dedup` and `split` read the published memberships there: rebuilt from the release just
+    published, they give the same rows (its ids and splits are the ones they keep).
     """
-    if stage != "card" or not isinstance(changes, list):
+    if stage not in RELEASES_READERS or not isinstance(changes, list):
         return False
     changed: set[str] = set()
     for change in changes:
@@ -376,7 +384,8 @@ def write_records(
     params_sha = sha256_file(params_file) if params_file.is_file() else "unknown"
     index = paths.at(paths.releases) / f"{format_version(version)}{ROW_INDEX_SUFFIX}"
     # The index goes first: a record without its index would stop the `release_diff` stage.
-    write_row_index(paths.at(paths.release) / "data", index)
+    deduped = paths.at(paths.deduped)
+    write_row_index(paths.at(paths.release) / "data", index, deduped if deduped.is_file() else None)
     record = {
         "version": format_version(version),
         "tag": tag_name(version),

@@ -36,8 +36,72 @@ from pipeline.params import CardParams
 from pipeline.releases import ChangelogEntry, load_changelog
 from pipeline.versions import sort_key
 
-_ARROW_TO_HF = {pa.string(): "string", pa.int64(): "int64"}
-_ARROW_TO_CROISSANT = {pa.string(): "sc:Text", pa.int64(): "sc:Integer"}
+_ARROW_TO_HF = {pa.string(): "string", pa.int64(): "int64", pa.date32(): "date32"}
+_ARROW_TO_CROISSANT = {pa.string(): "sc:Text", pa.int64(): "sc:Integer", pa.date32(): "sc:Date"}
+
+
+def hf_feature(field: pa.Field) -> dict[str, Any]:
+    """A release column in `dataset_info.features` form, as `datasets.Features._to_yaml_list`
+    writes it: `dtype` for a scalar, `list` for a list of scalars, `struct` for a struct."""
+    kind = field.type
+    if pa.types.is_list(kind):
+        return {"name": field.name, "list": _ARROW_TO_HF[kind.value_type]}
+    if pa.types.is_struct(kind):
+        return {"name": field.name, "struct": [hf_feature(kind.field(i)) for i in range(kind.num_fields)]}
+    return {"name": field.name, "dtype": _ARROW_TO_HF[kind]}
+
+
+def dtype_label(kind: pa.DataType) -> str:
+    """A release column's type as the card's field table shows it (`list<string>`)."""
+    if pa.types.is_list(kind):
+        return f"list<{dtype_label(kind.value_type)}>"
+    if pa.types.is_struct(kind):
+        return (
+            "struct<"
+            + ", ".join(
+                f"{kind.field(i).name}: {dtype_label(kind.field(i).type)}" for i in range(kind.num_fields)
+            )
+            + ">"
+        )
+    return _ARROW_TO_HF[kind]
+
+
+def croissant_field(field: pa.Field, record_set: str, description: str) -> dict[str, Any]:
+    """A release column as a Croissant 1.1 `cr:Field`: a list is `isArray` of its item type, a
+    struct has one `subField` per member, read from the column by `jsonPath`."""
+    kind = field.type
+    column: dict[str, Any] = {
+        "@type": "cr:Field",
+        "@id": f"{record_set}/{field.name}",
+        "name": field.name,
+        "description": description,
+        "source": {"fileSet": {"@id": "parquet-files"}, "extract": {"column": field.name}},
+    }
+    if pa.types.is_struct(kind):
+        column["subField"] = [
+            {
+                "@type": "cr:Field",
+                "@id": f"{record_set}/{field.name}/{member.name}",
+                "name": member.name,
+                "dataType": _ARROW_TO_CROISSANT[member.type],
+                "source": {
+                    "fileSet": {"@id": "parquet-files"},
+                    "extract": {"column": field.name},
+                    "transform": {"jsonPath": member.name},
+                },
+            }
+            for member in (kind.field(i) for i in range(kind.num_fields))
+        ]
+        return column
+    if pa.types.is_list(kind):
+        column["dataType"] = _ARROW_TO_CROISSANT[kind.value_type]
+        column["isArray"] = True
+        column["arrayShape"] = "-1"
+        return column
+    column["dataType"] = _ARROW_TO_CROISSANT[kind]
+    return column
+
+
 REQUIRED_METADATA = ("citation", "fields")
 # Hand-written prose, one file per card section under dataset_card/sections/.
 SECTIONS = (
@@ -187,7 +251,7 @@ def dataset_info(release: Path) -> dict[str, Any]:
             for split in SPLITS
         ]
     return {
-        "features": [{"name": f.name, "dtype": _ARROW_TO_HF[f.type]} for f in RELEASE_SCHEMA],
+        "features": [hf_feature(f) for f in RELEASE_SCHEMA],
         "splits": splits,
         "download_size": sum(f.stat().st_size for paths in files.values() for f in paths),
         "dataset_size": sum(s["num_bytes"] for s in splits),
@@ -439,7 +503,7 @@ def render_card(
             fields=[
                 {
                     "name": f.name,
-                    "dtype": _ARROW_TO_HF[f.type],
+                    "dtype": dtype_label(f.type),
                     "description": table_cell(str(metadata["fields"][f.name])),
                 }
                 for f in RELEASE_SCHEMA
@@ -482,20 +546,14 @@ def build_croissant(
     preprocessing = (
         "Raw dumps are parsed per format, stray lines rejected with a reason; abstracts are repaired "
         f"by named cleaning rules: {rules or 'none applied'}. Records of the same paper are folded "
-        f"into one row ({folded or 'none folded'}), keeping the richest source. Rows are assigned "
-        "to train/validation/test by a seeded hash of their id."
+        f"into one row ({folded or 'none folded'}), keeping the best copy's abstract (complete, fewest "
+        "defects, longest) and each metadata field from the best copy that has it. A published row "
+        "keeps its id and split; a new row is assigned to train/validation/test by a seeded hash of "
+        "its id."
     )
     record_set = "abstracts"
     fields: list[dict[str, Any]] = [
-        {
-            "@type": "cr:Field",
-            "@id": f"{record_set}/{f.name}",
-            "name": f.name,
-            "description": str(metadata["fields"][f.name]),
-            "dataType": _ARROW_TO_CROISSANT[f.type],
-            "source": {"fileSet": {"@id": "parquet-files"}, "extract": {"column": f.name}},
-        }
-        for f in RELEASE_SCHEMA
+        croissant_field(f, record_set, str(metadata["fields"][f.name])) for f in RELEASE_SCHEMA
     ]
     fields.append(
         {

@@ -20,9 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--minhash", type=Path, required=True, help="LSH band keys parquet to write")
     parser.add_argument("--duplicates", type=Path, required=True, help="folded-records parquet to write")
     parser.add_argument("--report", type=Path, required=True, help="dedup report JSON to write")
+    parser.add_argument(
+        "--releases", type=Path, default=None, help="published release records (ids and splits kept)"
+    )
 
 
 def run(args: argparse.Namespace, params: Params) -> None:
     from pipeline.stages.dedup.core import run_dedup
 
-    run_dedup(args.input, args.out, args.minhash, args.duplicates, args.report, params.dedup)
+    run_dedup(args.input, args.out, args.minhash, args.duplicates, args.report, params.dedup, args.releases)

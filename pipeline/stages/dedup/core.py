@@ -1,26 +1,34 @@
-"""Stage `dedup`: fold every paper to one row and record what was folded and why.
+"""Stage `dedup`: fold every paper to one row, keep its best copy, merge what the copies know,
+and keep the ids of papers already published.
 
-Reads: the cleaned parquet. Writes: the deduplicated parquet (one row per paper: `id`,
-`duplicate_count`, metadata, and its `row` in the cleaned parquet, which holds its abstract),
-`duplicates.parquet` (every folded record: its `source`, the `id` it folded into, `method` and
-`similarity`) and `dedup.json` (rows in and out by method).
-Params: `dedup` (source format priority).
+Reads: the cleaned (or filtered) parquet and the published releases' membership
+(`releases/<version>.rows.parquet`, see `pipeline.releases.read_membership`). Writes: the
+deduplicated parquet (one row per paper: `id`, `duplicate_count`, merged metadata, member keys,
+the published split it keeps, and its `row` in the input parquet, which holds its abstract),
+`duplicates.parquet` (every folded record: its source and own ids, the `id` it folded into,
+`method`, `similarity` and the `reason` the kept copy won) and `dedup.json` (rows in and out by
+method, keep reasons, metadata conflicts, what became of the published rows).
+Params: `dedup` (format priority, the near-duplicate threshold and LSH layout).
 
-Steps, in order:
-1. `same_id`: records with the same arXiv id (version stripped) fold into the one with the
-   highest version; ties go to the richer source format, then the longer text.
-2. `exact`: identical normalised text (`text_hash` from `clean`) folds, preferring a row with
-   an arXiv id, then the rule of step 1.
-3. `near`: MinHash LSH over word shingles (`pipeline.kernels.minhash`) proposes candidate pairs, each
-   verified with the exact Jaccard similarity (`dedup.near_threshold`); connected components of
-   verified pairs fold into one row, chosen as in step 2.
-The MinHash pass is row-local (Arrow batches through the local executor) and writes the band
-keys to the minhash parquet. Clustering holds the band keys, a fixed-width key table (row
-number, integer codes of the arXiv id and text hash, version, format rank, length) and the
-shingle sets of candidate rows, never texts or other strings: candidate rows are re-read and
-shingled a batch at a time to verify pairs, the sources and ids of folded rows and their
-winners are read back for the duplicates report, and the kept rows are streamed through once
-at the end, without their abstracts.
+Clusters, in order:
+1. `same_id`: records with the same arXiv id (version stripped).
+2. `exact`: identical normalised text (`text_hash` from `clean`).
+3. `near` and linked ids: MinHash LSH over word shingles (`pipeline.kernels.minhash`) proposes
+   candidate pairs, each verified with the exact Jaccard similarity (`dedup.near_threshold`);
+   records sharing a DOI or another source id (`same_id`) and records holding a member key of
+   the same published row (`published`) are linked too; connected components fold.
+In every cluster the abstract comes from the best copy by `KEEP_ORDER` (the one place the order
+is written), each metadata field from the best copy that has it (`merge_metadata`).
+
+Ids and splits never move once published: a cluster holding a key of a published row gets that
+row's id and keeps its split (`published_split`); a cluster holding keys of several published
+rows keeps the row of the earliest split in test > validation > train order (then the smallest
+id) and the others are merged into it. Only a cluster with no published key gets a new id: the
+arXiv id of its best copy that has one, else `txt-` and its kept text's hash.
+
+Clustering holds the band keys and a fixed-width key table, never texts: candidate rows are
+re-read and shingled a batch at a time to verify pairs, and the kept rows are streamed through
+once at the end, without their abstracts.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import numba
 import numpy as np
 import numpy.typing as npt
 import polars as pl
@@ -40,9 +49,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.contracts import DEDUP_METHODS, DEDUP_SCHEMA, DUPLICATES_SCHEMA, MINHASH_SCHEMA
+from pipeline.contracts import (
+    DEDUP_METHODS,
+    DEDUP_SCHEMA,
+    DUPLICATES_SCHEMA,
+    KEEP_REASONS,
+    MINHASH_SCHEMA,
+    PAPER_METADATA_NAMES,
+    SOURCE_ID_KINDS,
+)
+from pipeline.errors import PipelineError
 from pipeline.executor import map_batches
 from pipeline.io.writers import build_file_options, parquet_writer, write_json, write_parquet
+from pipeline.kernels.fingerprint import I64
 from pipeline.kernels.minhash import (
     ShingleSets,
     band_keys,
@@ -51,6 +70,14 @@ from pipeline.kernels.minhash import (
     read_band_keys,
 )
 from pipeline.params import DedupParams
+from pipeline.releases import (
+    Membership,
+    key_hashes,
+    member_key_lists,
+    member_keys,
+    read_membership,
+    split_rank,
+)
 
 _ARROW_DEFAULT_DECAY_MS = 1000
 
@@ -92,18 +119,55 @@ def stream_batches(path: Path, columns: list[str]) -> Iterator[pa.RecordBatch]:
 # A row without an arXiv id gets a stable id derived from its normalised text.
 TEXT_ID_PREFIX = "txt-"
 
+# Which copy of a paper gives the release its abstract: the first rule on which two copies
+# differ decides, and its name is the `reason` duplicates.parquet records for the folded copy.
+# (reason, key-table column, descending)
+KEEP_ORDER: tuple[tuple[str, str, bool], ...] = (
+    # not cut short: clean's `truncated` flag, or an ellipsis at the end
+    ("complete", "truncated", False),
+    # fewest of clean's other flags plus markup leftovers (`MARKUP_LEFTOVERS`)
+    ("fewer_defects", "defects", False),
+    # the longest complete text
+    ("longer", "length", True),
+    ("higher_version", "arxiv_version", True),
+    # then the richer source format (`dedup.format_priority`) and the first record read
+    ("format_priority", "format_rank", False),
+    ("first_seen", "row", False),
+)
+assert tuple(reason for reason, _, _ in KEEP_ORDER) == KEEP_REASONS
 
-def text_id(text_hash: pl.Expr) -> pl.Expr:
-    """Stable id of a row without an arXiv id: derived from its normalised text."""
-    return pl.lit(TEXT_ID_PREFIX) + text_hash
+# HTML tags and entities and LaTeX accent or text commands left in an abstract (RE2 syntax).
+MARKUP_LEFTOVERS = (
+    r"</?[A-Za-z][A-Za-z0-9]*(?:\s[^<>]*)?/?>"
+    r"|&(?:[A-Za-z]+|#[0-9]+|#x[0-9A-Fa-f]+);"
+    r"|\\[\"'`^~=.uvHckrbd]\{?[A-Za-z]"
+    r"|\\(?:textbf|textit|emph|url|href|mathrm|cite[a-z]*)\{"
+)
+_ELLIPSIS = r"(?:\.\.\.|\x{2026})\s*$"
 
 
 def minhash_batch(batch: pa.RecordBatch, params: DedupParams) -> pa.RecordBatch:
-    """Row-local unit of work: the LSH band keys of every abstract in the batch."""
+    """Row-local unit of work: the LSH band keys of every abstract in the batch and what the
+    keep order needs of it (length, defects, truncation)."""
     texts = batch.column("abstract")
     keys = band_keys(texts, params.shingle_words, params.bands, params.rows_per_band, params.seed)
     lengths = pc.utf8_length(texts).cast(pa.int64())
-    return pa.RecordBatch.from_arrays([keys_to_arrow(keys), lengths], schema=MINHASH_SCHEMA)
+    flags = batch.column("flags")
+    flag_values = flags.flatten()
+    row_of_flag = pc.list_parent_indices(flags)
+    truncated_flag = np.zeros(batch.num_rows, dtype=bool)
+    truncated_flag[
+        row_of_flag.to_numpy()[pc.equal(flag_values, "truncated").to_numpy(zero_copy_only=False)]
+    ] = True
+    other_flags = pc.subtract(
+        pc.list_value_length(flags).fill_null(0), pa.array(truncated_flag.astype(np.int32))
+    )
+    markup = pc.count_substring_regex(texts, MARKUP_LEFTOVERS)
+    defects = pc.add(other_flags.cast(pa.int32()), markup.cast(pa.int32()))
+    truncated = pc.or_(pa.array(truncated_flag), pc.match_substring_regex(texts, _ELLIPSIS))
+    return pa.RecordBatch.from_arrays(
+        [keys_to_arrow(keys), lengths, defects, truncated], schema=MINHASH_SCHEMA
+    )
 
 
 def _codes(cleaned: Path, column: str) -> pa.ChunkedArray:
@@ -116,21 +180,25 @@ def _codes(cleaned: Path, column: str) -> pa.ChunkedArray:
     return pa.chunked_array([chunk.indices for chunk in encoded.chunks], pa.int32())
 
 
-def read_keys(cleaned: Path, lengths: pa.Array, params: DedupParams) -> pl.DataFrame:
-    """The key table: one small fixed-width row per record, with sort ranks and group codes.
+def read_keys(cleaned: Path, minhash: Path, params: DedupParams) -> pl.DataFrame:
+    """The key table: one small fixed-width row per record, with the keep order's columns and
+    the group codes.
 
     `id_group` is the step 1 group (the arXiv id's code; a row of its own without one) and
     `text_group` the step 2 group (the code of `text_hash`).
     """
     rank = {fmt: i for i, fmt in enumerate(params.format_priority)}
     columns = pl.read_parquet(cleaned, columns=["arxiv_version", "format"])
+    quality = pl.read_parquet(minhash, columns=["length", "defects", "truncated"])
     keys = pl.DataFrame(
         {
-            "row": pl.int_range(len(lengths), dtype=pl.Int32, eager=True),
+            "row": pl.int_range(columns.height, dtype=pl.Int32, eager=True),
             "arxiv_code": pl.Series(_codes(cleaned, "arxiv_id")),
             "arxiv_version": columns["arxiv_version"],
             "format_rank": columns["format"].replace_strict(rank, default=len(rank), return_dtype=pl.Int8),
-            "length": pl.Series(lengths).cast(pl.Int32),
+            "length": quality["length"].cast(pl.Int32),
+            "defects": quality["defects"],
+            "truncated": quality["truncated"],
             "text_group": pl.Series(_codes(cleaned, "text_hash")),
         }
     )
@@ -138,79 +206,112 @@ def read_keys(cleaned: Path, lengths: pa.Array, params: DedupParams) -> pl.DataF
         "row",
         # Rows without an arXiv id are their own group in step 1: negative, so never a code.
         pl.coalesce("arxiv_code", -1 - pl.col("row")).alias("id_group"),
-        "arxiv_version",
-        "format_rank",
-        "length",
+        *(column for _, column, _ in KEEP_ORDER if column != "row"),
         "text_group",
         pl.col("arxiv_code").is_null().alias("no_arxiv_id"),
     )
 
 
-# Which row of a group is kept: highest arXiv version, richest source, longest text, first seen.
-_ORDER = ["arxiv_version", "format_rank", "length", "row"]
-_DESCENDING = [True, False, True, False]
+_ORDER = [column for _, column, _ in KEEP_ORDER]
+_DESCENDING = [descending for _, _, descending in KEEP_ORDER]
 
 
-def _winner_of(groups: pl.DataFrame, key: str, prefer_arxiv_id: bool) -> pl.DataFrame:
+def _winner_of(groups: pl.DataFrame, key: str) -> pl.DataFrame:
     """Map each row to the first row of its `key` group under the keep order."""
-    order = (["no_arxiv_id"] if prefer_arxiv_id else []) + _ORDER
-    descending = ([False] if prefer_arxiv_id else []) + _DESCENDING
-    ranked = groups.select(key, *order).sort(order, descending=descending, nulls_last=True)
+    ranked = groups.select(key, *_ORDER).sort(_ORDER, descending=_DESCENDING, nulls_last=True)
     return ranked.select("row", pl.col("row").first().over(key).alias("winner"))
 
 
 def fold_exact(keys: pl.DataFrame) -> pl.DataFrame:
     """Steps 1 and 2: each row's `same_id_winner` and `exact_winner` (the row it ends in)."""
-    step1 = _winner_of(keys, "id_group", prefer_arxiv_id=False).rename({"winner": "same_id_winner"})
+    step1 = _winner_of(keys, "id_group").rename({"winner": "same_id_winner"})
     keys = keys.join(step1, on="row")
     survivors = keys.filter(pl.col("row") == pl.col("same_id_winner"))
-    step2 = _winner_of(survivors, "text_group", prefer_arxiv_id=True)
+    step2 = _winner_of(survivors, "text_group")
     step2 = step2.rename({"row": "same_id_winner", "winner": "exact_winner"})
     return keys.join(step2, on="same_id_winner").sort("row")
 
 
-def connected_components(pairs: npt.NDArray[np.int64]) -> dict[int, int]:
-    """Union-find over verified pairs: each row in a pair -> smallest row of its component."""
-    parent: dict[int, int] = {}
+@numba.njit(cache=True, nogil=True)
+def _components_kernel(nodes: int, pairs: I64) -> I64:  # pragma: no cover - compiled
+    """Union-find over `pairs` of node numbers: each node's smallest node of its component."""
+    parent = np.arange(nodes)
+    for k in range(pairs.shape[0]):
+        a, b = pairs[k, 0], pairs[k, 1]
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        while parent[b] != b:
+            parent[b] = parent[parent[b]]
+            b = parent[b]
+        if a < b:
+            parent[b] = a
+        elif b < a:
+            parent[a] = b
+    for x in range(nodes):
+        root = x
+        while parent[root] != root:
+            root = parent[root]
+        parent[x] = root
+    return parent
 
-    def find(x: int) -> int:
-        parent.setdefault(x, x)
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
 
-    for a, b in pairs.tolist():
-        root_a, root_b = find(a), find(b)
-        if root_a != root_b:
-            parent[max(root_a, root_b)] = min(root_a, root_b)
-    return {x: find(x) for x in parent}
+def connected_components(nodes: int, pairs: npt.NDArray[np.int64]) -> I64:
+    """Each of `nodes` node numbers -> smallest node of its component under the `pairs`."""
+    return _components_kernel(nodes, np.ascontiguousarray(pairs, dtype=np.int64).reshape(-1, 2))
 
 
-def fold_near(folded: pl.DataFrame, verified: npt.NDArray[np.int64]) -> pl.DataFrame:
-    """Step 3: fold components of verified near-duplicate pairs of step-2 survivors."""
-    component = connected_components(verified)
-    survivors = folded.filter(pl.col("row") == pl.col("exact_winner"))
-    members = survivors.filter(pl.col("row").is_in(list(component)))
-    members = members.with_columns(
-        pl.col("row").replace_strict(component, return_dtype=pl.Int64).alias("component")
+def record_keys(cleaned: Path) -> pl.DataFrame:
+    """Every record's member keys as (`row`, `key_hash`, `kind`): arXiv id, DOI, other ids, text."""
+    frame = pq.read_table(cleaned, columns=["arxiv_id", "doi", "source_ids", "text_hash"]).combine_chunks()
+    lists = (
+        member_key_lists(
+            frame.column("arxiv_id").chunk(0),
+            frame.column("doi").chunk(0),
+            frame.column("source_ids").chunk(0),
+            frame.column("text_hash").chunk(0),
+        )
+        if frame.num_rows
+        else pa.array([], pa.list_(pa.string()))
     )
-    step3 = _winner_of(members, "component", prefer_arxiv_id=True).rename(
-        {"row": "exact_winner", "winner": "near_winner"}
+    keys = pl.Series("key", lists.flatten())
+    return pl.DataFrame(
+        {
+            "row": pl.Series(pc.list_parent_indices(lists).to_numpy(), dtype=pl.Int32),
+            "key_hash": key_hashes(keys),
+            "kind": keys.str.split_exact(":", 1).struct.field("field_0"),
+        }
     )
-    folded = folded.join(step3, on="exact_winner", how="left").with_columns(
-        pl.coalesce("near_winner", "exact_winner").alias("winner")
+
+
+def id_links(keys: pl.DataFrame, exact_winner: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """Pairs of step 2 survivors that share a DOI or another source id (steps 1 and 2 folded
+    the arXiv ids and texts): each survivor holding a key with the first survivor holding it."""
+    shared = keys.filter(pl.col("kind").is_in(["doi", *SOURCE_ID_KINDS]))
+    linked = pl.DataFrame(
+        {"survivor": exact_winner[shared["row"].to_numpy()], "key_hash": shared["key_hash"]}
+    ).unique()
+    linked = linked.with_columns(pl.col("survivor").min().over("key_hash").alias("first"))
+    pairs = linked.filter(pl.col("survivor") != pl.col("first")).select("first", "survivor")
+    return pairs.to_numpy().astype(np.int64).reshape(-1, 2)
+
+
+def published_links(
+    keys: pl.DataFrame, exact_winner: npt.NDArray[np.int64], membership: Membership, nodes: int
+) -> tuple[npt.NDArray[np.int64], pl.DataFrame]:
+    """Pairs (step 2 survivor, published node) for every record holding a member key of a
+    published row, and the published rows that are nodes (`node`, `id`, `split`); published
+    row i of the sorted matched ids is node `nodes + i`."""
+    matched = keys.select("row", "key_hash").join(membership.keys, on="key_hash")
+    published = matched.select("id", "split").unique("id").sort("id")
+    published = published.with_columns((nodes + pl.int_range(published.height, dtype=pl.Int64)).alias("node"))
+    pairs = (
+        pl.DataFrame({"survivor": exact_winner[matched["row"].to_numpy()], "id": matched["id"]})
+        .join(published.select("id", "node"), on="id")
+        .select("survivor", "node")
+        .unique()
     )
-    return folded.with_columns(
-        pl.when(pl.col("row") != pl.col("same_id_winner"))
-        .then(pl.lit("same_id"))
-        .when(pl.col("row") != pl.col("exact_winner"))
-        .then(pl.lit("exact"))
-        .when(pl.col("row") != pl.col("winner"))
-        .then(pl.lit("near"))
-        .otherwise(pl.lit(None, dtype=pl.String))
-        .alias("method")
-    ).sort("row")
+    return pairs.to_numpy().astype(np.int64).reshape(-1, 2), published
 
 
 def read_rows(
@@ -267,39 +368,200 @@ def near_duplicate_pairs(
     return candidates[similarity >= params.near_threshold], sets
 
 
-def duplicates_table(cleaned: Path, folded: pl.DataFrame, sets: ShingleSets) -> pl.DataFrame:
-    """One row per folded record: its source, the id and source it folded into, method, similarity.
+def fold_linked(
+    folded: pl.DataFrame,
+    near: npt.NDArray[np.int64],
+    ids: npt.NDArray[np.int64],
+    published: npt.NDArray[np.int64],
+    nodes: int,
+) -> tuple[pl.DataFrame, I64]:
+    """Step 3: fold the components of near, id and published links among step 2 survivors.
 
-    Sources and ids are read back for the folded rows and their winners only.
+    Returns every row's `winner` and `method`, and the component of every node (rows, then
+    published nodes).
+    """
+    component = connected_components(nodes, np.concatenate([near, ids, published]))
+    survivors = folded.filter(pl.col("row") == pl.col("exact_winner"))
+    survivors = survivors.with_columns(pl.Series("component", component[survivors["row"].to_numpy()]))
+    step3 = _winner_of(survivors, "component").rename({"row": "exact_winner", "winner": "near_winner"})
+    folded = folded.join(step3, on="exact_winner", how="left").with_columns(
+        pl.col("near_winner").alias("winner")
+    )
+    near_rows = pl.Series(np.unique(near), dtype=pl.Int64)
+    id_rows = pl.Series(np.unique(ids), dtype=pl.Int64)
+    folded = folded.with_columns(
+        pl.when(pl.col("row") != pl.col("same_id_winner"))
+        .then(pl.lit("same_id"))
+        .when(pl.col("row") != pl.col("exact_winner"))
+        .then(pl.lit("exact"))
+        .when(pl.col("row") == pl.col("winner"))
+        .then(pl.lit(None, dtype=pl.String))
+        .when(pl.col("row").cast(pl.Int64).is_in(id_rows))
+        .then(pl.lit("same_id"))
+        .when(pl.col("row").cast(pl.Int64).is_in(near_rows))
+        .then(pl.lit("near"))
+        .otherwise(pl.lit("published"))
+        .alias("method")
+    ).sort("row")
+    return folded, component
+
+
+def resolve_published(
+    published: pl.DataFrame, component: I64, winners: pl.DataFrame
+) -> tuple[pl.DataFrame, list[dict[str, str]], list[str]]:
+    """Which published row each cluster continues, and what became of the others.
+
+    Returns (`winner`, `published_id`, `published_split`) per cluster holding a published key,
+    the published rows merged into another (`id`, `into`), and those no cluster holds.
+    `winners` maps each component to its kept row (`component`, `winner`).
+    """
+    nodes = published.with_columns(pl.Series("component", component[published["node"].to_numpy()]))
+    nodes = nodes.join(winners, on="component", how="left")
+    missing = nodes.filter(pl.col("winner").is_null())["id"].sort().to_list()
+    held = nodes.filter(pl.col("winner").is_not_null()).sort([split_rank(pl.col("split")), pl.col("id")])
+    kept = held.unique("winner", keep="first").select(
+        "winner", pl.col("id").alias("published_id"), pl.col("split").alias("published_split")
+    )
+    others = held.join(kept, on="winner").filter(pl.col("id") != pl.col("published_id"))
+    merged = [
+        {"id": row_id, "into": into}
+        for row_id, into in others.select("id", "published_id").sort("id").iter_rows()
+    ]
+    return kept, merged, missing
+
+
+# The cleaned columns a kept row's metadata is merged from.
+_MERGED_FROM = ["arxiv_id", "arxiv_version", "source_name", "file", *PAPER_METADATA_NAMES, "text_hash"]
+
+
+def _source_name() -> pl.Expr:
+    # An undeclared file's source name is its path under raw/ (issue 18).
+    return pl.coalesce("source_name", "file")
+
+
+def merge_metadata(
+    cleaned: Path, folded: pl.DataFrame, keys: pl.DataFrame
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """The merged metadata of every cluster with more than one record, by its `winner`.
+
+    Each field comes from the best copy (keep order) that has it; `source_ids` field by field;
+    `license` is the kept copy's (the abstract is its source's text);
+    `published` is the earliest; `sources` the union of the copies' source names;
+    `member_keys` the union of their keys; `arxiv_version` is the highest seen of the chosen
+    `arxiv_id`.
+    Also returns the conflicts: clusters whose copies carry two DOIs, or years two or more apart.
+    """
+    sizes = folded.group_by("winner").len()
+    multi = folded.join(sizes.filter(pl.col("len") > 1), on="winner").select("row", "winner")
+    wanted, table = read_rows(cleaned, multi["row"].to_numpy().astype(np.int64), _MERGED_FROM)
+    records = pl.from_arrow(table)
+    assert isinstance(records, pl.DataFrame)
+    records = records.with_columns(pl.Series("row", wanted, dtype=pl.Int32))
+    records = records.join(multi, on="row").join(keys.select([*_ORDER[:-1], "row"]), on="row")
+    records = records.sort(["winner", *_ORDER], descending=[False, *_DESCENDING], nulls_last=True)
+    first = [
+        pl.col(name).drop_nulls().first()
+        for name in PAPER_METADATA_NAMES
+        if name not in ("published", "source_ids", "license")
+    ]
+    merged = records.group_by("winner", maintain_order=True).agg(
+        pl.col("arxiv_id").drop_nulls().first(),
+        # The newest version seen of the chosen arXiv id.
+        pl.col("arxiv_version").filter(pl.col("arxiv_id") == pl.col("arxiv_id").drop_nulls().first()).max(),
+        *first,
+        pl.col("published").min(),
+        # The abstract's licence is its own source's: the kept copy's (first in keep order).
+        pl.col("license").first(),
+        *[
+            pl.col("source_ids").struct.field(kind).drop_nulls().first().alias(f"_id_{kind}")
+            for kind in SOURCE_ID_KINDS
+        ],
+        _source_name().unique().sort().alias("sources"),
+        member_keys(pl.col("arxiv_id"), pl.col("doi"), pl.col("source_ids"), pl.col("text_hash"))
+        .list.explode(keep_nulls=False, empty_as_null=False)
+        .unique()
+        .sort()
+        .alias("member_keys"),
+        pl.col("doi").drop_nulls().n_unique().alias("_dois"),
+        (pl.col("year").max() - pl.col("year").min()).alias("_year_span"),
+        pl.col("doi").drop_nulls().unique().sort().alias("_doi_values"),
+        pl.col("year").drop_nulls().unique().sort().alias("_year_values"),
+    )
+    merged = merged.with_columns(
+        pl.struct([pl.col(f"_id_{kind}").alias(kind) for kind in SOURCE_ID_KINDS]).alias("source_ids")
+    ).drop(pl.selectors.starts_with("_id_"))
+    doi_conflicts = merged.filter(pl.col("_dois") > 1)
+    year_conflicts = merged.filter(pl.col("_year_span") >= 2)
+    conflicts = {
+        "doi": doi_conflicts.height,
+        "year": year_conflicts.height,
+        "doi_examples": doi_conflicts.head(CONFLICT_EXAMPLES)["_doi_values"].to_list(),
+        "year_examples": year_conflicts.head(CONFLICT_EXAMPLES)["_year_values"].to_list(),
+    }
+    return merged, conflicts
+
+
+# Example value lists per kind of metadata conflict in dedup.json.
+CONFLICT_EXAMPLES = 10
+
+
+def _reason(kept: str, folded: str) -> pl.Expr:
+    """The KEEP_ORDER reason of the first column on which the kept copy's (`kept`-suffixed
+    columns) and the folded copy's (`folded`-suffixed) values differ."""
+    return pl.coalesce(
+        *[
+            pl.when(pl.col(f"{column}{kept}").ne_missing(pl.col(f"{column}{folded}"))).then(pl.lit(reason))
+            for reason, column, _ in KEEP_ORDER
+        ],
+        pl.lit(KEEP_ORDER[-1][0]),
+    )
+
+
+def duplicates_table(
+    cleaned: Path, folded: pl.DataFrame, sets: ShingleSets, keys: pl.DataFrame, ids: pl.DataFrame
+) -> pl.DataFrame:
+    """One row per folded record: its source and own ids, the id and source it folded into,
+    method, similarity and why the kept copy won (`reason`).
+
+    `ids` maps each winner of a cluster with folded records to the cluster's id.
     """
     folds = folded.filter(pl.col("method").is_not_null()).select(
         pl.col("row", "winner").cast(pl.Int64), "method"
     )
+    own = ["source", "source_name", "arxiv_id", "arxiv_version", "doi", "source_ids", "text_hash"]
     wanted, table = read_rows(
-        cleaned,
-        np.concatenate([folds["row"].to_numpy(), folds["winner"].to_numpy()]),
-        ["source", "arxiv_id", "text_hash"],
+        cleaned, np.concatenate([folds["row"].to_numpy(), folds["winner"].to_numpy()]), own
     )
-    frame = pl.from_arrow(table)
-    assert isinstance(frame, pl.DataFrame)
-    values = frame.select(
-        pl.Series("row", wanted),
-        "source",
-        pl.coalesce("arxiv_id", text_id(pl.col("text_hash"))).alias("id"),
-    )
+    values = pl.from_arrow(table)
+    assert isinstance(values, pl.DataFrame)
+    values = values.with_columns(pl.Series("row", wanted))
+    order = keys.select(pl.col("row").cast(pl.Int64), *_ORDER[:-1])
     folds = (
-        folds.join(values.select("row", "source"), on="row")
+        folds.join(values, on="row")
         .join(
-            values.select(pl.col("row").alias("winner"), "id", pl.col("source").alias("kept_source")),
+            values.select(pl.col("row").alias("winner"), pl.col("source").alias("kept_source")), on="winner"
+        )
+        .join(ids.select(pl.col("winner").cast(pl.Int64), "id"), on="winner")
+        .join(order, on="row")
+        .join(
+            order.rename({c: f"{c}_kept" for c in order.columns if c != "row"}).rename({"row": "winner"}),
             on="winner",
         )
+        .with_columns(pl.col("winner").alias("row_kept"))
+        .with_columns(_reason("_kept", "").alias("reason"))
         .sort("row")
     )
     near = folds.filter(pl.col("method") == "near").select("row", "winner").to_numpy()
-    near_similarity = sets.similarity(near)
-    similarity = {int(r): float(s) for (r, _), s in zip(near.tolist(), near_similarity, strict=True)}
+    held = np.isin(near, sets.rows).all(axis=1) if len(near) else np.zeros(0, dtype=bool)
+    similarity = dict.fromkeys(near[:, 0].tolist(), None) if len(near) else {}
+    if held.any():
+        values_near = sets.similarity(near[held])
+        similarity.update(
+            {int(r): float(s) for r, s in zip(near[held][:, 0].tolist(), values_near.tolist(), strict=True)}
+        )
     return folds.select(
-        "source",
+        *own[:-1],
+        "text_hash",
         "id",
         "kept_source",
         "method",
@@ -309,6 +571,7 @@ def duplicates_table(cleaned: Path, folded: pl.DataFrame, sets: ShingleSets) -> 
         .then(pl.col("row").replace_strict(similarity, default=None, return_dtype=pl.Float64))
         .otherwise(None)
         .alias("similarity"),
+        "reason",
     )
 
 
@@ -319,8 +582,11 @@ def run_dedup(
     duplicates_out: Path,
     report_out: Path,
     params: DedupParams,
+    releases: Path | None = None,
 ) -> dict[str, Any]:
-    """Fold duplicates of `cleaned` into `out`; write band keys, folded records and the report."""
+    """Fold duplicates of `cleaned` into `out`, keeping published ids (`releases`); write band
+    keys, folded records and the report."""
+    membership = read_membership(releases)
     with returning_arrow_memory():
         map_batches(
             cleaned,
@@ -330,37 +596,83 @@ def run_dedup(
             workers=params.workers,
             batch_rows=params.batch_rows,
             label="dedup: minhash",
-            columns=["abstract"],
+            columns=["abstract", "flags"],
             options=build_file_options(MINHASH_SCHEMA, hashes=("band_keys",)),
         )
         all_keys = read_band_keys(minhash_out, params.bands)
-        lengths = pq.read_table(minhash_out, columns=["length"])["length"].combine_chunks()
-        keys = read_keys(cleaned, lengths, params)
-        del lengths
+        keys = read_keys(cleaned, minhash_out, params)
         folded = fold_exact(keys)
-        del keys
-        survivors = folded.filter(pl.col("row") == pl.col("exact_winner"))["row"].to_numpy().astype(np.int64)
+        n_rows = folded.height
+        exact_winner = folded["exact_winner"].to_numpy().astype(np.int64)
+        survivors = np.flatnonzero(np.arange(n_rows) == exact_winner).astype(np.int64)
         verified, sets = near_duplicate_pairs(cleaned, all_keys, survivors, params)
         del survivors
-        folded = fold_near(folded, verified).select("row", "winner", "method")
-        duplicates = duplicates_table(cleaned, folded, sets)
-        del sets
+        links = record_keys(cleaned)
+        linked_ids = id_links(links, exact_winner)
+        published_pairs, published = published_links(links, exact_winner, membership, n_rows)
+        del links, exact_winner
+        folded, component = fold_linked(
+            folded, verified, linked_ids, published_pairs, n_rows + published.height
+        )
+        folded = folded.select("row", "winner", "method")
+        kept_rows = folded.filter(pl.col("row") == pl.col("winner"))["row"].to_numpy().astype(np.int64)
+        winners = pl.DataFrame({"winner": kept_rows, "component": component[kept_rows]})
+        kept_published, merged_published, missing = resolve_published(published, component, winners)
+        del component
+        merged, conflicts = merge_metadata(cleaned, folded, keys)
+        cluster_ids = cluster_id_table(cleaned, merged, kept_published)
+        duplicates = duplicates_table(cleaned, folded, sets, keys, cluster_ids)
+        del sets, keys
 
-        n_rows = folded.height
         counts = folded.group_by("winner").len()
         del folded
         keep = np.zeros(n_rows, dtype=bool)
         duplicate_count = np.zeros(n_rows, dtype=np.int64)
-        winners = counts["winner"].to_numpy()
-        keep[winners] = True
-        duplicate_count[winners] = counts["len"].to_numpy() - 1
-        write_kept_rows(cleaned, all_keys, out, keep, duplicate_count)
+        winner_rows = counts["winner"].to_numpy()
+        keep[winner_rows] = True
+        duplicate_count[winner_rows] = counts["len"].to_numpy() - 1
+        rows_out = write_kept_rows(cleaned, all_keys, out, keep, duplicate_count, merged, kept_published)
         write_parquet(duplicates.to_arrow().cast(DUPLICATES_SCHEMA), duplicates_out)
         by_method = {m: duplicates.filter(pl.col("method") == m).height for m in DEDUP_METHODS}
-        report = {"rows_in": n_rows, "rows_out": int(keep.sum()), "folded_by_method": by_method}
+        reasons = {r: duplicates.filter(pl.col("reason") == r).height for r in KEEP_REASONS}
+        report = {
+            "rows_in": n_rows,
+            "rows_out": rows_out,
+            "folded_by_method": by_method,
+            "keep_reasons": reasons,
+            "conflicts": conflicts,
+            "published": {
+                "version": membership.latest,
+                "rows": membership.rows.height,
+                "kept": kept_published.height,
+                "merged": merged_published,
+                "not_found": len(missing),
+            },
+        }
         write_json(report, report_out)
-        print(f"dedup: {n_rows:,} rows in, {report['rows_out']:,} out, folded {by_method}", file=sys.stderr)
+        print(
+            f"dedup: {n_rows:,} rows in, {rows_out:,} out, folded {by_method}; "
+            f"{kept_published.height:,} published ids kept, {len(merged_published):,} merged, "
+            f"{len(missing):,} not found",
+            file=sys.stderr,
+        )
     return report
+
+
+def cluster_id_table(cleaned: Path, merged: pl.DataFrame, kept_published: pl.DataFrame) -> pl.DataFrame:
+    """The id of every cluster with more than one record, by `winner`: its published row's id,
+    else the arXiv id of its best copy that has one, else `txt-` and the kept text's hash."""
+    winners = merged["winner"].to_numpy().astype(np.int64)
+    wanted, table = read_rows(cleaned, winners, ["text_hash"])
+    hashes = pl.DataFrame({"winner": wanted, "text_hash": table.column("text_hash").to_pylist()})
+    frame = merged.select(pl.col("winner").cast(pl.Int64), "arxiv_id").join(hashes, on="winner")
+    frame = frame.join(
+        kept_published.select(pl.col("winner").cast(pl.Int64), "published_id"), on="winner", how="left"
+    )
+    return frame.select(
+        "winner",
+        pl.coalesce("published_id", "arxiv_id", pl.lit(TEXT_ID_PREFIX) + pl.col("text_hash")).alias("id"),
+    )
 
 
 def write_kept_rows(
@@ -369,29 +681,84 @@ def write_kept_rows(
     out: Path,
     keep: npt.NDArray[np.bool_],
     duplicate_count: npt.NDArray[np.int64],
-) -> None:
+    merged: pl.DataFrame,
+    kept_published: pl.DataFrame,
+) -> int:
     """Stream the cleaned rows' metadata once, writing the kept ones with their row number, id,
-    count and band keys (not their abstracts: those stay in the cleaned file).
+    count, merged metadata, member keys and band keys (not their abstracts: those stay in the
+    cleaned file). Returns the rows written.
 
-    A kept row is its own winner, so its id comes from its own columns.
+    A kept row of a cluster of one takes everything from its own columns.
+
+    Raises:
+        PipelineError: two kept rows would get the same id.
     """
-    columns = ["arxiv_id", "arxiv_version", "source", "flags", "text_hash"]
+    columns = [
+        "arxiv_id",
+        "arxiv_version",
+        "source",
+        "source_name",
+        "file",
+        "flags",
+        "text_hash",
+        *PAPER_METADATA_NAMES,
+    ]
+    fields = ["arxiv_id", "arxiv_version", *PAPER_METADATA_NAMES, "sources", "member_keys"]
+    merged = merged.select(
+        pl.col("winner").cast(pl.Int64).alias("row"), *[pl.col(f).alias(f"{f}__m") for f in fields]
+    )
+    published = kept_published.select(
+        pl.col("winner").cast(pl.Int64).alias("row"), "published_id", "published_split"
+    )
+    seen: list[pl.Series] = []
     with parquet_writer(out, DEDUP_SCHEMA, build_file_options(DEDUP_SCHEMA, hashes=("band_keys",))) as writer:
         offset = 0
         for batch in stream_batches(cleaned, columns):
             rows = offset + np.flatnonzero(keep[offset : offset + batch.num_rows])
-            kept = batch.take(pa.array(rows - offset))
-            hash_ids = pc.binary_join_element_wise(TEXT_ID_PREFIX, kept.column("text_hash"), "")
-            values = {
-                "row": pa.array(rows, pa.int64()),
-                "id": pc.coalesce(kept.column("arxiv_id"), hash_ids),
-                **{name: kept.column(name) for name in columns},
-                "duplicate_count": pa.array(duplicate_count[rows]),
-                "band_keys": keys_to_arrow(all_keys[rows]),
-            }
-            arrays = [values[field.name].cast(field.type) for field in DEDUP_SCHEMA]
-            writer.write_table(pa.Table.from_arrays(arrays, schema=DEDUP_SCHEMA))
+            kept_batch = batch.take(pa.array(rows - offset))
+            kept = pl.from_arrow(kept_batch)
+            assert isinstance(kept, pl.DataFrame)
+            kept = kept.with_columns(
+                pl.Series("row", rows, dtype=pl.Int64),
+                pl.Series("duplicate_count", duplicate_count[rows]),
+                pl.concat_list([_source_name()]).alias("sources"),
+                pl.Series(
+                    "member_keys",
+                    member_key_lists(
+                        *(kept_batch.column(name) for name in ("arxiv_id", "doi", "source_ids", "text_hash"))
+                    ),
+                ),
+            )
+            kept = kept.join(merged, on="row", how="left").join(published, on="row", how="left")
+            many = pl.col("member_keys__m").is_not_null()
+            kept = kept.with_columns(
+                [pl.when(many).then(pl.col(f"{f}__m")).otherwise(pl.col(f)).alias(f) for f in fields]
+            ).with_columns(
+                pl.coalesce("published_id", "arxiv_id", pl.lit(TEXT_ID_PREFIX) + pl.col("text_hash")).alias(
+                    "id"
+                ),
+                # No other id at all is a null struct, not a struct of nulls.
+                pl.when(
+                    pl.any_horizontal(
+                        [pl.col("source_ids").struct.field(kind).is_not_null() for kind in SOURCE_ID_KINDS]
+                    )
+                )
+                .then(pl.col("source_ids"))
+                .alias("source_ids"),
+            )
+            seen.append(kept["id"])
+            table = kept.to_arrow().append_column("band_keys", keys_to_arrow(all_keys[rows]))
+            writer.write_table(table.select(DEDUP_SCHEMA.names).cast(DEDUP_SCHEMA))
             offset += batch.num_rows
+    ids = pl.concat(seen) if seen else pl.Series("id", [], pl.String)
+    twice = ids.filter(ids.is_duplicated())
+    if len(twice):
+        out.unlink(missing_ok=True)
+        raise PipelineError(
+            f"{cleaned}: two kept rows would both get the id {twice[0]!r}; the published membership and "
+            "this build disagree: report it with releases/ and this input"
+        )
+    return len(ids)
 
 
 def kept_abstracts(cleaned: Path, deduped: Path) -> pa.ChunkedArray:

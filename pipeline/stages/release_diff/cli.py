@@ -20,6 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--releases", type=Path, required=True, help="published release records and row indexes"
     )
     parser.add_argument("--out", type=Path, required=True, help="release diff JSON to write")
+    parser.add_argument(
+        "--dedup", type=Path, default=None, help="deduplicated parquet (the release rows' member keys)"
+    )
 
 
 def run(args: argparse.Namespace, params: Params) -> None:
@@ -27,7 +30,9 @@ def run(args: argparse.Namespace, params: Params) -> None:
 
     from pipeline.stages.release_diff.core import run_release_diff
 
-    report = run_release_diff(args.release_data, args.releases, args.out, params.release_diff, params.card)
+    report = run_release_diff(
+        args.release_data, args.releases, args.out, params.release_diff, params.card, args.dedup
+    )
     previous = report["previous"] or "no previous release"
     counts = ", ".join(f"{n} {kind}" for kind, n in report["counts"].items())
     print(f"release_diff: against {previous}: {counts}; proposed version {report['proposed_version']}")

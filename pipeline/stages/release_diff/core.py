@@ -1,9 +1,11 @@
 """Stage `release_diff`: what this build changes against the newest published release.
 
-Reads: the release data directory and `releases/` (see `pipeline.releases`). Writes:
-`release_diff.json` with the previous version, the version the Croissant bump rules propose,
-counts per kind (added / removed / changed / moved) and a few example ids of each. Params:
-`release_diff` (examples per kind) and `card.version` (compared with the proposal).
+Reads: the release data directory, the deduplicated parquet (the rows' member keys) and
+`releases/` (see `pipeline.releases`). Writes: `release_diff.json` with the previous version,
+the version the Croissant bump rules propose, counts per kind (added / removed / merged /
+changed / moved), a few example ids of each, and every published row that is gone
+(`removals`: id, reason, and for a merge the row it went into). Params: `release_diff`
+(examples per kind) and `card.version` (compared with the proposal).
 
 The same diff and version rules serve `abstracts publish`, which diffs against the Hub's
 previous tag; this stage diffs against the local record of it, so that a maintainer sees the
@@ -17,9 +19,7 @@ from typing import Any
 
 import polars as pl
 
-from pipeline.contracts import (
-    ROW_INDEX_META_COLUMNS,
-)
+from pipeline.contracts import ROW_INDEX_META_COLUMNS
 from pipeline.io.writers import write_json
 from pipeline.params import CardParams, ReleaseDiffParams
 from pipeline.releases import ReleaseDiff, diff_releases, latest_index, propose_version, read_index, row_index
@@ -42,8 +42,8 @@ def describe(old: pl.DataFrame, new: pl.DataFrame, diff: ReleaseDiff, limit: int
     def changed(row_id: str) -> str:
         row = by_id[row_id]
         columns = [
-            "abstract" if column == "abstract_hash" else column
-            for column in ("abstract_hash", *ROW_INDEX_META_COLUMNS)
+            {"abstract_hash": "abstract", "metadata_hash": "metadata"}.get(column, column)
+            for column in ("abstract_hash", *ROW_INDEX_META_COLUMNS, "metadata_hash")
             if f"{column}__new" in row and row[column] != row[f"{column}__new"]
         ]
         return f"{row_id} ({', '.join(columns) or 'columns'} changed)"
@@ -54,14 +54,19 @@ def describe(old: pl.DataFrame, new: pl.DataFrame, diff: ReleaseDiff, limit: int
 
 
 def run_release_diff(
-    release_data: Path, releases: Path, out: Path, params: ReleaseDiffParams, card: CardParams
+    release_data: Path,
+    releases: Path,
+    out: Path,
+    params: ReleaseDiffParams,
+    card: CardParams,
+    deduped: Path | None = None,
 ) -> dict[str, Any]:
     """Diff the release against the newest published row index; write and return the report.
 
     Raises:
         BadInputError: no release shards, or a published record without its row index.
     """
-    new = pl.from_arrow(row_index(release_data))
+    new = pl.from_arrow(row_index(release_data, deduped=deduped))
     assert isinstance(new, pl.DataFrame)
     latest = latest_index(releases)
     previous = None if latest is None else tag_name(latest[0])
@@ -86,6 +91,7 @@ def run_release_diff(
                 diff.counts().items(), describe(old, new, diff, params.examples).values(), strict=True
             )
         },
+        "removals": diff.removals(),
         "notes": notes,
     }
     write_json(report, out)

@@ -21,9 +21,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", type=Path, required=True, help="release data directory to write")
     parser.add_argument("--report", type=Path, required=True, help="split report JSON to write")
+    parser.add_argument(
+        "--releases", type=Path, default=None, help="published release records (splits kept, leaks checked)"
+    )
 
 
 def run(args: argparse.Namespace, params: Params) -> None:
     from pipeline.stages.split.core import run_split
 
-    run_split(args.input, args.clean, args.out, args.report, params.split, params.dedup)
+    run_split(args.input, args.clean, args.out, args.report, params.split, params.dedup, args.releases)

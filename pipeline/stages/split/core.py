@@ -1,15 +1,25 @@
 """Stage `split`: assign every deduplicated row to train/validation/test and write the release data.
 
-Reads: the deduplicated parquet (kept rows, without texts) and the cleaned parquet (their
-abstracts, found by the kept rows' `row`). Writes: the release data directory
-(`{split}-NNNNN-of-NNNNN.parquet`, release columns only) and `split.json` (rows and shards per
-split, and `leaked_pairs`: near-duplicate pairs that ended in different splits, which must be
-empty). Params: `split` (seed, fractions, rows per shard) and `dedup` (the near-duplicate
-threshold and LSH layout, to check for leaks exactly as dedup folds).
+Reads: the deduplicated parquet (kept rows, without texts), the cleaned parquet (their
+abstracts, found by the kept rows' `row`) and the published releases' membership (`releases/`).
+Writes: the release data directory (`{split}-NNNNN-of-NNNNN.parquet`, release columns only) and
+`split.json`: rows and shards per split; `leaked_pairs`, near-duplicate pairs that ended in
+different splits, which must be empty; `cross_release_leaks`, new train rows that near-duplicate
+a published validation or test row, which must be 0; and `size_bounds`, each split's count
+against its statistical bound. Params: `split` (seed, fractions, rows per shard) and `dedup` (the
+near-duplicate threshold and LSH layout, to check for leaks exactly as dedup folds).
 
-A row's split is a pure function of its `id` and `split.seed`: the id is hashed to a number in
-[0, 1) and compared with the cumulative fractions. Adding or removing other rows never moves a
-row to another split.
+Splits never move once published: a row that continues a published row (dedup gave it that
+row's id, `published_split`) keeps its split. A new row's split is a pure function of its `id`
+and `split.seed` (the id is hashed to a number in [0, 1) and compared with the cumulative
+fractions), except that a new row sharing an LSH band key with a published validation or test
+row goes to that row's split (test before validation) when the pair verifies as a near
+duplicate, or when the published row is not in this build and its text cannot be compared:
+a paper published for evaluation must never come back in train. Adding or removing other rows
+never moves a row to another split.
+
+Stable splits win over exact sizes: each split's count must lie within
+|count - n*p| <= 4*sqrt(n*p*(1-p)) + 1 of its fraction p of the n rows (`size_bounds`).
 """
 
 from __future__ import annotations
@@ -27,15 +37,18 @@ from typing import Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
+import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.contracts import RELEASE_SCHEMA, SPLITS, shard_name
+from pipeline.contracts import CROSS_RELEASE_LEAKS, RELEASE_SCHEMA, SPLITS, shard_name
 from pipeline.errors import PipelineError
 from pipeline.io.writers import PARQUET_OPTIONS, write_json
 from pipeline.kernels.fingerprint import I64, U64, blake2b_64
 from pipeline.kernels.minhash import ShingleSets, candidate_pairs, read_band_keys
 from pipeline.params import DedupParams, SplitParams
+from pipeline.releases import Membership, read_membership
 
 _HASH_SPACE = float(2**64)
 
@@ -247,6 +260,105 @@ def write_release(
     return ShingleSets.concat([earlier.result(), *shingled])
 
 
+def keep_published_splits(codes: Codes, published_split: pa.ChunkedArray) -> Codes:
+    """`codes` with every row that continues a published row back in that row's split."""
+    published = published_split.to_numpy(zero_copy_only=False)
+    kept: Codes = codes.copy()
+    for code, name in enumerate(SPLITS):
+        kept[published == name] = code
+    return kept
+
+
+def _published_band_matches(
+    keys: U64, rows: I64, membership: Membership
+) -> tuple[Pairs, list[str], list[str]]:
+    """(row, published index) for each of `rows` sharing a band key, band for band, with a
+    published validation or test row; and those published rows' ids and splits."""
+    held = membership.rows.filter(pl.col("split") != SPLITS[0]).drop_nulls("band_keys")
+    if not held.height or not len(rows):
+        return np.zeros((0, 2), dtype=np.int64), [], []
+    lengths = held["band_keys"].list.len().unique().to_list()
+    if lengths != [keys.shape[1]]:
+        raise PipelineError(
+            f"published band keys have {lengths} bands, this build {keys.shape[1]}: "
+            "dedup.bands changed since the last release; restore it or start a new major version"
+        )
+    # Through numpy, not Python lists: the keys are 64-bit and must not pass through floats.
+    published: U64 = held["band_keys"].explode().to_numpy().astype(np.uint64).reshape(held.height, -1)
+    found: list[tuple[int, int]] = []
+    for band in range(keys.shape[1]):
+        order = np.argsort(published[:, band], kind="stable")
+        values = published[order, band]
+        mine = keys[rows, band]
+        lo = np.searchsorted(values, mine, side="left")
+        hi = np.searchsorted(values, mine, side="right")
+        for i in np.flatnonzero(hi > lo).tolist():
+            found.extend((int(rows[i]), int(order[j])) for j in range(lo[i], hi[i]))
+    pairs = np.unique(np.array(found, dtype=np.int64).reshape(-1, 2), axis=0)
+    return pairs, held["id"].to_list(), held["split"].to_list()
+
+
+def pin_near_published(
+    codes: Codes,
+    is_new: npt.NDArray[np.bool_],
+    keys: U64,
+    ids: pa.ChunkedArray,
+    clean_rows: I64,
+    cleaned: Path,
+    membership: Membership,
+    dedup: DedupParams,
+) -> tuple[list[dict[str, Any]], int]:
+    """Put each new row that near-duplicates a published validation or test row into that row's
+    split (in place, test first); return the pinned rows and the new train rows left that still
+    near-duplicate one (the leak count, 0 unless this check is wrong).
+
+    A pair is verified with the exact Jaccard similarity when the published row is in this build
+    (its current text), and counts as a near duplicate otherwise (its text is not here).
+    """
+    candidates = np.flatnonzero(is_new).astype(np.int64)
+    pairs, published_ids, published_splits = _published_band_matches(keys, candidates, membership)
+    if not len(pairs):
+        return [], 0
+    position = {row_id: i for i, row_id in enumerate(ids.to_pylist())}
+    here = np.array([position.get(published_ids[p], -1) for p in pairs[:, 1].tolist()], dtype=np.int64)
+    near = np.ones(len(pairs), dtype=bool)
+    verifiable = here >= 0
+    if verifiable.any():
+        compared = np.stack([pairs[verifiable, 0], here[verifiable]], axis=1)
+        sets = read_shingle_sets(cleaned, clean_rows, np.unique(compared), dedup.shingle_words)
+        near[verifiable] = sets.similarity(compared) >= dedup.near_threshold
+    rank = {name: code for code, name in enumerate(SPLITS)}
+    pinned: dict[int, dict[str, Any]] = {}
+    for (row, published), is_near in zip(pairs.tolist(), near.tolist(), strict=True):
+        split = published_splits[published]
+        if not is_near or (row in pinned and rank[pinned[row]["split"]] >= rank[split]):
+            continue
+        pinned[row] = {"id": ids[row].as_py(), "split": split, "published_id": published_ids[published]}
+    for row, entry in pinned.items():
+        # Toward test, never toward train: a new row hashed to test stays there.
+        codes[row] = max(int(codes[row]), rank[entry["split"]])
+        entry["split"] = SPLITS[codes[row]]
+    leaks = len(np.unique(pairs[near & (codes[pairs[:, 0]] == 0), 0]))
+    return sorted(pinned.values(), key=lambda entry: str(entry["id"])), leaks
+
+
+def size_bounds(totals: dict[str, int], params: SplitParams) -> dict[str, dict[str, Any]]:
+    """Each split's count against |count - n*p| <= 4*sqrt(n*p*(1-p)) + 1 (n rows, fraction p)."""
+    n = sum(totals.values())
+    bounds = {}
+    for name in SPLITS:
+        p = params.fractions[name]
+        expected = n * p
+        allowed = 4 * math.sqrt(n * p * (1 - p)) + 1
+        bounds[name] = {
+            "count": totals[name],
+            "expected": round(expected, 3),
+            "allowed_deviation": round(allowed, 3),
+            "within": abs(totals[name] - expected) <= allowed,
+        }
+    return bounds
+
+
 def run_split(
     deduped: Path,
     cleaned: Path,
@@ -254,8 +366,9 @@ def run_split(
     report_out: Path,
     params: SplitParams,
     dedup: DedupParams,
+    releases: Path | None = None,
 ) -> dict[str, Any]:
-    """Write the release shards for every split and the split report (with the leak check)."""
+    """Write the release shards for every split and the split report (with the leak checks)."""
     columns = [name for name in RELEASE_SCHEMA.names if name != "abstract"]
     # The kept rows' metadata, read once (no texts in it): the ids give the splits, and the
     # rest is cut into the shards beside the abstracts.
@@ -270,6 +383,19 @@ def run_split(
         )
     ids = kept["id"]
     codes = split_codes(ids, params)
+    published_split = pq.read_table(deduped, columns=["published_split"])["published_split"]
+    codes = keep_published_splits(codes, published_split)
+    is_new = pc.is_null(published_split).to_numpy(zero_copy_only=False)
+    pinned, leaks_across = pin_near_published(
+        codes,
+        is_new,
+        read_band_keys(deduped, dedup.bands),
+        ids,
+        clean_rows,
+        cleaned,
+        read_membership(releases),
+        dedup,
+    )
     totals = {name: int(np.count_nonzero(codes == code)) for code, name in enumerate(SPLITS)}
     with ThreadPoolExecutor(max_workers=1) as background:
         # numpy's sorts and counts release the GIL, so the candidates cost the writing little.
@@ -285,7 +411,22 @@ def run_split(
                 writer.close()
             shards = {name: writers[name].names for name in SPLITS}
     leaks = leaked_pairs(candidates.result(), sets, ids, dedup)
-    report = {"seed": params.seed, "rows": totals, "shards": shards, "leaked_pairs": leaks}
+    bounds = size_bounds(totals, params)
+    report = {
+        "seed": params.seed,
+        "rows": totals,
+        "shards": shards,
+        "leaked_pairs": leaks,
+        CROSS_RELEASE_LEAKS: leaks_across,
+        "published_rows_kept": int(np.count_nonzero(~is_new)),
+        "pinned_to_published_split": pinned,
+        "size_bounds": bounds,
+    }
     write_json(report, report_out)
-    print(f"split: {totals}, {len(leaks)} near-duplicate pairs across splits", file=sys.stderr)
+    print(
+        f"split: {totals}, {len(leaks)} near-duplicate pairs across splits, "
+        f"{int(np.count_nonzero(~is_new)):,} published rows kept their split, {len(pinned)} new rows pinned "
+        f"to a published row's split, {leaks_across} new train rows near a published validation/test row",
+        file=sys.stderr,
+    )
     return report
