@@ -10,7 +10,10 @@ from conftest import REPO_ROOT
 
 # Keys that change how fast a stage runs, never what it writes: listed by no stage, so changing
 # them reruns nothing (tests/test_e2e.py::test_speed_knobs_rerun_nothing).
-SPEED_KNOBS = {"ingest.batch_rows", "clean.workers", "clean.batch_rows", "dedup.workers", "dedup.batch_rows"}
+SPEED_KNOBS = {
+    "ingest.batch_rows",
+    *(f"{stage}.{knob}" for stage in ("clean", "filter", "dedup") for knob in ("workers", "batch_rows")),
+}
 
 
 def stages() -> dict[str, Any]:

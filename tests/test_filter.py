@@ -361,8 +361,13 @@ def test_measures_count_like_polars_and_validate() -> None:
 
 def _cleaned_file(path: Path, texts: list[str], sources: list[str]) -> Path:
     rows = len(texts)
+    known = {"source", "file", "line", "format", "raw_id", "arxiv_id", "arxiv_version"}
+    known |= {"abstract", "clean_rules", "flags", "text_hash"}
+    # The paper's metadata and provenance columns: null, as for a text dump.
+    metadata = {f.name: [None] * rows for f in CLEAN_SCHEMA if f.name not in known}
     table = pa.table(
         {
+            **metadata,
             "source": sources,
             "file": [s.rsplit(":", 1)[0] for s in sources],
             "line": list(range(1, rows + 1)),

@@ -44,3 +44,17 @@ def test_a_pre_release_sorts_before_its_release_and_numbers_sort_as_numbers() ->
     assert sorted(order, key=sort_key) == ["1.2.0-rc1", "1.2.0", "1.2.1", "1.10.0", "2.0.0"]
     with pytest.raises(BadInputError, match="not a semantic version"):
         sort_key("one")
+
+
+def test_a_release_record_counts_zero_changes_and_refuses_negative_ones() -> None:
+    from pipeline.releases import parse_changelog_entry
+
+    record = {"version": "1.1.0", "diff": {"added": 3, "removed": 0, "changed": 0, "moved": 0}}
+    entry = parse_changelog_entry(record, "releases/1.1.0.json")
+    assert (entry.version, entry.added, entry.removed, entry.changed, entry.moved) == ("1.1.0", 3, 0, 0, 0)
+    with pytest.raises(
+        BadInputError, match=r"releases/x\.json: diff\.removed must be a non-negative integer"
+    ):
+        parse_changelog_entry(
+            {"version": "1.1.0", "diff": {**record["diff"], "removed": -1}}, "releases/x.json"
+        )

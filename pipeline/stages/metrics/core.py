@@ -40,9 +40,11 @@ def _number(value: Any) -> int:
 
 
 def _filtered(report: dict[str, Any]) -> dict[str, int]:
-    """Dropped rows per filter rule (`filter.json` `dropped_by_reason`, if the stage ran)."""
-    by_reason = report.get("dropped_by_reason") or {}
-    return {str(k): _number(v) for k, v in by_reason.items()} if isinstance(by_reason, dict) else {}
+    """Dropped rows per filter rule (`filter.json` `rules.<rule>.filtered`, if the stage ran)."""
+    rules = report.get("rules") or {}
+    if not isinstance(rules, dict):
+        return {}
+    return {str(k): _number(v.get("filtered")) for k, v in rules.items() if isinstance(v, dict)}
 
 
 def headline(reports: Path) -> tuple[dict[str, Any], dict[str, list[tuple[str, int]]]]:
