@@ -117,9 +117,8 @@ MEMBER_KEY_KINDS = ("arxiv", "doi", *SOURCE_ID_KINDS, "text")
 # The kept rows (build/dedup.parquet), written by dedup.
 DEDUP_SCHEMA = pa.schema(
     [
-        # The kept row's row number in the cleaned parquet, where its abstract is: the split
+        # The kept row's row number in build/filter.parquet, where its abstract is: the split
         # stage reads the texts from there, so they are not written (and read) once more.
-        # Readers check `text_hash` against the cleaned row, so a misaligned join fails loudly.
         pa.field("row", pa.int64(), nullable=False),
         pa.field("id", pa.string(), nullable=False),
         pa.field("arxiv_id", pa.string()),
