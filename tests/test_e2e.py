@@ -186,7 +186,7 @@ def test_metrics_and_plots(repo_copy: Path, tmp_path: Path) -> None:
     shutil.copytree(repo_copy, copy)
     for command in (
         ["git", "add", "-A"],
-        ["git", "-c", "user.name=t", "-c", "user.email=t@e.org", "commit", "-qm", "built"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@e.org", "commit", "--allow-empty", "-qm", "built"],
     ):
         assert run(command, copy).returncode == 0
     params = (copy / "params.yaml").read_text().replace("seed: 20261123\n  fractions", "seed: 7\n  fractions")

@@ -129,7 +129,7 @@ def test_metrics_are_the_headline_of_the_seed_reports(seed_build: Path, tmp_path
     for name in ("ingest", "clean", "dedup", "split", "validation"):
         (tmp_path / "reports" / f"{name}.json").write_bytes((reports / f"{name}.json").read_bytes())
     (tmp_path / "reports" / "filter.json").write_text(
-        json.dumps({"dropped_by_reason": {"placeholder": 2, "too_short": 1}})
+        json.dumps({"rules": {"placeholder": {"filtered": 2}, "too_short": {"filtered": 1}}})
     )
     metrics = run_metrics(tmp_path / "reports", tmp_path / "metrics.json", tmp_path / "plots")
     ingest = json.loads((reports / "ingest.json").read_text())
