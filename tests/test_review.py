@@ -101,7 +101,6 @@ def review_of(root: Path, out: Path, params: ReviewParams) -> Review:
         root / "release" / "data",
         out,
         params,
-        load_params(REPO_ROOT / "params.yaml").clean,
     )
 
 
@@ -263,9 +262,8 @@ def test_publish_box_escapes_and_says_when_no_tag_is_proposed(build_copy: Path) 
         build_copy / "build" / "ingested.parquet",
         build_copy / "release" / "data",
     )
-    clean = load_params(REPO_ROOT / "params.yaml").clean
     hostile = PublishParams(repo_id='<b>org&"q"/name<i>')
-    review = run_review(*paths, out, ReviewParams(), clean, None, None, hostile)
+    review = run_review(*paths, out, ReviewParams(), None, None, hostile)
     assert review.publish is not None and review.publish.tag is None
     raw = publish_box(out.read_text(encoding="utf-8"))
     assert "<b>" not in raw and "<i>" not in raw and "&lt;b&gt;org&amp;&quot;q&quot;/name&lt;i&gt;" in raw
@@ -274,7 +272,7 @@ def test_publish_box_escapes_and_says_when_no_tag_is_proposed(build_copy: Path) 
     assert "tag none (no release version proposed)" in text
     assert "Validation failed: publishing refuses this build" in text
     # Without publish params (a caller that does not publish), the page has no box.
-    run_review(*paths, out, ReviewParams(), clean)
+    run_review(*paths, out, ReviewParams())
     assert 'id="publish"' not in out.read_text(encoding="utf-8")
 
 
@@ -501,7 +499,6 @@ def test_validation_links_into_data_docs(build_copy: Path) -> None:
 def test_lengths_compare_with_a_previous_release(build_copy: Path, tmp_path: Path) -> None:
     previous = tmp_path / "previous"
     shutil.copytree(build_copy / "release" / "data", previous)
-    params = load_params(REPO_ROOT / "params.yaml")
     out = tmp_path / "review.html"
     paths = (
         build_copy / "reports",
@@ -509,14 +506,14 @@ def test_lengths_compare_with_a_previous_release(build_copy: Path, tmp_path: Pat
         build_copy / "build" / "ingested.parquet",
         build_copy / "release" / "data",
     )
-    review = run_review(*paths, out, ReviewParams(), params.clean, previous)
+    review = run_review(*paths, out, ReviewParams(), previous)
     chars = review.distributions.chars
     assert review.distributions.previous_chars is not None
     assert sorted(review.distributions.previous_chars) == sorted(np.concatenate(list(chars.values())))
     assert "No previous release data" not in out.read_text(encoding="utf-8")
     (previous / "empty").mkdir()
     with pytest.raises(BadInputError, match=r"empty: no parquet files of the previous release"):
-        run_review(*paths, out, ReviewParams(), params.clean, previous / "empty")
+        run_review(*paths, out, ReviewParams(), previous / "empty")
 
 
 def test_release_diff_of_a_first_release_and_of_none(tmp_path: Path) -> None:

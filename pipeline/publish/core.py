@@ -183,7 +183,7 @@ def check_dvc_status(root: Path) -> None:
     except json.JSONDecodeError:
         raise PublishError(f"`dvc status --json` printed no JSON: {result.stdout[-500:]!r}") from None
     status = {
-        stage: changes for stage, changes in status.items() if not _only_changelog_changed(stage, changes)
+        stage: changes for stage, changes in status.items() if not _stale_only_by_releases(stage, changes)
     }
     if status:
         stale = ", ".join(sorted(status))
@@ -197,7 +197,7 @@ def check_dvc_status(root: Path) -> None:
 RELEASES_READERS = ("dedup", "split", "card")
 
 
-def _only_changelog_changed(stage: str, changes: Any) -> bool:
+def _stale_only_by_releases(stage: str, changes: Any) -> bool:
     """Whether `stage` reads `releases/` and only that dependency changed.
 
     The card's changelog lists the records in `releases/`, which every publish writes; publish

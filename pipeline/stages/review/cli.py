@@ -53,7 +53,6 @@ def run(args: argparse.Namespace, params: Params) -> None:
         args.release_data,
         args.out,
         params.review,
-        params.clean,
         args.previous_data,
         args.releases,
         params.publish,

@@ -30,7 +30,7 @@ from pipeline.contracts import DIFF_KINDS, SPLITS
 from pipeline.errors import BadInputError
 from pipeline.io.build_files import read_raw_texts
 from pipeline.io.writers import atomic_path, sha256_file
-from pipeline.params import CleanParams, PublishParams, ReviewParams
+from pipeline.params import PublishParams, ReviewParams
 from pipeline.releases import latest_index
 from pipeline.stages.review.model import (
     Cluster,
@@ -369,7 +369,6 @@ def load_review(
     release_data: Path,
     out: Path,
     params: ReviewParams,
-    clean_params: CleanParams,
     previous_data: Path | None = None,
     releases: Path | None = None,
     publish_params: PublishParams | None = None,
@@ -535,7 +534,6 @@ def run_review(
     release_data: Path,
     out: Path,
     params: ReviewParams,
-    clean_params: CleanParams,
     previous_data: Path | None = None,
     releases: Path | None = None,
     publish_params: PublishParams | None = None,
@@ -552,7 +550,6 @@ def run_review(
         release_data,
         out,
         params,
-        clean_params,
         previous_data,
         releases,
         publish_params,

@@ -337,23 +337,6 @@ def _arrow_text_facts(text: pa.ChunkedArray, patterns: dict[str, str]) -> pl.Dat
     return _text_facts(abstracts, patterns, count_spaces(text))
 
 
-# Expectations decided by a table's column names, their dtypes and its row count alone: GX reads
-# values for a type expectation only on a pandas object column, and release text is never one.
-SHAPE_EXPECTATIONS = frozenset(
-    {
-        "expect_column_to_exist",
-        "expect_column_values_to_be_in_type_list",
-        "expect_column_values_to_be_of_type",
-        "expect_table_column_count_to_be_between",
-        "expect_table_column_count_to_equal",
-        "expect_table_columns_to_match_ordered_list",
-        "expect_table_columns_to_match_set",
-        "expect_table_row_count_to_be_between",
-        "expect_table_row_count_to_equal",
-    }
-)
-
-
 def _release_piece(
     path: Path, group: int, schema: pa.Schema, conflicting: list[str], patterns: dict[str, str]
 ) -> tuple[pa.Table, pl.DataFrame | None]:
