@@ -118,7 +118,8 @@ MEMBER_KEY_KINDS = ("arxiv", "doi", *SOURCE_ID_KINDS, "text")
 DEDUP_SCHEMA = pa.schema(
     [
         # The kept row's row number in build/filter.parquet, where its abstract is: the split
-        # stage reads the texts from there, so they are not written (and read) once more.
+        # stage reads the texts from there, so they are not written (and read) once more, and
+        # checks that the row's `text_hash` there is this row's `text_hash`.
         pa.field("row", pa.int64(), nullable=False),
         pa.field("id", pa.string(), nullable=False),
         pa.field("arxiv_id", pa.string()),

@@ -6,6 +6,8 @@ import atexit
 import contextlib
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -47,8 +49,6 @@ def copy_project(target: Path, exclude: tuple[str, ...] = (), extra_raw: tuple[P
     """This working tree as a fresh git repository at `target`: the files git tracks or would
     track (so no outputs DVC ignores), minus paths starting with any of `exclude`, plus
     `extra_raw` dumps copied into raw/."""
-    import subprocess
-
     names = subprocess.run(
         ["git", "ls-files", "-co", "--exclude-standard"],
         cwd=REPO_ROOT,
@@ -70,6 +70,41 @@ def copy_project(target: Path, exclude: tuple[str, ...] = (), extra_raw: tuple[P
     ):
         subprocess.run(command, cwd=target, check=True, capture_output=True)
     return target
+
+
+def run_in(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`cmd` in `cwd` with this interpreter's scripts (`abstracts`, `dvc`) first on PATH."""
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+
+
+@pytest.fixture(scope="session")
+def built_seed_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This working tree as a fresh git repository, built once with the real `dvc repro`.
+
+    Shared by every module that needs a built checkout: use it read-only (a no-op `dvc repro`
+    or `dvc status` is fine); a test that changes files copies it first (`shutil.copytree`).
+    """
+    target = copy_project(tmp_path_factory.mktemp("built") / "ml-abstracts")
+    result = run_in(["dvc", "repro"], target)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return target
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Groups for `pytest-xdist --dist loadgroup` (`make test`): each module runs on one worker,
+    so its module fixtures are built once; the modules that share `built_seed_project` run on
+    one worker, so it is built once, and they run first because they are the longest."""
+    shared = "built_seed_project"
+
+    def module(item: pytest.Item) -> str:
+        return item.nodeid.split("::")[0]
+
+    sharing = {module(item) for item in items if shared in getattr(item, "fixturenames", ())}
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(shared if module(item) in sharing else module(item)))
+    items.sort(key=lambda item: module(item) not in sharing)
 
 
 def copy_gx_project(root: Path) -> Path:

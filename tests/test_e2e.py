@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -11,25 +10,16 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import copy_project
+from conftest import run_in as run
 
 from pipeline.contracts import RELEASE_SCHEMA
 
 
-def run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ)
-    # The stages call the `abstracts` script installed beside this interpreter.
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
-    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
-
-
-@pytest.fixture(scope="module")
-def repo_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A fresh checkout of the committed tree plus this working tree's changes, outputs removed."""
-    target = copy_project(tmp_path_factory.mktemp("repo") / "ml-abstracts")
-    result = run(["dvc", "repro"], target)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return target
+@pytest.fixture
+def repo_copy(built_seed_project: Path) -> Path:
+    """A fresh checkout of this working tree, outputs removed, built once with `dvc repro`
+    (conftest's `built_seed_project`); tests here only read it or copy it."""
+    return built_seed_project
 
 
 def test_dvc_repro_builds_a_loadable_release(repo_copy: Path) -> None:
@@ -90,14 +80,10 @@ def test_every_raw_line_is_accounted_for(repo_copy: Path) -> None:
     assert ingest["totals"]["records"] == records.height == len(rows) + duplicates.height + filtered.height
 
 
-def test_rerun_is_a_no_op(repo_copy: Path) -> None:
-    lock = (repo_copy / "dvc.lock").read_text()
+def test_status_is_clean_after_a_build(repo_copy: Path) -> None:
     status = run(["dvc", "status"], repo_copy)
     assert status.returncode == 0
     assert "up to date" in status.stdout, status.stdout
-    rerun = run(["dvc", "repro", "--force"], repo_copy)
-    assert rerun.returncode == 0, rerun.stderr
-    assert (repo_copy / "dvc.lock").read_text() == lock
 
 
 def release_bytes(release: Path) -> dict[str, bytes]:
@@ -111,6 +97,12 @@ def test_a_critical_failure_fails_the_gate_and_leaves_release_untouched(
     non-zero with the gate's one message, review explains the failure, release/ stays as it was."""
     broken = tmp_path / "broken"
     shutil.copytree(repo_copy, broken)
+    # The good build committed: `dvc metrics diff` compares the broken build with it below.
+    for command in (
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@e.org", "commit", "--allow-empty", "-qm", "built"],
+    ):
+        assert run(command, broken).returncode == 0
     before = release_bytes(broken / "release")
     assert "data/train-00000-of-00001.parquet" in before and "README.md" in before
     params = (broken / "params.yaml").read_text().replace("min_rows: 50", "min_rows: 100000")
@@ -131,6 +123,11 @@ def test_a_critical_failure_fails_the_gate_and_leaves_release_untouched(
     assert validation["success"] is False and validation["critical_failures"] == 3
     review = (broken / "reports" / "review.html").read_text()
     assert "FAIL" in review and "row_count" in review and "expect_table_row_count_to_be_between" in review
+    # The failure is a headline number: `dvc metrics diff` against the committed build shows it.
+    diff = run(["dvc", "metrics", "diff", "--json"], broken)
+    assert diff.returncode == 0, diff.stderr
+    changed = json.loads(diff.stdout)["reports/metrics.json"]
+    assert changed["critical_failures"] == {"old": 0, "new": 3, "diff": 3}, changed
     # Fixed, the next run passes the gate and releases again.
     (broken / "params.yaml").write_text(params.replace("min_rows: 100000", "min_rows: 50"))
     fixed = run(["dvc", "repro"], broken)
@@ -164,7 +161,7 @@ def test_repro_twice_runs_nothing_and_the_lock_is_the_same_on_a_second_clean_bui
     again = run(["dvc", "repro"], repo_copy)
     assert again.returncode == 0, again.stderr
     assert "Running stage" not in again.stdout, again.stdout
-    # A clone of the first copy's commit: the same inputs, built from scratch.
+    # A clone of the first copy's commit: the same inputs, built from scratch, every stage rerun.
     second = tmp_path_factory.mktemp("second") / "ml-abstracts"
     assert run(["git", "clone", "-q", str(repo_copy), str(second)], repo_copy).returncode == 0
     build = run(["dvc", "repro"], second)
@@ -181,22 +178,10 @@ def test_metrics_and_plots(repo_copy: Path, tmp_path: Path) -> None:
     shown = run(["dvc", "metrics", "show", "--json"], repo_copy)
     assert shown.returncode == 0, shown.stderr
     assert next(iter(json.loads(shown.stdout).values()))["data"].keys() == {"reports/metrics.json"}
-    # A changed headline number shows in `dvc metrics diff` against the committed one.
-    copy = tmp_path / "metrics"
-    shutil.copytree(repo_copy, copy)
-    for command in (
-        ["git", "add", "-A"],
-        ["git", "-c", "user.name=t", "-c", "user.email=t@e.org", "commit", "--allow-empty", "-qm", "built"],
-    ):
-        assert run(command, copy).returncode == 0
-    params = (copy / "params.yaml").read_text().replace("seed: 20261123\n  fractions", "seed: 7\n  fractions")
-    (copy / "params.yaml").write_text(params)
-    assert run(["dvc", "repro"], copy).returncode == 0
-    diff = run(["dvc", "metrics", "diff", "--json"], copy)
-    assert diff.returncode == 0, diff.stderr
-    changed = json.loads(diff.stdout)["reports/metrics.json"]
-    assert "train" in changed or "test" in changed or "validation" in changed, changed
+    # (`dvc metrics diff` is shown on a changed build by the critical-failure test above.)
     # The offline page template (.dvc/config plots.html_template), as `make` writes it.
+    copy = tmp_path / "plots-project"
+    shutil.copytree(repo_copy, copy, symlinks=True)
     template = run(["abstracts", "plots-template", "--out", ".dvc/plots/offline.html"], copy)
     assert template.returncode == 0, template.stderr
     out = tmp_path / "plots"
@@ -228,9 +213,11 @@ def test_push_and_pull_through_a_local_remote(repo_copy: Path, tmp_path: Path) -
     assert "up to date" in status.stdout, status.stdout
 
 
-def test_the_checkpoint_runs_with_gx_alone_after_a_build(repo_copy: Path) -> None:
+def test_the_checkpoint_runs_with_gx_alone_after_a_build(repo_copy: Path, tmp_path: Path) -> None:
     """A GX user's view: open the file context and run the checkpoint, no pipeline code but the
-    custom Expectations' module."""
+    custom Expectations' module (in a copy: GX writes its results under gx/uncommitted)."""
+    project = tmp_path / "gx-user"
+    shutil.copytree(repo_copy, project, symlinks=True)
     code = (
         "import os; os.environ['GX_ANALYTICS_ENABLED'] = 'false'\n"
         "import great_expectations as gx\n"
@@ -245,7 +232,7 @@ def test_the_checkpoint_runs_with_gx_alone_after_a_build(repo_copy: Path) -> Non
         "print(len(result.run_results), failed)\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", code], cwd=repo_copy, capture_output=True, text=True, check=False
+        [sys.executable, "-c", code], cwd=project, capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
     # GX's own verdict counts every expectation; the seeds fail one, a warning (the gate passes).

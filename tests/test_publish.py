@@ -22,7 +22,6 @@ from typing import Any
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
-from conftest import copy_project as copy_tree
 from hub_server import HubServer
 
 from pipeline.publish.core import strip_changelog
@@ -101,34 +100,25 @@ def publish(project: Path, *args: str, **env: str | None) -> subprocess.Complete
     return run(["abstracts", "publish", "--repo-id", REPO, *args], project, **env)
 
 
-def copy_project(target: Path, extra_raw: list[Path]) -> Path:
-    """A copy of this working tree with outputs and release records removed, as a git repo."""
-    root = copy_tree(
-        target, exclude=("build/", "releases/", "release/", "CHANGELOG.md"), extra_raw=tuple(extra_raw)
-    )
-    # An empty record directory: the `release_diff` stage depends on it.
-    (root / "releases").mkdir()
-    shutil.copy(Path(__file__).parents[1] / "releases" / "README.md", root / "releases" / "README.md")
-    return root
-
-
 @pytest.fixture(scope="module")
-def projects(hub: HubServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Two projects built with the real `dvc repro`, side by side to halve the wait: `seed` (the
-    seed dumps) and `grown` (the seed dumps plus one dump of four new papers)."""
-    roots = {
-        "seed": copy_project(tmp_path_factory.mktemp("seed"), []),
-        "grown": copy_project(tmp_path_factory.mktemp("grown"), [NEW_DUMP]),
-    }
-    builds = {
-        name: subprocess.Popen(
-            ["dvc", "repro"], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        for name, root in roots.items()
-    }
-    for build in builds.values():
-        output, _ = build.communicate()
-        assert build.returncode == 0, output[-4000:]
+def projects(
+    hub: HubServer, built_seed_project: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Path]:
+    """Two projects built with the real `dvc repro`, both copies of conftest's
+    `built_seed_project` (no release published yet): `seed` (the seed dumps) and `grown` (the
+    seed dumps plus one dump of four new papers, committed, then rebuilt)."""
+    roots = {name: tmp_path_factory.mktemp(name) / "ml-abstracts" for name in ("seed", "grown")}
+    for root in roots.values():
+        shutil.copytree(built_seed_project, root, symlinks=True)
+    grown = roots["grown"]
+    shutil.copy(NEW_DUMP, grown / "raw" / NEW_DUMP.name)
+    for command in (
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "a new dump"],
+        ["dvc", "repro"],
+    ):
+        result = run(command, grown)
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     return roots
 
 

@@ -37,7 +37,10 @@ def write_build(directory: Path, ids: list[str], texts: list[str]) -> pa.Table:
     params = DedupParams()
     keys = band_keys(pl.Series(texts), params.shingle_words, params.bands, params.rows_per_band, params.seed)
     cleaned = [text for kept in texts for text in (f"Folded record before {kept}", kept)]
-    write_parquet(pa.table({"abstract": cleaned}), directory / "clean.parquet", row_group_rows=7)
+    hashes = [digest for i in range(n) for digest in (f"{i:015x}f", f"{i:016x}")]
+    write_parquet(
+        pa.table({"abstract": cleaned, "text_hash": hashes}), directory / "clean.parquet", row_group_rows=7
+    )
     table = pa.table(
         {
             "row": [2 * i + 1 for i in range(n)],
@@ -204,6 +207,26 @@ def test_kept_rows_past_the_cleaned_file_fail_clearly(tmp_path: Path) -> None:
     assert not (tmp_path / "data").exists()
 
 
+def test_a_cleaned_file_from_another_run_fails_on_the_first_row_that_differs(tmp_path: Path) -> None:
+    """The abstracts are joined to the kept rows by row number; the text hashes must agree."""
+    write_build(tmp_path, ["2301.00001", "2301.00002", "2301.00003"], ["One.", "Two.", "Three."])
+    cleaned = pq.read_table(tmp_path / "clean.parquet")
+    swapped = cleaned.take([0, 1, 2, 5, 4, 3])  # kept rows 3 and 5 trade places
+    write_parquet(swapped, tmp_path / "clean.parquet")
+    with pytest.raises(
+        PipelineError, match=r"clean.parquet: row 3 has text_hash .*different runs; run `dvc repro`"
+    ):
+        run_split(
+            tmp_path / "dedup.parquet",
+            tmp_path / "clean.parquet",
+            tmp_path / "data",
+            tmp_path / "split.json",
+            SplitParams(),
+            DedupParams(),
+        )
+    assert not (tmp_path / "data").exists()
+
+
 def test_salted_digests_match_hashlib_across_block_boundaries() -> None:
     # Ids of every length around BLAKE2b's 128-byte blocks, with the salt before them, and
     # multi-byte UTF-8; the seed's digits shift where the blocks end.
@@ -242,7 +265,12 @@ def test_candidate_texts_are_the_same_whenever_the_candidates_arrive(tmp_path: P
     # 250,000 cleaned rows: three read batches of 100,000, in row groups of 30,000.
     n = 250_000
     write_parquet(
-        pa.table({"abstract": [f"abstract {i} words {i % 97} more {i % 13} text" for i in range(n)]}),
+        pa.table(
+            {
+                "abstract": [f"abstract {i} words {i % 97} more {i % 13} text" for i in range(n)],
+                "text_hash": [f"{i:016x}" for i in range(n)],
+            }
+        ),
         tmp_path / "clean.parquet",
         row_group_rows=30_000,
     )
@@ -255,6 +283,7 @@ def test_candidate_texts_are_the_same_whenever_the_candidates_arrive(tmp_path: P
             "arxiv_version": [1] * len(kept_ids),
             "source": ["a.txt"] * len(kept_ids),
             "duplicate_count": [0] * len(kept_ids),
+            "text_hash": [f"{r:016x}" for r in clean_rows.tolist()],
             **{
                 field.name: pa.nulls(len(kept_ids), field.type)
                 for field in RELEASE_SCHEMA

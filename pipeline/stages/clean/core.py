@@ -124,7 +124,7 @@ def _non_ascii(texts: pl.Series) -> pl.Series:
 
 
 def _any_literal(texts: pl.Series, literals: tuple[str, ...]) -> pl.Series:
-    """Rows holding any of `literals`: one memchr-speed scan each, where a regex is ~20x slower."""
+    """Rows holding any of `literals`: one memchr-speed scan each, far cheaper than a regex."""
     text = pl.col("t")
     return (
         pl.DataFrame({"t": texts})
@@ -343,8 +343,8 @@ def _latex_converter() -> Any:
 @functools.cache
 def _latex_symbol(source: str) -> str:
     """pylatexenc's Unicode for one accent or symbol command (`\\'{e}`, `\\ss`): each distinct
-    one converted once. Its parser reads a text character by character in Python, about 0.1 s
-    per abstract, so it converts these pieces, not whole texts."""
+    one converted once. Its parser reads a text character by character in Python, too slow for
+    whole texts at corpus scale, so it converts these pieces only."""
     return str(unicodedata.normalize("NFC", _latex_converter().latex_to_text(source)))
 
 
@@ -1271,9 +1271,10 @@ def _split_sentence(match: re.Match[str]) -> str | None:
 
 
 def _sentence_glue(texts: pl.Series) -> tuple[pl.Series, pl.Series | None]:
-    # Each glue holds a literal that one SIMD scan finds: a full stop before a capital (1% of
-    # rows) or "e.g.,"/"i.e.," (9%). The glue regexes run on those rows only, and each on its
-    # own: run together on the rows of either, the Unicode `\b` made them cost 10x the scans.
+    # Each glue holds a literal that one SIMD scan finds: a full stop before a capital or
+    # "e.g.,"/"i.e.," (few rows have either). The glue regexes run on those rows only, and each
+    # on its own: run together on the rows of either, the Unicode `\b` made them cost far more
+    # than the scans.
     # Sentence glues are decided spot by spot (identifiers are left and counted).
     rows = _matching_rows(texts, _SENTENCE_GLUE, lambda part: _contains_any(part, _FULL_STOP_CAPITAL))
     fixed = texts

@@ -86,9 +86,9 @@ _ARROW_DEFAULT_DECAY_MS = 1000
 def returning_arrow_memory() -> Iterator[None]:
     """Within the block, Arrow allocates from a jemalloc pool that hands freed pages back at once.
 
-    Arrow's default pool keeps freed pages for reuse: streaming the 2.7M benchmark abstracts
-    (MinHash batches, re-reading candidate texts, writing the kept rows) left about 1 GB of
-    them in the process, more than the band keys and key table together.
+    Arrow's default pool keeps freed pages for reuse: streaming a large corpus's abstracts
+    (MinHash batches, re-reading candidate texts, writing the kept rows) left more of them in
+    the process than the band keys and key table together (see benchmarks/RESULTS.md).
     """
     previous = pa.default_memory_pool()
     try:
@@ -111,7 +111,7 @@ def stream_batches(path: Path, columns: list[str]) -> Iterator[pa.RecordBatch]:
     """`columns` of a parquet file in batches of 100,000 rows (the kept rows' row groups).
 
     Without pre-buffering: its read buffers come from Arrow's default pool whatever pool is
-    set, and at 2.7M rows that pool kept about 1 GB of them after one pass over the texts.
+    set, and that pool keeps them after a pass over the texts.
     """
     yield from pq.ParquetFile(path, pre_buffer=False).iter_batches(batch_size=100_000, columns=columns)
 
@@ -173,8 +173,8 @@ def minhash_batch(batch: pa.RecordBatch, params: DedupParams) -> pa.RecordBatch:
 def _codes(cleaned: Path, column: str) -> pa.ChunkedArray:
     """Dense int32 codes of a string column (equal strings, equal codes; nulls stay null).
 
-    Grouping on codes instead of the strings keeps the key table to fixed-width columns: at
-    2.7M rows the string columns and their copies in sorts and joins were most of the peak.
+    Grouping on codes instead of the strings keeps the key table to fixed-width columns: on a
+    large corpus the string columns and their copies in sorts and joins made most of the peak.
     """
     encoded = pc.dictionary_encode(pq.read_table(cleaned, columns=[column])[column])
     return pa.chunked_array([chunk.indices for chunk in encoded.chunks], pa.int32())

@@ -305,7 +305,7 @@ def _mostly_non_text(ctx: Context) -> RuleResult:
 
 @functools.cache
 def _identifier() -> object:
-    """py3langid's identifier over all its languages, with probabilities (loaded once, ~2 s)."""
+    """py3langid's identifier over all its languages, with probabilities (slow to load: once)."""
     from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
     return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)

@@ -2,9 +2,9 @@
 
 Characters, space-separated words, common English function words (case-insensitive), ASCII
 upper-case and lower-case letters, and ASCII digits and symbols, counted in one loop over the
-Arrow buffers (no Python object per row). Regexes over the whole text cost about 1.6 s per
-100,000 benchmark abstracts for the function words alone; this loop counts everything in a
-small fraction of that (see the filter section of the README).
+Arrow buffers (no Python object per row). Regexes over the whole text cost far more for the
+function words alone; this loop counts everything in a fraction of that (see the filter
+section of the README).
 """
 
 from __future__ import annotations

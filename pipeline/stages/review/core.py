@@ -224,8 +224,8 @@ def _scan_group(
         frame = pl.from_arrow(batch)
         assert isinstance(frame, pl.DataFrame)
         chars.append(frame["abstract"].str.len_chars().fill_null(0).to_numpy())
-        # Counting words is a regex over the whole text (about 30 s for 2.7M abstracts): a
-        # systematic sample of rows is plenty for a histogram.
+        # Counting words is a regex over the whole text, the costliest part of this stage on a
+        # large release: a systematic sample of rows is plenty for a histogram.
         first = (-offset) % every
         sample = frame["abstract"].gather_every(every, first) if first < frame.height else None
         if sample is not None:

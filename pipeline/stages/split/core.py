@@ -188,6 +188,22 @@ def read_shingle_sets(cleaned: Path, clean_rows: I64, rows: I64, shingle_words: 
     return ShingleSets.concat(parts)
 
 
+def _check_aligned(
+    cleaned: Path, batch_hashes: pa.Array, batch_start: int, rows: I64, kept_hashes: pa.ChunkedArray
+) -> None:
+    """Raise when the cleaned file's `rows` (in the batch starting at `batch_start`) are not the
+    kept rows: their text hashes differ."""
+    taken = batch_hashes.take(pa.array(rows - batch_start))
+    same = pc.equal(taken, kept_hashes.combine_chunks())
+    if not pc.all(same).as_py():
+        first = int(pc.index(same, False).as_py())
+        raise PipelineError(
+            f"{cleaned}: row {int(rows[first])} has text_hash {taken[first].as_py()} but dedup kept that "
+            f"row with text_hash {kept_hashes[first].as_py()}: the build files come from different "
+            "runs; run `dvc repro`"
+        )
+
+
 def write_release(
     kept: pa.Table,
     clean_rows: I64,
@@ -200,8 +216,10 @@ def write_release(
     """Stream the release columns into each split's shards; return the shingle sets of the rows
     in the `candidates` pairs.
 
-    `kept` holds the kept rows' metadata (no texts), `clean_rows` their rows in the cleaned file,
-    whose abstracts are read batch by batch, once, and cut to the kept rows.
+    `kept` holds the kept rows' metadata (no texts) and their `text_hash`, `clean_rows` their
+    rows in the cleaned file, whose abstracts are read batch by batch, once, and cut to the kept
+    rows; the cleaned rows' `text_hash` must match the kept rows' at every position, so a
+    cleaned file from another run can never pair an id with another paper's abstract.
     Each split's writer runs in its own thread (parquet encoding and compression release the
     GIL) while the next batch is read; a batch is handed over only when the previous one is
     written, so every shard receives the same tables in the same order as a serial loop.
@@ -219,12 +237,15 @@ def write_release(
         # Without pre-buffering: its read buffers bypass Arrow's pool, so each batch's came as
         # fresh pages from the kernel, which cost more system time than the decompression.
         parquet = pq.ParquetFile(cleaned, pre_buffer=False)
-        batches = parquet.iter_batches(batch_size=100_000, columns=["abstract"])
+        batches = parquet.iter_batches(batch_size=100_000, columns=["abstract", "text_hash"])
         for batch in batches:
             batch_start, clean_offset = clean_offset, clean_offset + batch.num_rows
             lo, hi = np.searchsorted(clean_rows, [batch_start, clean_offset])
             if hi == lo:
                 continue
+            _check_aligned(
+                cleaned, batch.column(1), batch_start, clean_rows[lo:hi], kept["text_hash"].slice(lo, hi - lo)
+            )
             if wanted is None and candidates.done():
                 wanted = np.unique(candidates.result())
                 earlier = pool.submit(
@@ -372,7 +393,7 @@ def run_split(
     columns = [name for name in RELEASE_SCHEMA.names if name != "abstract"]
     # The kept rows' metadata, read once (no texts in it): the ids give the splits, and the
     # rest is cut into the shards beside the abstracts.
-    kept = pq.read_table(deduped, columns=["row", *columns])
+    kept = pq.read_table(deduped, columns=["row", "text_hash", *columns])
     clean_rows = kept.column("row").to_numpy()
     kept = kept.drop_columns(["row"])
     clean_count = pq.ParquetFile(cleaned).metadata.num_rows

@@ -12,7 +12,7 @@ The tables (`project.ASSETS`):
 - `release`: every release split, concatenated, as published, plus `split`, with the abstract
   column as nulls of its type. Only column, type and row-count expectations run here
   (`project.SHAPE_EXPECTATIONS`): GX filters the whole frame for every column expectation, and
-  copying 3 GB of abstracts per expectation does not fit the time budget.
+  copying every abstract once per expectation does not fit the time budget.
 - `rows`: one row per release row (same order) without the text: the release's small columns
   plus facts computed from the text and the build (`build_rows`): `abstract_chars`,
   `abstract_words`, `artifacts` (the names of the suites' artifact regexes that match, as
@@ -86,7 +86,7 @@ _ARTIFACT_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 def _pandas_type(arrow_type: pa.DataType) -> Any:
     # Nullable pandas dtypes: integer columns with nulls stay integers, and strings stay in
-    # Arrow memory (a 2.7M-abstract release as Python str objects would not fit the budget).
+    # Arrow memory (a large release as Python str objects would not fit the memory budget).
     if (
         pa.types.is_string(arrow_type)
         or pa.types.is_large_string(arrow_type)
@@ -104,8 +104,8 @@ def _to_pandas(table: pa.Table) -> pd.DataFrame:
 
 def _polars_to_pandas(frame: pl.DataFrame) -> pd.DataFrame:
     """`_to_pandas(frame.to_arrow())`, emptying `frame` column by column: each polars column is
-    freed once its Arrow copy exists, so the table is never in memory twice (at 2.7M rows that
-    pair of copies was the stage's peak)."""
+    freed once its Arrow copy exists, so the table is never in memory twice (that pair of copies
+    would be the stage's peak)."""
     names = frame.columns
     return _to_pandas(pa.table([frame.drop_in_place(name).to_arrow() for name in names], names=names))
 
@@ -290,7 +290,7 @@ def _space_counts(
 
 def count_spaces(text: pa.Array | pa.ChunkedArray) -> pl.Series:
     """Spaces per string (null for null), as `str.count_matches(" ", literal=True)` counts them,
-    but in one compiled pass over the UTF-8 buffer, without the GIL (8x faster)."""
+    but in one compiled pass over the UTF-8 buffer, without the GIL."""
     data, offsets = utf8_buffers(text)
     counts = _space_counts(data, offsets)
     series = pl.from_arrow(pa.array(counts, mask=text.is_null().to_numpy(zero_copy_only=False)))
@@ -426,7 +426,7 @@ def build_rows(
         _column(dedup, "flags", pl.String),
     )
     # The first row of each id, in order: `unique(keep="first", maintain_order=True)` keeps the
-    # same rows but builds a second copy of the table (half a GB at 2.7M rows).
+    # same rows but builds a second copy of the table.
     build = build.filter(pl.col("id").is_first_distinct())
     pairs = (
         pl.DataFrame(
@@ -498,7 +498,7 @@ def stage_tables(
     out_dir: Path,
 ) -> dict[str, Path]:
     """Write the four tables the GX data source reads (`project.ASSETS`) to `out_dir`, one at a
-    time, each freed before the next is built (at 2.7M abstracts they would not fit side by side).
+    time, each freed before the next is built (on a large release they would not fit side by side).
 
     Returns asset name -> parquet file. The abstracts are read once, here; what the suites check
     about them is in `rows` (see `build_rows`).
