@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -105,6 +108,56 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         item.add_marker(pytest.mark.xdist_group(shared if module(item) in sharing else module(item)))
     items.sort(key=lambda item: module(item) not in sharing)
+
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--window-size=1200,900",
+]
+
+
+@pytest.fixture(scope="session")
+def chromium() -> tuple[str, str]:
+    """Paths of chromium and chromedriver (Debian's packages, which `.ci/run` installs)."""
+    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (browser and driver):
+        pytest.fail(
+            "the browser tests need Debian's chromium and chromium-driver: "
+            "run `apt-get install -y chromium chromium-driver` (as .ci/run does), then rerun"
+        )
+    return browser, driver
+
+
+@pytest.fixture
+def headless_browser(chromium: tuple[str, str], tmp_path: Path) -> Iterator[Any]:
+    """A headless Chromium (selenium) logging the console and every network request; quit after
+    the test."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium[0]
+    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}"]:
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must not look for drivers online
+    browser = webdriver.Chrome(options=options, service=Service(executable_path=chromium[1]))
+    try:
+        yield browser
+    finally:
+        browser.quit()
+
+
+def requested_urls(browser: Any) -> list[str]:
+    """Every URL the browser asked for since the last call (from its performance log)."""
+    events = [json.loads(entry["message"])["message"] for entry in browser.get_log("performance")]
+    return [e["params"]["request"]["url"] for e in events if e["method"] == "Network.requestWillBeSent"]
 
 
 def copy_gx_project(root: Path) -> Path:

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from conftest import DATA, REPO_ROOT
+from conftest import CHROMIUM_FLAGS, DATA, REPO_ROOT
 
 from pipeline.cli import build_parser, main
 from pipeline.errors import BadInputError, ConfigError
@@ -39,16 +39,6 @@ from pipeline.stages.review.core import (
 HOSTILE = '<script>document.title="pwned"</script> A scraped abstract with <b>tags</b> & "quotes".'
 HOSTILE_FILE = "<img src=x onerror=alert(1)>.txt"
 SECTIONS = ["summary", "funnel", "cleaning", "duplicates", "distributions", "validation"]
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--window-size=1200,900",
-]
 
 
 class PageParser(HTMLParser):
@@ -405,18 +395,6 @@ def test_dvc_stage_declares_what_the_command_reads_and_writes() -> None:
 
 # ---------------------------------------------------------------------------------------------
 # A real browser: headless Chromium driven through chromedriver (Debian packages).
-
-
-@pytest.fixture(scope="module")
-def chromium() -> tuple[str, str]:
-    """Paths of chromium and chromedriver (Debian's packages, which `.ci/run` installs)."""
-    browser, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (browser and driver):
-        pytest.fail(
-            "the browser tests need Debian's chromium and chromium-driver: "
-            "run `apt-get install -y chromium chromium-driver` (as .ci/run does), then rerun"
-        )
-    return browser, driver
 
 
 def test_page_renders_in_headless_chromium_offline(

@@ -581,7 +581,8 @@ def run_validate(
     if data_docs is not None:
         from pipeline.stages.validate.docs import write_data_docs
 
-        write_data_docs(outcomes, {spec.name: spec.asset for spec in specs}, results, data_docs)
+        assets = {spec.name: spec.asset for spec in specs}
+        write_data_docs(outcomes, assets, results, data_docs, gx_dir / "expectations")
     if text_lengths is not None:
         report.write_text_lengths(paths["rows"], text_lengths)
     report.print_summary(validation)

@@ -6,7 +6,12 @@ The checkpoint's `UpdateDataDocsAction` also builds GX's usual site in
 from CDNs and a logo from GX's bucket with the data context id in its query, and change on every
 run; the pages here are the ones the review links to, so they open without network, fetch
 nothing and are byte-identical on a rerun of the same inputs: every remote tag is dropped and
-GX's own stylesheet (shipped in the package) is inlined.
+GX's own stylesheet (shipped in the package) is inlined. GX's page scripts need jQuery and
+Bootstrap from a CDN; the one that works the page's "Failed Only" filter is replaced by the
+same in plain JavaScript, the walkthrough pop-up is dropped, and Font Awesome's status icons are
+drawn as text. GX's links into its own site are pointed at this directory's index and at the
+suite files under `gx/expectations/`. A suite whose failures are all warnings says `Warning`,
+with warning icons, where GX says `Failed`.
 """
 
 from __future__ import annotations
@@ -29,7 +34,57 @@ body { font-family: system-ui, sans-serif; margin: 1.5rem; color: #222; }
 table { border-collapse: collapse; margin: .5rem 0; } td, th { border: 1px solid #ccc; padding: .2rem .4rem; }
 .text-danger { color: #b00020; } .text-success { color: #1b7f3b; } .d-none, .modal { display: none; }
 .warning { color: #8a5a00; }
+.fas { font-style: normal; } .fa-check-circle::before { content: "\2714"; }
+.fa-times::before { content: "\2716"; } .fa-exclamation-triangle::before { content: "\26a0"; }
 """
+# GX's filter buttons (`showAllValidations`, `hideSucceededValidations`) without jQuery.
+_FILTER_SCRIPT = """<script>
+function _targets(hidden) {
+  document.querySelectorAll(".hide-succeeded-validation-target-child").forEach(function (el) {
+    el.parentElement.style.display = hidden ? "none" : "";
+  });
+  document.querySelectorAll(".hide-succeeded-validation-target").forEach(function (el) {
+    el.style.display = hidden ? "none" : "";
+  });
+  document.querySelectorAll(".hide-succeeded-validations-column-section-target-child").forEach(function (el) {
+    var section = el.parentElement.parentElement;
+    section.style.display = hidden ? "none" : "";
+    document.querySelectorAll('a[href$="' + section.id + '"]').forEach(function (a) {
+      a.style.display = hidden ? "none" : "";
+    });
+  });
+}
+function showAllValidations() { _targets(false); }
+function hideSucceededValidations() { _targets(true); }
+</script>"""
+_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
+_FAVICON = re.compile(r"<link\b[^>]*\bhref=[\"'][^\"']*favicon\.ico[\"'][^>]*>", re.IGNORECASE)
+_SITE_INDEX = re.compile(r"href=\"(?:\.\./)+index\.html\"")
+_SITE_SUITE = re.compile(r"href=\"(?:\.\./)+expectations/([A-Za-z0-9_.-]+)\.html\"")
+_STATUS_FAILED = '<i class="fas fa-times text-danger" aria-hidden="true"></i> Failed'
+_STATUS_WARNING = '<i class="fas fa-exclamation-triangle warning" aria-hidden="true"></i> Warning'
+
+
+def _page_script(match: re.Match[str]) -> str:
+    body = match.group(1)
+    if "ge-walkthrough-modal" in body:
+        return ""
+    if "function showAllValidations" in body:
+        return _FILTER_SCRIPT
+    return match.group(0)
+
+
+def local_links(html: str, suites: str) -> str:
+    """GX's links into its own site pointed at this directory's index and at the suite files
+    (`suites`: the relative path from the pages to `gx/expectations/`)."""
+    html = _SITE_INDEX.sub('href="index.html"', html)
+    return _SITE_SUITE.sub(lambda m: f'href="{suites}/{m.group(1)}.json"', html)
+
+
+def as_warnings(html: str) -> str:
+    """A page whose only failures are warnings: GX's failure status and icons as warnings."""
+    html = html.replace(_STATUS_FAILED, _STATUS_WARNING)
+    return html.replace('class="fas fa-times text-danger"', 'class="fas fa-exclamation-triangle warning"')
 
 
 def offline_html(html: str) -> str:
@@ -39,6 +94,7 @@ def offline_html(html: str) -> str:
     styles = Path(view.__file__).parent / "static" / "styles" / "data_docs_default_styles.css"
     inline = f"<style>{_OFFLINE_CSS}{styles.read_text(encoding='utf-8')}</style>"
     html = _REMOTE_TAG.sub("", html.replace("</head>", f"{inline}</head>", 1))
+    html = _SCRIPT.sub(_page_script, _FAVICON.sub("", html))
     html = _REMOTE_URL.sub("#", html)
     # GX gives collapsible blocks random uuid4 ids; number them so reruns are byte-identical.
     numbers: dict[str, str] = {}
@@ -54,7 +110,11 @@ def suite_status(results: list[dict[str, Any]], suite: str) -> str:
 
 
 def write_data_docs(
-    outcomes: dict[str, Any], assets: dict[str, str], results: list[dict[str, Any]], directory: Path
+    outcomes: dict[str, Any],
+    assets: dict[str, str],
+    results: list[dict[str, Any]],
+    directory: Path,
+    suites_dir: Path,
 ) -> None:
     """Render one page per suite (`<suite>.<asset>.html`) and an index into `directory`.
 
@@ -68,14 +128,18 @@ def write_data_docs(
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     links = []
+    suites = Path(os.path.relpath(suites_dir.resolve(), directory.resolve())).as_posix()
     for name, outcome in outcomes.items():
         page = f"{name}.{assets[name]}"
         # Drop what differs between identical runs (batch markers carry a load time, a run id).
         outcome.meta = {"great_expectations_version": outcome.meta.get("great_expectations_version")}
         document = ValidationResultsPageRenderer().render(outcome)
         html = offline_html(DefaultJinjaPageView().render(document))  # type: ignore[no-untyped-call]
-        (staging / f"{page}.html").write_text(html, encoding="utf-8")
+        html = local_links(html, suites)
         status = suite_status(results, name)
+        if status == "warning":
+            html = as_warnings(html)
+        (staging / f"{page}.html").write_text(html, encoding="utf-8")
         css = {"FAILED": "text-danger", "warning": "warning"}.get(status, "text-success")
         links.append(f'<li><a href="{page}.html">{page}</a> (<span class="{css}">{status}</span>)</li>')
     (staging / "index.html").write_text(
