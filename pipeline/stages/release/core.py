@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 
 from pipeline.errors import BadInputError
+from pipeline.io.writers import shared_mode
 
 # What the release stage owns inside release/; anything else there (its .gitignore) is kept.
 RELEASE_ENTRIES = ("data", "README.md", "croissant.json")
@@ -64,7 +65,7 @@ def run_release(candidate: Path, gate: Path, release: Path) -> list[str]:
                     _copy_tree(child, staging / child.name)
         for name in RELEASE_ENTRIES:
             _copy_tree(candidate / name, staging / name)
-        staging.chmod(0o755)
+        staging.chmod(shared_mode(directory=True))
         old = None
         if release.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{release.name}.old-", dir=parent))

@@ -24,13 +24,9 @@ Stable splits win over exact sizes: each split's count must lie within
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import shutil
 import sys
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeAlias
@@ -44,7 +40,7 @@ import pyarrow.parquet as pq
 
 from pipeline.contracts import CROSS_RELEASE_LEAKS, RELEASE_SCHEMA, SPLITS, shard_name
 from pipeline.errors import PipelineError
-from pipeline.io.writers import PARQUET_OPTIONS, write_json
+from pipeline.io.writers import PARQUET_OPTIONS, atomic_directory, write_json
 from pipeline.kernels.fingerprint import I64, U64, blake2b_64
 from pipeline.kernels.minhash import ShingleSets, candidate_pairs, read_band_keys
 from pipeline.params import DedupParams, SplitParams
@@ -91,20 +87,6 @@ def assign_split(ids: list[str], params: SplitParams) -> list[str]:
     falls into the first split whose cumulative fraction exceeds it.
     """
     return [SPLITS[code] for code in split_codes(ids, params).tolist()]
-
-
-@contextlib.contextmanager
-def atomic_directory(target: Path) -> Iterator[Path]:
-    """Yield a fresh temporary directory that replaces `target` only if the block succeeds."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        yield tmp
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 class ShardWriter:
