@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import shutil
 import subprocess
 import sys
@@ -97,7 +98,17 @@ def run(cmd: list[str], cwd: Path, **env: str | None) -> subprocess.CompletedPro
 
 
 def publish(project: Path, *args: str, **env: str | None) -> subprocess.CompletedProcess[str]:
-    return run(["abstracts", "publish", "--repo-id", REPO, *args], project, **env)
+    """`abstracts publish --yes` (the tests' stdin is no terminal: without --yes it refuses)."""
+    return run(["abstracts", "publish", "--repo-id", REPO, "--yes", *args], project, **env)
+
+
+def commit_all(project: Path, message: str) -> None:
+    for command in (
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", message],
+    ):
+        result = run(command, project)
+        assert result.returncode == 0, result.stdout + result.stderr
 
 
 @pytest.fixture(scope="module")
@@ -112,13 +123,11 @@ def projects(
         shutil.copytree(built_seed_project, root, symlinks=True)
     grown = roots["grown"]
     shutil.copy(NEW_DUMP, grown / "raw" / NEW_DUMP.name)
-    for command in (
-        ["git", "add", "-A"],
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "a new dump"],
-        ["dvc", "repro"],
-    ):
-        result = run(command, grown)
-        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    build = run(["dvc", "repro"], grown)
+    assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-4000:]
+    # As a maintainer does before publishing: the build (dvc.lock, release/'s card) committed.
+    for root in roots.values():
+        commit_all(root, "build")
     return roots
 
 
@@ -371,6 +380,63 @@ def test_refuses_an_existing_tag_and_a_lower_version(
     assert "--version 1.0.5 is lower than the proposed 1.1." in lower.stderr
 
 
+def test_refuses_a_dirty_tree_and_says_to_commit(hub: HubServer, seed_project: Path, tmp_path: Path) -> None:
+    project = _copy(seed_project, tmp_path)
+    for command in (
+        ["git", "checkout", "--", "."],
+        ["git", "clean", "-fdq", "--", "releases", "CHANGELOG.md"],
+    ):
+        assert run(command, project).returncode == 0
+    with (project / "README.md").open("a", encoding="utf-8") as readme:
+        readme.write("\nAn edit not committed.\n")
+    (project / "notes.txt").write_text("untracked")
+    repo_id = "test-org/dirty"
+    plan = run(["abstracts", "publish", "--repo-id", repo_id, "--dry-run"], project)
+    assert plan.returncode == 0, plan.stderr
+    assert "publish will refuse until they are committed" in plan.stdout
+    result = run(["abstracts", "publish", "--repo-id", repo_id, "--yes"], project)
+    assert result.returncode == 5
+    assert "2 uncommitted change(s) (README.md, notes.txt)" in result.stderr
+    assert "git add -A && git commit" in result.stderr and "Traceback" not in result.stderr
+    assert f"datasets/{repo_id}" not in hub.state.repos
+    assert not (project / "releases" / "1.0.0.json").exists()
+
+
+def test_asks_on_a_terminal_and_refuses_without_yes_elsewhere(
+    hub: HubServer, seed_project: Path, tmp_path: Path
+) -> None:
+    project = _copy(seed_project, tmp_path)
+    for command in (
+        ["git", "checkout", "--", "."],
+        ["git", "clean", "-fdq", "--", "releases", "CHANGELOG.md"],
+    ):
+        assert run(command, project).returncode == 0
+    repo_id = "test-org/asked"
+    unattended = run(["abstracts", "publish", "--repo-id", repo_id], project)
+    assert unattended.returncode == 5
+    assert "pass --yes" in unattended.stderr
+    # On a terminal it shows the plan, asks, and a "n" publishes nothing.
+    leader, follower = pty.openpty()
+    try:
+        process = subprocess.Popen(
+            ["abstracts", "publish", "--repo-id", repo_id],
+            cwd=project,
+            stdin=follower,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        os.write(leader, b"n\n")
+        stdout, stderr = process.communicate(timeout=300)
+    finally:
+        os.close(follower)
+        os.close(leader)
+    assert process.returncode == 5, stderr
+    assert f"Publish v1.0.0 to {repo_id} on {hub.url}? [y/N]" in stdout and "files:" in stdout
+    assert "not confirmed: nothing was uploaded or written" in stderr
+    assert f"datasets/{repo_id}" not in hub.state.repos
+
+
 # -- faults -------------------------------------------------------------------------------------
 
 
@@ -378,17 +444,21 @@ def test_a_dropped_tag_call_is_finished_by_a_rerun_without_a_second_commit(
     hub: HubServer, seed_project: Path, tmp_path: Path
 ) -> None:
     project = _copy(seed_project, tmp_path)
-    shutil.rmtree(project / "releases", ignore_errors=True)
-    (project / "CHANGELOG.md").unlink(missing_ok=True)
+    # Without the records of a publish of the seed project that may have run before.
+    for command in (
+        ["git", "checkout", "--", "."],
+        ["git", "clean", "-fdq", "--", "releases", "CHANGELOG.md"],
+    ):
+        assert run(command, project).returncode == 0
     repo_id = "test-org/flaky"
     hub.state.drop_connection[TAG_ROUTE] = 1
-    first = run(["abstracts", "publish", "--repo-id", repo_id], project)
+    first = run(["abstracts", "publish", "--repo-id", repo_id, "--yes"], project)
     assert first.returncode == 5
     assert "creating tag v1.0.0" in first.stderr and "network failure" in first.stderr
     repo = hub.state.repos[f"datasets/{repo_id}"]
     assert repo.tags == {} and len(repo.commits) == 2  # the initial commit and the release
     assert not (project / "releases" / "1.0.0.json").exists()
-    second = run(["abstracts", "publish", "--repo-id", repo_id], project)
+    second = run(["abstracts", "publish", "--repo-id", repo_id, "--yes"], project)
     assert second.returncode == 0, second.stderr
     assert "tagging it" in second.stdout
     assert len(repo.commits) == 2

@@ -136,3 +136,20 @@ def test_checkpoint_runs_one_validation_definition_per_suite() -> None:
     assert [a.type for a in checkpoint.actions] == ["update_data_docs"]
     patterns = artifact_patterns(specs)
     assert {"html_tag", "abstract_prefix", "control_character"} <= set(patterns)
+
+
+def test_the_known_rule_and_flag_lists_are_the_cleaners() -> None:
+    """clean_records' `clean_rules_known` and `flags_known` regexes name exactly the rules and
+    flags `clean` writes: a new rule must be added to the suite, or every row it touches fails."""
+    from pipeline.stages.clean.core import FLAGS, RULES
+
+    suite = json.loads((GX_DIR / "expectations" / "clean_records.json").read_text())
+    regexes = {
+        e["kwargs"]["column"]: e["kwargs"]["regex"] for e in suite["expectations"] if "regex" in e["kwargs"]
+    }
+
+    def names(regex: str) -> set[str]:
+        return set(regex.split("(?:(?:")[1].split(")\\|)")[0].split("|"))
+
+    assert names(regexes["clean_rules"]) == {rule.name for rule in RULES}
+    assert names(regexes["flags"]) == set(FLAGS)

@@ -7,12 +7,14 @@ command runs, so `abstracts --help` stays fast.
 from __future__ import annotations
 
 import argparse
+import sys
 
 from pipeline.params import Params
 
 HELP = (
     "Publish release/ to the Hugging Face Hub (HF_ENDPOINT) as one commit tagged vX.Y.Z. "
-    "Not a dvc stage: refuses unless `dvc status` is clean and validation passed."
+    "Not a dvc stage: refuses unless `dvc status` and the git tree are clean and validation passed; "
+    "asks before uploading (--yes for CI)."
 )
 
 
@@ -23,10 +25,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--private", action="store_true", help="create the repository private")
     parser.add_argument("--dry-run", action="store_true", help="print the plan; upload and write nothing")
+    parser.add_argument(
+        "--yes", action="store_true", help="publish without asking (CI); on a terminal publish asks first"
+    )
 
 
 def run(args: argparse.Namespace, params: Params) -> None:
     from pipeline.publish.core import PublishPaths, run_publish
 
     paths = PublishPaths(params=args.params)
-    run_publish(paths, params, args.repo_id, args.version, args.private, args.dry_run)
+    ask = input if sys.stdin.isatty() else None
+    run_publish(paths, params, args.repo_id, args.version, args.private, args.dry_run, yes=args.yes, ask=ask)

@@ -361,6 +361,46 @@ def render_published(
     return {"README.md": card.encode("utf-8"), "croissant.json": croissant_text.encode("utf-8")}
 
 
+def uncommitted_changes(root: Path) -> list[str]:
+    """The paths `git status` reports changed or untracked in `root` (outputs DVC tracks are
+    git-ignored, so they never show); raises when `root` is not in a git repository."""
+    result = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise PublishError(
+            f"{root} is not a git checkout ({result.stderr.strip()[-300:]}): a release must name the "
+            "commit that rebuilds it; publish from a clone of the project"
+        )
+    return [line[3:] for line in result.stdout.splitlines() if line.strip()]
+
+
+def check_git_clean(root: Path) -> None:
+    """Refuse to publish from a tree whose commit could not rebuild the release."""
+    changed = uncommitted_changes(root)
+    if changed:
+        shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+        raise PublishError(
+            f"the git tree has {len(changed)} uncommitted change(s) ({shown}); the release records the "
+            "commit that built it, so commit them first (`git add -A && git commit`, after `dvc repro` "
+            "that includes dvc.lock and release/README.md), then publish"
+        )
+
+
+def confirm(question: str, yes: bool, ask: Callable[[str], str] | None) -> None:
+    """Go on when `yes`, or when a terminal's user answers y; refuse otherwise."""
+    if yes:
+        return
+    if ask is None:
+        raise PublishError("not a terminal, so nobody can confirm: pass --yes to publish without asking")
+    if ask(f"{question} [y/N] ").strip().lower() not in ("y", "yes"):
+        raise PublishError("not confirmed: nothing was uploaded or written")
+
+
 def _git_commit(root: Path) -> str:
     result = subprocess.run(
         ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=False
@@ -455,6 +495,8 @@ def run_publish(
     private: bool = False,
     dry_run: bool = False,
     out: Callable[[str], None] = print,
+    yes: bool = False,
+    ask: Callable[[str], str] | None = None,
 ) -> PublishResult:
     """Publish `release/` as one commit tagged `v<version>` on the Hub (`HF_ENDPOINT`).
 
@@ -466,6 +508,9 @@ def run_publish(
         private: create the repository private (ignored if it exists).
         dry_run: print the plan and touch nothing, locally or remotely.
         out: where progress lines go.
+        yes: publish without asking (CI).
+        ask: asks the user a question and returns the answer (a terminal's `input`); without
+            it and without `yes`, publish refuses after printing the plan.
 
     Raises:
         PublishError: a precondition failed or the Hub refused or failed; the message says which.
@@ -554,8 +599,16 @@ def run_publish(
                 "and run `dvc repro` so that the local card matches"
             )
         if dry_run:
+            changed = uncommitted_changes(paths.root)
+            if changed:
+                out(
+                    f"note: the git tree has {len(changed)} uncommitted change(s); publish will refuse until "
+                    "they are committed"
+                )
             out("dry run: nothing was uploaded or written")
             return PublishResult("planned", repo_id, format_version(chosen), None, diff)
+        check_git_clean(paths.root)
+        confirm(f"Publish {tag} to {repo_id} on {endpoint}?", yes, ask)
 
         with hub_errors("creating the repository", endpoint, token):
             api.create_repo(repo_id, repo_type=REPO_TYPE, private=private, exist_ok=True)
