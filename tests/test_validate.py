@@ -191,16 +191,17 @@ def test_seed_release_passes_every_suite(seed_build: Path) -> None:
             7,
         ),
         (
-            lambda t: set_value(t, "abstract", 8, WITHDRAWN),
+            lambda t: set_value(t, "abstract", 9, WITHDRAWN),
             "no_placeholder_notice",
             "expect_column_values_to_be_null",
-            8,
+            9,
         ),
         (
-            lambda t: set_value(t, "abstract", 9, GERMAN),
+            # Row 8 of the seeds' one train row group: on validate.language_sample_every (4).
+            lambda t: set_value(t, "abstract", 8, GERMAN),
             "no_row_the_identifier_calls_non_english",
             "expect_column_values_to_be_null",
-            9,
+            8,
         ),
         (
             lambda t: set_value(t, "categories", 10, ["physics.optics", "hep-th"]),
@@ -543,8 +544,8 @@ def test_policy_suite_checks_the_filter_params_and_names_rows_and_values(
     seed_build: Path, tmp_path: Path, project: Path
 ) -> None:
     def change(table: pa.Table) -> pa.Table:
-        table = set_value(table, "abstract", 8, WITHDRAWN)
-        table = set_value(table, "abstract", 9, GERMAN)
+        table = set_value(table, "abstract", 9, WITHDRAWN)
+        table = set_value(table, "abstract", 8, GERMAN)
         table = set_value(table, "categories", 10, ["physics.optics", "hep-th"])
         # Any one category on filter.topics passes, in any case.
         return set_value(table, "categories", 11, ["math.ST", "STAT.ML"])
@@ -574,9 +575,9 @@ def test_policy_suite_checks_the_filter_params_and_names_rows_and_values(
         "$PARAMETER": "filter_min_words"
     }
     [notice] = by_name["no_placeholder_notice"]["failing_rows"]
-    assert notice["id"] == ids[8] and notice["value"] == "This paper has been withdrawn"
+    assert notice["id"] == ids[9] and notice["value"] == "This paper has been withdrawn"
     [german] = by_name["no_row_the_identifier_calls_non_english"]["failing_rows"]
-    assert german["id"] == ids[9] and german["value"].startswith("py3langid: de ")
+    assert german["id"] == ids[8] and german["value"].startswith("py3langid: de ")
     [off_topic] = by_name["categories_on_allow_list"]["failing_rows"]
     assert off_topic["id"] == ids[10] and off_topic["value"] == "|physics.optics|hep-th|"
 
@@ -589,7 +590,7 @@ def test_policy_facts_count_as_the_filter_counts() -> None:
 
     long_notice = WITHDRAWN + " " + " ".join(["More words of a real abstract follow here."] * 12)
     texts = ["", "a b  c", None, "naïve café — ok ", WITHDRAWN, long_notice, GERMAN]
-    facts = _text_facts(pl.Series(texts, dtype=pl.String), {}, FilterParams())
+    facts = _text_facts(pl.Series(texts, dtype=pl.String), {}, FilterParams(), 1)
     series = pl.Series(texts, dtype=pl.String)
     assert facts["abstract_chars"].to_list() == series.str.len_chars().cast(pl.Float64).to_list()
     words = (series.str.count_matches(" ", literal=True) + 1).cast(pl.Float64).to_list()
@@ -606,6 +607,10 @@ def test_policy_facts_count_as_the_filter_counts() -> None:
     ]
     language = facts["language"].to_list()
     assert language[:6] == [None] * 6 and language[6].startswith("py3langid: de ")
+    # validate.language_sample_every: only every n-th row is put to the language rule.
+    sampled = pl.Series([GERMAN, GERMAN, WITHDRAWN, GERMAN, GERMAN], dtype=pl.String)
+    language = _text_facts(sampled, {}, FilterParams(), 3)["language"].to_list()
+    assert [value is not None for value in language] == [True, False, False, True, False]
 
 
 def _publish_index(releases: Path, rows: list[dict[str, Any]], version: str = "1.0.0") -> None:
