@@ -653,7 +653,9 @@ def published_twins(candidates: pl.DataFrame, texts: pa.Table, dedup: DedupParam
     published row's text being its text in this release (`texts`: `id`, `abstract`); when
     the published row is not in this release its text is not stored anywhere, and the shared
     band key counts as a near duplicate (the split stage pins such a row to the published
-    row's split, so it is not in train).
+    row's split, so it is not in train). A published row whose text changed since (a better
+    copy won its cluster) is compared by its text in this release, as split compares it: the
+    published text is not stored, only its fingerprint.
     """
     schema = {"id": pl.String, "published_twin": pl.String}
     if not candidates.height:
