@@ -847,7 +847,12 @@ def stage_tables(
     evaluation, published_ids = read_published(releases)
     # The rows to compare with published ones are known before the text is read, so that
     # their texts are picked up on the way (the ids and band keys are small).
-    candidates = cross_release_candidates(release_ids(release_data), dedup_path, evaluation, published_ids)
+    ids = (
+        release_ids(release_data)
+        if evaluation.height
+        else pl.DataFrame(schema={"id": pl.String, "split": pl.String})
+    )
+    candidates = cross_release_candidates(ids, dedup_path, evaluation, published_ids)
     wanted = pa.array(
         pl.concat([candidates["id"], candidates["published_id"]]).unique().sort().to_list(), pa.string()
     )
