@@ -702,3 +702,29 @@ def test_a_published_test_row_in_this_build_is_compared_by_its_text(
     assert re.fullmatch(
         rf"{re.escape(test_row['id'])} \(test in v1\.0\.0, similarity 0\.9\d*\)", row["value"]
     )
+
+
+def test_band_matches_are_every_pair_sharing_a_key_in_the_same_band() -> None:
+    import numpy as np
+
+    from pipeline.stages.validate.core import band_matches
+
+    rng = np.random.default_rng(7)
+    # Few distinct keys: many collisions, repeated keys on both sides, and equal keys in
+    # different bands (which do not match).
+    new = rng.integers(0, 5, size=(300, 4), dtype=np.uint64)
+    published = rng.integers(0, 5, size=(50, 4), dtype=np.uint64)
+    expected = sorted(
+        {
+            (i, j)
+            for i in range(300)
+            for j in range(50)
+            for band in range(4)
+            if new[i, band] == published[j, band]
+        }
+    )
+    assert [tuple(pair) for pair in band_matches(new, published).tolist()] == expected
+    # The same key in another band is no match.
+    crossed = np.array([[1, 2]], dtype=np.uint64), np.array([[2, 1], [1, 7]], dtype=np.uint64)
+    assert band_matches(*crossed).tolist() == [[0, 1]]
+    assert band_matches(new, published[:0]).shape == (0, 2)
