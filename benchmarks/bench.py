@@ -224,9 +224,9 @@ def filter_language_cost(cleaned: Path, rows: int = 100_000, repeats: int = 3) -
     import numpy as np
     import pyarrow.parquet as pq
 
+    from pipeline.kernels.measures import measure
     from pipeline.params import FilterParams
-    from pipeline.stages.filter.core import identify
-    from pipeline.stages.filter.measures import measure
+    from pipeline.policy import identify
 
     texts = pq.read_table(cleaned, columns=["abstract"]).slice(0, rows).column("abstract").combine_chunks()
     measure(texts.slice(0, 10))  # compiles (or loads the cached) loop

@@ -245,9 +245,14 @@ class ValidateParams:
     # Each split's row count may differ from rows * split.fractions by this many binomial
     # standard deviations (GX's expect_split_sizes_within_binomial_bound).
     split_sigmas: float = 4.0
+    # The policy suite's language check runs the filter's language rule on every this-many-th
+    # release row (1: every row). Counting English function words costs ten times the word
+    # count over the text; a sampled row the rule would drop is still a filter bug (critical).
+    language_sample_every: int = 4
 
     def __post_init__(self) -> None:
         _check_range("validate.split_sigmas", self.split_sigmas, 0, 100)
+        _check_range("validate.language_sample_every", self.language_sample_every, 1, 10**6)
         _check_range("validate.min_rows", self.min_rows, 0, 10**12)
         _check_range("validate.max_rows", self.max_rows, self.min_rows, 10**12)
         _check_range("validate.min_chars", self.min_chars, 0, 10**7)

@@ -17,16 +17,16 @@ import pytest
 
 from pipeline.contracts import CLEAN_SCHEMA, FILTERED_SCHEMA
 from pipeline.errors import BadInputError, ConfigError
+from pipeline.kernels.measures import measure
 from pipeline.params import FilterParams, parse_params
+from pipeline.policy import identify
 from pipeline.stages.filter.core import (
     LOWERCASED_SOURCE,
     RULE_NAMES,
     brackets_balanced,
-    identify,
     judge,
     truncation,
 )
-from pipeline.stages.filter.measures import measure
 from pipeline.stages.filter.run import run_filter
 
 DATA = Path(__file__).parent / "data" / "filter"

@@ -393,3 +393,69 @@ def test_size_bounds_follow_the_binomial_bound() -> None:
     assert bounds["train"] == {"count": 780, "expected": 800.0, "allowed_deviation": 51.596, "within": True}
     assert bounds["test"]["within"] and bounds["test"]["allowed_deviation"] == 38.947
     assert not size_bounds({"train": 700, "validation": 150, "test": 150}, SplitParams())["train"]["within"]
+
+
+def test_validate_finds_from_the_memberships_the_leak_split_prevented(tmp_path: Path) -> None:
+    """The same memberships, read by validate (not through split's report): the new near copy
+    that split pinned to test is not a train row, so no leak; had split left it in train,
+    validate names it and the published row."""
+    from pipeline.stages.validate.core import (
+        cross_release_candidates,
+        published_twins,
+        read_published,
+        release_ids,
+    )
+
+    text = (
+        "We study how agents trained with reinforcement learning generalise to unseen mazes and "
+        "show that a curriculum over maze sizes, together with a memory of visited cells, lets "
+        "them solve mazes four times larger than those seen during training in most cases."
+    )
+    params, dedup = SplitParams(), DedupParams()
+    candidates = [f"txt-{i:016x}" for i in range(200, 300)]
+    train_ids = [i for i, s in zip(candidates, assign_split(candidates, params), strict=True) if s == "train"]
+    new_id, other_id = train_ids[:2]
+    near = text.replace("most cases", "almost all cases")
+    write_build(tmp_path, [new_id, other_id], [near, "An unrelated abstract about compilers."])
+    gone_keys = band_keys(
+        pl.Series([text]), dedup.shingle_words, dedup.bands, dedup.rows_per_band, dedup.seed
+    )
+    _publish_index(
+        tmp_path / "releases",
+        [
+            {
+                "id": "txt-gone",
+                "split": "validation",
+                "member_keys": ["text:gone"],
+                "band_keys": gone_keys[0].tolist(),
+            }
+        ],
+    )
+    report = run_split(
+        tmp_path / "dedup.parquet",
+        tmp_path / "clean.parquet",
+        tmp_path / "data",
+        tmp_path / "split.json",
+        params,
+        dedup,
+        tmp_path / "releases",
+    )
+    assert report["pinned_to_published_split"] == [
+        {"id": new_id, "split": "validation", "published_id": "txt-gone"}
+    ]
+
+    def twins(data: Path) -> list[tuple[str, str]]:
+        evaluation, published = read_published(tmp_path / "releases")
+        found = cross_release_candidates(release_ids(data), tmp_path / "dedup.parquet", evaluation, published)
+        texts = pl.read_parquet(data / "*.parquet").select("id", "abstract").to_arrow()
+        return list(published_twins(found, texts, dedup).iter_rows())
+
+    assert twins(tmp_path / "data") == []
+    # Split's pin undone: the near copy back in train.
+    unpinned = tmp_path / "unpinned"
+    unpinned.mkdir()
+    rows = pl.read_parquet(tmp_path / "data" / "*.parquet")
+    write_parquet(rows.to_arrow(), unpinned / "train-00000-of-00001.parquet")
+    assert twins(unpinned) == [
+        (new_id, "txt-gone (validation in v1.0.0, not in this release; a band key is shared)")
+    ]

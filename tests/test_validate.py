@@ -16,7 +16,7 @@ from conftest import REPO_ROOT, copy_gx_project
 
 from pipeline.cli import main
 from pipeline.errors import BadInputError
-from pipeline.params import SplitParams, ValidateParams
+from pipeline.params import FilterParams, SplitParams, ValidateParams
 from pipeline.stages.validate.core import (
     find_artifacts,
     release_batches,
@@ -33,6 +33,7 @@ ASSET_PAGES = [
     "uniqueness.rows",
     "text_quality.rows",
     "leakage.rows",
+    "policy.rows",
     "intermediate.dedup",
     "clean_records.clean",
 ]
@@ -59,6 +60,8 @@ def validate(
     clean: Path | None = None,
     params: ValidateParams | None = None,
     gx_dir: Path | None = None,
+    policy: FilterParams | None = None,
+    releases: Path | None = None,
 ) -> dict[str, Any]:
     return run_validate(
         release_data,
@@ -69,6 +72,8 @@ def validate(
         dedup=dedup or seed_build / "build" / "dedup.parquet",
         split_report=split_report or seed_build / "reports" / "split.json",
         clean=clean or seed_build / "build" / "clean.parquet",
+        policy=policy,
+        releases=releases,
     )
 
 
@@ -93,12 +98,26 @@ def failed(report_path: Path) -> list[dict[str, Any]]:
     return [r for r in json.loads(report_path.read_text())["results"] if not r["success"]]
 
 
+# A withdrawal notice long enough to pass the length floors (arXiv's wording, with its reason).
+WITHDRAWN = (
+    "This paper has been withdrawn by the author due to a crucial error in the proof of the main "
+    "theorem in section three, which invalidates the convergence rate claimed for the proposed "
+    "stochastic gradient method."
+)
+# The abstract of a German paper (written for this test), long enough for the length floors.
+GERMAN = (
+    "Wir untersuchen, wie neuronale Netze mit wenigen Beispielen neue Aufgaben lernen koennen, "
+    "und zeigen, dass ein einfaches Verfahren zur Anpassung der Gewichte bessere Ergebnisse "
+    "liefert als die bisher bekannten Methoden, besonders wenn nur sehr wenige Daten vorhanden sind."
+)
+
 SUITES = [
     "schema",
     "release_values",
     "uniqueness",
     "text_quality",
     "leakage",
+    "policy",
     "intermediate",
     "clean_records",
 ]
@@ -170,6 +189,25 @@ def test_seed_release_passes_every_suite(seed_build: Path) -> None:
             "no_control_characters",
             "expect_abstract_to_have_no_artifact",
             7,
+        ),
+        (
+            lambda t: set_value(t, "abstract", 9, WITHDRAWN),
+            "no_placeholder_notice",
+            "expect_column_values_to_be_null",
+            9,
+        ),
+        (
+            # Row 8 of the seeds' one train row group: on validate.language_sample_every (4).
+            lambda t: set_value(t, "abstract", 8, GERMAN),
+            "no_row_the_identifier_calls_non_english",
+            "expect_column_values_to_be_null",
+            8,
+        ),
+        (
+            lambda t: set_value(t, "categories", 10, ["physics.optics", "hep-th"]),
+            "categories_on_allow_list",
+            "expect_categories_on_allow_list",
+            10,
         ),
     ],
 )
@@ -502,14 +540,191 @@ def test_streamed_release_is_the_concatenated_release(seed_build: Path, tmp_path
     assert streamed.equals(whole(conflicting))
 
 
-def test_count_spaces_counts_as_polars_does() -> None:
+def test_policy_suite_checks_the_filter_params_and_names_rows_and_values(
+    seed_build: Path, tmp_path: Path, project: Path
+) -> None:
+    def change(table: pa.Table) -> pa.Table:
+        table = set_value(table, "abstract", 9, WITHDRAWN)
+        table = set_value(table, "abstract", 8, GERMAN)
+        table = set_value(table, "categories", 10, ["physics.optics", "hep-th"])
+        # Any one category on filter.topics passes, in any case.
+        return set_value(table, "categories", 11, ["math.ST", "STAT.ML"])
+
+    data = corrupt(seed_build, tmp_path, change)
+    train = pq.read_table(next(data.glob("train-*.parquet")))
+    ids = train["id"].to_pylist()
+    words = [len(text.split(" ")) for text in train["abstract"].to_pylist()]
+    # A word floor above the shortest train abstracts: those rows fail the policy's bound,
+    # while validate's own bound (text_quality, validate.min_words) still passes.
+    floor = sorted(words)[2] + 1
+    short = {row_id for row_id, n in zip(ids, words, strict=True) if n < floor}
+    report = validate(seed_build, data, tmp_path / "v.json", policy=FilterParams(min_words=floor))
+    assert report["success"] is False
+    by_name = {r["name"]: r for r in failed(tmp_path / "v.json")}
+    assert {name for name, r in by_name.items() if r["severity"] == "critical"} == {
+        "policy_words_within_filter_bounds",
+        "no_placeholder_notice",
+        "no_row_the_identifier_calls_non_english",
+        "categories_on_allow_list",
+    }
+    assert all(
+        by_name[name]["suite"] == "policy" for name in by_name if name != "truncated_at_most_2_percent"
+    )
+    assert {r["id"] for r in by_name["policy_words_within_filter_bounds"]["failing_rows"]} == short
+    assert by_name["policy_words_within_filter_bounds"]["kwargs"]["min_value"] == {
+        "$PARAMETER": "filter_min_words"
+    }
+    [notice] = by_name["no_placeholder_notice"]["failing_rows"]
+    assert notice["id"] == ids[9] and notice["value"] == "This paper has been withdrawn"
+    [german] = by_name["no_row_the_identifier_calls_non_english"]["failing_rows"]
+    assert german["id"] == ids[8] and german["value"].startswith("py3langid: de ")
+    [off_topic] = by_name["categories_on_allow_list"]["failing_rows"]
+    assert off_topic["id"] == ids[10] and off_topic["value"] == "|physics.optics|hep-th|"
+
+
+def test_policy_facts_count_as_the_filter_counts() -> None:
+    """chars and words as polars counts them (null for null), a notice only in a short text."""
     import polars as pl
 
-    from pipeline.stages.validate.core import count_spaces
+    from pipeline.stages.validate.core import _text_facts
 
-    texts = ["", " ", "a b  c", None, "naïve café — ok ", "\u3000 wide\tspace", "x" * 300 + " y"]
-    for array in (pa.array(texts), pa.array(texts, pa.large_string()), pa.array(texts).slice(2, 4)):
-        expected = pl.from_arrow(array).str.count_matches(" ", literal=True)  # type: ignore[union-attr]
-        assert count_spaces(array).to_list() == expected.to_list()
-    chunked = pa.chunked_array([pa.array(texts[:3]), pa.array(texts[3:])])
-    assert count_spaces(chunked).to_list() == count_spaces(pa.array(texts)).to_list()
+    long_notice = WITHDRAWN + " " + " ".join(["More words of a real abstract follow here."] * 12)
+    texts = ["", "a b  c", None, "naïve café — ok ", WITHDRAWN, long_notice, GERMAN]
+    facts = _text_facts(pl.Series(texts, dtype=pl.String), {}, FilterParams(), 1)
+    series = pl.Series(texts, dtype=pl.String)
+    assert facts["abstract_chars"].to_list() == series.str.len_chars().cast(pl.Float64).to_list()
+    words = (series.str.count_matches(" ", literal=True) + 1).cast(pl.Float64).to_list()
+    assert facts["abstract_words"].to_list() == [0.0, *words[1:]]
+    # filter.placeholder_max_words: a long text that mentions a withdrawal is an abstract.
+    assert facts["placeholder"].to_list() == [
+        None,
+        None,
+        None,
+        None,
+        "This paper has been withdrawn",
+        None,
+        None,
+    ]
+    language = facts["language"].to_list()
+    assert language[:6] == [None] * 6 and language[6].startswith("py3langid: de ")
+    # validate.language_sample_every: only every n-th row is put to the language rule.
+    sampled = pl.Series([GERMAN, GERMAN, WITHDRAWN, GERMAN, GERMAN], dtype=pl.String)
+    language = _text_facts(sampled, {}, FilterParams(), 3)["language"].to_list()
+    assert [value is not None for value in language] == [True, False, False, True, False]
+
+
+def _publish_index(releases: Path, rows: list[dict[str, Any]], version: str = "1.0.0") -> None:
+    """A published release whose row index holds `rows` (id, split, band_keys)."""
+    from pipeline.contracts import ROW_INDEX_SCHEMA
+    from pipeline.io.writers import write_parquet
+
+    releases.mkdir(exist_ok=True)
+    columns = {field.name: [row.get(field.name) for row in rows] for field in ROW_INDEX_SCHEMA}
+    write_parquet(pa.table(columns, schema=ROW_INDEX_SCHEMA), releases / f"{version}.rows.parquet")
+    (releases / f"{version}.json").write_text(json.dumps({"version": version, "diff": {}}))
+
+
+def _release_split(seed_build: Path, split: str) -> pa.Table:
+    return pq.read_table(next((seed_build / "release" / "data").glob(f"{split}-*.parquet")))
+
+
+def test_a_new_train_row_near_a_published_test_row_fails_naming_both(
+    seed_build: Path, tmp_path: Path, project: Path
+) -> None:
+    """From the stored memberships alone: the published test row is not in this build, so the
+    band key it shares with a new train row is the evidence; a train row published before is
+    not new and is not checked."""
+    dedup = pq.read_table(seed_build / "build" / "dedup.parquet")
+    keys = dict(zip(dedup["id"].to_pylist(), dedup["band_keys"].to_pylist(), strict=True))
+    train = _release_split(seed_build, "train")["id"].to_pylist()
+    new_id, old_id = train[0], train[1]
+    # Only one band equal: a single shared band key is enough to be a candidate.
+    gone_keys = [keys[new_id][0]] + [k ^ 1 for k in keys[new_id][1:]]
+    _publish_index(
+        tmp_path / "releases",
+        [
+            {"id": "txt-gone", "split": "test", "band_keys": gone_keys},
+            {"id": old_id, "split": "train", "band_keys": None},
+            {"id": "txt-also-gone", "split": "validation", "band_keys": keys[old_id]},
+        ],
+    )
+    report = validate(
+        seed_build, seed_build / "release" / "data", tmp_path / "v.json", releases=tmp_path / "releases"
+    )
+    assert report["critical_failures"] == 1
+    [leak] = [r for r in failed(tmp_path / "v.json") if r["severity"] == "critical"]
+    assert (leak["suite"], leak["name"], leak["expectation"]) == (
+        "leakage",
+        "no_leak_across_releases",
+        "expect_no_leak_across_releases",
+    )
+    assert leak["unexpected_count"] == 1
+    [row] = leak["failing_rows"]
+    assert row["id"] == new_id and row["source"]
+    assert row["value"] == "txt-gone (test in v1.0.0, not in this release; a band key is shared)"
+
+
+def test_a_published_test_row_in_this_build_is_compared_by_its_text(
+    seed_build: Path, tmp_path: Path, project: Path
+) -> None:
+    """A shared band key with a published test row that is in this release is verified with
+    dedup's Jaccard similarity: an unrelated text passes, a near copy fails."""
+    test_row = _release_split(seed_build, "test").slice(0, 1).to_pylist()[0]
+    train = _release_split(seed_build, "train")
+    new_id = train["id"][3].as_py()
+    dedup = pq.read_table(seed_build / "build" / "dedup.parquet")
+    keys = dict(zip(dedup["id"].to_pylist(), dedup["band_keys"].to_pylist(), strict=True))
+    # The new train row's band keys collide with the test row's (as if the texts were close).
+    band_keys = dedup["band_keys"].to_pylist()
+    band_keys[dedup["id"].to_pylist().index(new_id)] = keys[test_row["id"]]
+    index = dedup.schema.get_field_index("band_keys")
+    pq.write_table(
+        dedup.set_column(
+            index, dedup.schema.field(index), pa.array(band_keys, dedup.schema.field(index).type)
+        ),
+        tmp_path / "dedup.parquet",
+    )
+    _publish_index(
+        tmp_path / "releases", [{"id": test_row["id"], "split": "test", "band_keys": keys[test_row["id"]]}]
+    )
+    run = {"dedup": tmp_path / "dedup.parquet", "releases": tmp_path / "releases"}
+    # The texts differ: not a near duplicate, whatever the keys say.
+    report = validate(seed_build, seed_build / "release" / "data", tmp_path / "v.json", **run)
+    assert report["critical_failures"] == 0
+
+    # The train row becomes a near copy of the published test row (one word changed).
+    near = test_row["abstract"].replace(" the ", " a ", 1)
+    data = corrupt(seed_build, tmp_path, lambda t: set_value(t, "abstract", 3, near))
+    validate(seed_build, data, tmp_path / "v2.json", **run)
+    by_name = {r["name"]: r for r in failed(tmp_path / "v2.json") if r["severity"] == "critical"}
+    [row] = by_name["no_leak_across_releases"]["failing_rows"]
+    assert row["id"] == new_id
+    assert re.fullmatch(
+        rf"{re.escape(test_row['id'])} \(test in v1\.0\.0, similarity 0\.9\d*\)", row["value"]
+    )
+
+
+def test_band_matches_are_every_pair_sharing_a_key_in_the_same_band() -> None:
+    import numpy as np
+
+    from pipeline.stages.validate.core import band_matches
+
+    rng = np.random.default_rng(7)
+    # Few distinct keys: many collisions, repeated keys on both sides, and equal keys in
+    # different bands (which do not match).
+    new = rng.integers(0, 5, size=(300, 4), dtype=np.uint64)
+    published = rng.integers(0, 5, size=(50, 4), dtype=np.uint64)
+    expected = sorted(
+        {
+            (i, j)
+            for i in range(300)
+            for j in range(50)
+            for band in range(4)
+            if new[i, band] == published[j, band]
+        }
+    )
+    assert [tuple(pair) for pair in band_matches(new, published).tolist()] == expected
+    # The same key in another band is no match.
+    crossed = np.array([[1, 2]], dtype=np.uint64), np.array([[2, 1], [1, 7]], dtype=np.uint64)
+    assert band_matches(*crossed).tolist() == [[0, 1]]
+    assert band_matches(new, published[:0]).shape == (0, 2)

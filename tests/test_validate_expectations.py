@@ -97,11 +97,105 @@ def test_split_sizes_within_binomial_bound(counts: dict[str, int], passes: bool)
 
 def test_split_bound_arithmetic() -> None:
     failures = custom.split_bound_failures({"train": 70, "extra": 30}, {"train": 0.8, "test": 0.2}, 2.0)
+    # 2 * sqrt(100 * 0.8 * 0.2) + 1 = 9 rows either way.
     assert failures == {
-        "extra": {"rows": 30, "expected": 0.0, "allowed": 0.0},
-        "test": {"rows": 0, "expected": 20.0, "allowed": 8.0},
-        "train": {"rows": 70, "expected": 80.0, "allowed": 8.0},
+        "extra": {"rows": 30, "expected": 0.0, "allowed": 1.0},
+        "test": {"rows": 0, "expected": 20.0, "allowed": 9.0},
+        "train": {"rows": 70, "expected": 80.0, "allowed": 9.0},
     }
+    # One row inside the bound on each side of n p, one row past it.
+    assert custom.split_bound_failures({"train": 89, "test": 11}, {"train": 0.8, "test": 0.2}, 2.0) == {}
+    assert set(custom.split_bound_failures({"train": 90, "test": 10}, {"train": 0.8, "test": 0.2}, 2.0)) == {
+        "train",
+        "test",
+    }
+
+
+@pytest.mark.parametrize(
+    "counts",
+    [
+        {"train": 800, "validation": 100, "test": 100},
+        {"train": 749, "validation": 139, "test": 112},
+        {"train": 748, "validation": 140, "test": 112},
+        {"train": 851, "validation": 62, "test": 87},
+        {"train": 90, "validation": 1, "test": 27},
+        {"train": 81, "validation": 18, "test": 19},
+    ],
+)
+def test_split_report_bounds_are_what_the_expectation_checks(counts: dict[str, int]) -> None:
+    """split.json's `size_bounds.<split>.within` and the GX expectation (at the default 4 sigmas)
+    agree split by split: both are |count - n p| <= 4 sqrt(n p (1 - p)) + 1."""
+    from pipeline.params import SplitParams, ValidateParams
+    from pipeline.stages.split.core import size_bounds
+
+    params = SplitParams()
+    bounds = size_bounds(counts, params)
+    failures = custom.split_bound_failures(counts, dict(params.fractions), ValidateParams().split_sigmas)
+    assert {name for name, bound in bounds.items() if not bound["within"]} == set(failures)
+    for name, failure in failures.items():
+        assert failure["allowed"] == bounds[name]["allowed_deviation"]
+    frame = pd.DataFrame({"split": [name for name, n in counts.items() for _ in range(n)]})
+    expectation = custom.ExpectSplitSizesWithinBinomialBound(
+        fractions=dict(params.fractions), sigmas=ValidateParams().split_sigmas
+    )
+    assert check(frame, expectation).success is all(bound["within"] for bound in bounds.values())
+
+
+def test_no_leak_across_releases_fails_the_new_row_and_names_the_published_one() -> None:
+    frame = pd.DataFrame(
+        {
+            "id": ["2401.00001", "txt-00000000000000aa", "2401.00003"],
+            "published_twin": pd.array(
+                [None, "txt-00000000000000ff (test in v1.0.0, similarity 0.912)", None], dtype="str"
+            ),
+        }
+    )
+    result = check(frame, custom.ExpectNoLeakAcrossReleases(severity="critical"))
+    assert result.success is False
+    assert result.result["partial_unexpected_index_list"] == [1]
+    assert result.result["partial_unexpected_list"] == [
+        "txt-00000000000000ff (test in v1.0.0, similarity 0.912)"
+    ]
+    assert check(frame.iloc[[0, 2]], custom.ExpectNoLeakAcrossReleases()).success is True
+
+
+def test_categories_on_allow_list_fails_exactly_the_off_topic_rows() -> None:
+    frame = pd.DataFrame(
+        {
+            "categories": pd.array(
+                [
+                    "|cs.LG|",
+                    "|physics.optics|hep-th|",
+                    None,
+                    "||",
+                    "|math.ST|STAT.ML|",
+                    "|Computer Science|",
+                    "|cs.LGX|",
+                    "|q-bio.NC|",
+                ],
+                dtype="str",
+            )
+        }
+    )
+    expectation = custom.ExpectCategoriesOnAllowList(allowed={"$PARAMETER": "topics"}, severity="critical")
+    parameters = {"topics": ["cs.LG", "stat.ML", "Computer Science"]}
+    result = check(frame, expectation, parameters)
+    assert result.success is False
+    # Any one category on the list passes, in any case; no categories pass; a longer name
+    # that starts like a listed one does not.
+    assert result.result["partial_unexpected_index_list"] == [1, 6, 7]
+    assert check(frame.iloc[[0, 2, 3, 4, 5]], expectation, parameters).success is True
+    # An empty allow-list lets only rows without categories through.
+    assert custom.on_allow_list(frame["categories"], []).tolist() == [
+        False,
+        False,
+        True,
+        True,
+        False,
+        False,
+        False,
+        False,
+    ]
 
 
 @pytest.mark.parametrize("path", SUITE_FILES, ids=[p.stem for p in SUITE_FILES])

@@ -31,14 +31,16 @@ import polars as pl
 import pyarrow as pa
 
 from pipeline.contracts import FILTERED_SCHEMA
+from pipeline.kernels.measures import Measures, measure
 from pipeline.params import FilterParams
-from pipeline.stages.filter.measures import Measures, measure
+from pipeline.policy import (
+    LANGUAGE_IDENTIFIER,
+    language_verdicts,
+    placeholder_notice,
+    placeholder_rows,
+)
 
 Mask = npt.NDArray[np.bool_]
-
-# The language identifier (py3langid's bundled model, offline) and the label it gives English.
-LANGUAGE_IDENTIFIER = "py3langid"
-ENGLISH = "en"
 
 # Flags of clean's the filter decides again on its kept rows (see the module docstring).
 REJUDGED_FLAGS = ("unbalanced_brackets", "non_english")
@@ -149,64 +151,17 @@ RuleResult = tuple[Mask, Callable[[list[int]], list[str]]]
 
 # --- placeholder ---------------------------------------------------------------------------
 
-_SUBJECT = r"(?:paper|article|manuscript|submission|preprint|version|work|abstract|report|note|entry)"
-_PLACEHOLDER = re.compile(
-    r"(?i)(?:"
-    # "This paper has been withdrawn", "The paper is withdrawn", "This paper as been withdrawn"
-    # (with its determiner: "prior work was replaced by ..." is an abstract's sentence)
-    + rf"\b(?:this|the)\s+{_SUBJECT}\s+(?:(?:has|have|as)\s+(?:now\s+)?been|is|was)\s+(?:hereby\s+)?"
-    r"(?:withdrawn|retracted|removed|superseded|replaced)"
-    # "Withdrawn due to ...", "Paper withdrawn", "This submission was withdrawn"
-    r"|^\W*(?:(?:this\s+)?(?:paper|article|submission)\s+)?withdrawn\b"
-    # "The authors have withdrawn this paper", "We withdraw this submission"
-    + r"|\b(?:we|i|authors?)\s+(?:have\s+|has\s+)?(?:decided\s+to\s+)?withdr[ae]wn?\s+"
-    + rf"(?:this|the|our)\s+{_SUBJECT}"
-    # "Erratum to ...", "Corrigendum: ...", "This is an erratum for ..."
-    r"|^\W*(?:an?\s+)?(?:erratum|corrigendum|retraction\s+note)\b"
-    r"|\b(?:an?\s+)?(?:erratum|corrigendum)\s+(?:to|for|of|on)\b"
-    # "No abstract", "No abstract available", "[No abstract]", "No abstract given; ..." (at the
-    # start or followed by its availability: "needs no abstract syntax" is an abstract's phrase)
-    r"|^\W*no\s+abstract\b|\bno\s+abstract\s+(?:is\s+)?(?:available|given|provided|supplied)"
-    # "Abstract not available", "Abstract unavailable", "The abstract is not provided"
-    r"|\babstract\s+(?:is\s+)?(?:not\s+(?:available|provided|given|included|supplied)|unavailable|missing"
-    r"|withheld|forthcoming|to\s+(?:come|follow|be\s+(?:added|announced|provided)))"
-    # The whole text is a stand-in: "N/A", "TBD", "Abstract", "Coming soon"
-    r"|^\W*(?:n/?a|none|null|nan|tbd|tba|todo|abstract|coming\s+soon|to\s+be\s+(?:announced|added|determined))\W*$"
-    r")"
-)
-
-
-# A notice of more than a few words holds one of these (any case): the regex runs on the
-# short rows that do, and on every row of at most `_STAND_IN_WORDS` words ("N/A", "TBD").
-_PLACEHOLDER_HINTS = [
-    "withdr",
-    "retract",
-    "supersed",
-    "replaced",
-    "removed",
-    "erratum",
-    "corrigendum",
-    "abstract",
-]
-_STAND_IN_WORDS = 5
+# The grammar of notices is `pipeline.policy`'s (validate checks the release with it too).
 
 
 def _placeholder(ctx: Context) -> RuleResult:
-    words = ctx.measures.words
-    short = np.flatnonzero(words <= ctx.params.placeholder_max_words)
-    if len(short):
-        hinted = ctx.texts.gather(short).str.contains_any(_PLACEHOLDER_HINTS, ascii_case_insensitive=True)
-        short = short[hinted.fill_null(False).to_numpy() | (words[short] <= _STAND_IN_WORDS)]
-    found = np.zeros(len(ctx.texts), dtype=np.bool_)
-    texts = ctx.texts.gather(short).to_list() if len(short) else []
-    for row, text in zip(short.tolist(), texts, strict=True):
-        found[row] = _PLACEHOLDER.search(text) is not None
+    found = placeholder_rows(ctx.texts, ctx.measures.words, ctx.params.placeholder_max_words)
 
     def detail(rows: list[int]) -> list[str]:
         out = []
         for text in ctx.texts.gather(rows).to_list():
-            match = _PLACEHOLDER.search(text)
-            out.append(f"notice {match.group(0).strip()!r}" if match else "notice")
+            notice = placeholder_notice(text)
+            out.append(f"notice {notice!r}" if notice is not None else "notice")
         return out
 
     return found, detail
@@ -303,43 +258,17 @@ def _mostly_non_text(ctx: Context) -> RuleResult:
 # --- not_english ---------------------------------------------------------------------------
 
 
-@functools.cache
-def _identifier() -> object:
-    """py3langid's identifier over all its languages, with probabilities (slow to load: once)."""
-    from py3langid.langid import MODEL_FILE, LanguageIdentifier
-
-    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
-
-
-def identify(text: str) -> tuple[str, float]:
-    """The identifier's language and probability for `text`, scored lower-cased and whole."""
-    label, probability = _identifier().classify(text.lower())  # type: ignore[attr-defined]
-    return str(label), float(probability)
-
-
 def _not_english(ctx: Context) -> tuple[Mask, Callable[[list[int]], list[str]], int, int]:
-    m = ctx.measures
-    # Rows whose English function words are this common are English: scoring them would give
-    # "en" (every one of the SciTLDR corpus and the seeds), at a thousand times the cost.
-    sure = m.function_words >= ctx.params.english_sure_share * np.maximum(m.words, 1)
-    rows = np.flatnonzero(~sure & (m.chars > 0))
-    found = np.zeros(len(ctx.texts), dtype=np.bool_)
-    answers: dict[int, tuple[str, float]] = {}
-    unsure = 0
-    texts = ctx.texts.gather(rows).to_list() if len(rows) else []
-    for row, text in zip(rows.tolist(), texts, strict=True):
-        label, probability = identify(text)
-        answers[row] = (label, probability)
-        if label != ENGLISH:
-            if probability >= ctx.params.language_min_confidence:
-                found[row] = True
-            else:
-                unsure += 1
+    m, p = ctx.measures, ctx.params
+    verdicts = language_verdicts(
+        ctx.texts, m.chars, m.words, m.function_words, p.english_sure_share, p.language_min_confidence
+    )
+    answers = verdicts.answers
 
     def detail(rows: list[int]) -> list[str]:
         return [f"{LANGUAGE_IDENTIFIER}: {answers[r][0]} {answers[r][1]:.3f}" for r in rows]
 
-    return found, detail, len(rows), unsure
+    return verdicts.not_english, detail, verdicts.scored, verdicts.unsure
 
 
 # --- off_topic -----------------------------------------------------------------------------

@@ -8,7 +8,8 @@ from typing import Any
 import polars as pl
 
 from pipeline.params import FilterParams
-from pipeline.stages.filter.core import LANGUAGE_IDENTIFIER, RULE_NAMES, RULES
+from pipeline.policy import LANGUAGE_IDENTIFIER
+from pipeline.stages.filter.core import RULE_NAMES, RULES
 
 # Sources (file:line) of dropped rows listed per rule, for a reader to look them up.
 EXAMPLES_PER_RULE = 5

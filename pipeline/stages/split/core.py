@@ -44,6 +44,7 @@ from pipeline.io.writers import PARQUET_OPTIONS, atomic_directory, write_json
 from pipeline.kernels.fingerprint import I64, U64, blake2b_64
 from pipeline.kernels.minhash import ShingleSets, candidate_pairs, read_band_keys
 from pipeline.params import DedupParams, SplitParams
+from pipeline.policy import split_size_allowed_deviation
 from pipeline.releases import Membership, read_membership
 
 _HASH_SPACE = float(2**64)
@@ -346,13 +347,16 @@ def pin_near_published(
 
 
 def size_bounds(totals: dict[str, int], params: SplitParams) -> dict[str, dict[str, Any]]:
-    """Each split's count against |count - n*p| <= 4*sqrt(n*p*(1-p)) + 1 (n rows, fraction p)."""
+    """Each split's count against |count - n*p| <= 4*sqrt(n*p*(1-p)) + 1 (n rows, fraction p):
+    `pipeline.policy.split_size_allowed_deviation`, the bound GX's
+    `expect_split_sizes_within_binomial_bound` holds the release to (at validate.split_sigmas,
+    4 by default)."""
     n = sum(totals.values())
     bounds = {}
     for name in SPLITS:
         p = params.fractions[name]
         expected = n * p
-        allowed = 4 * math.sqrt(n * p * (1 - p)) + 1
+        allowed = split_size_allowed_deviation(n, p)
         bounds[name] = {
             "count": totals[name],
             "expected": round(expected, 3),

@@ -26,6 +26,11 @@ def add_arguments(sub: argparse.ArgumentParser) -> None:
         "--clean", type=Path, required=True, help="cleaned records parquet (build/clean.parquet)"
     )
     sub.add_argument(
+        "--releases",
+        type=Path,
+        help="published releases (row indexes with memberships): new train rows are checked against them",
+    )
+    sub.add_argument(
         "--data-docs", type=Path, help="directory to write this run's offline Data Docs pages to (optional)"
     )
     sub.add_argument("--text-lengths", type=Path, help="text-length-per-split plot CSV to write (optional)")
@@ -45,4 +50,7 @@ def run(args: argparse.Namespace, params: Params) -> None:
         clean=args.clean,
         text_lengths=args.text_lengths,
         data_docs=args.data_docs,
+        policy=params.filter,
+        dedup_params=params.dedup,
+        releases=args.releases,
     )

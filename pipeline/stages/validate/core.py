@@ -2,11 +2,15 @@
 
 Reads: the candidate release data directory, the deduplicated table (`build/dedup.parquet`:
 normalised text hash and clean flags per row), the cleaned records (`build/clean.parquet`,
-without their texts), the split report (`leaked_pairs`) and the GX project `gx/` (see
-`project`). Writes: the four tables of the GX data source (`build/validate/<asset>.parquet`),
-`validation.json` (see `report`), the text-length plot data and, when asked, this run's
-offline Data Docs (see `docs`). Params: `validate` and `split.fractions`, passed to the suites
-as `$PARAMETER`s. A failed expectation never fails the stage: the `gate` stage does.
+without their texts), the split report (`leaked_pairs`), the published releases' row indexes
+(`releases/<version>.rows.parquet`) and the GX project `gx/` (see `project`). Writes: the four
+tables of the GX data source (`build/validate/<asset>.parquet`), `validation.json` (see
+`report`), the text-length plot data and, when asked, this run's offline Data Docs (see
+`docs`). Params: `validate` and `split.fractions`, passed to the suites as `$PARAMETER`s; the
+filter's length bounds and topics (the `policy` suite's `$PARAMETER`s) and its placeholder and
+language params (what the policy facts are computed with); dedup's near-duplicate threshold and
+shingle length (leaks across releases). A failed expectation never fails the stage: the `gate`
+stage does.
 
 The tables (`project.ASSETS`):
 - `release`: every release split, concatenated, as published, plus `split`, with the abstract
@@ -17,15 +21,27 @@ The tables (`project.ASSETS`):
   plus facts computed from the text and the build (`build_rows`): `abstract_chars`,
   `abstract_words`, `artifacts` (the names of the suites' artifact regexes that match, as
   `|a|b|` text), `text_hash` and `flags` (from the dedup table), `id_splits` (how many splits
-  hold the id) and `leaked_with` (the other side of a near-duplicate pair across splits).
+  hold the id), `leaked_with` (the other side of a near-duplicate pair across splits),
+  `categories` (`|a|b|` text), `placeholder` (the notice the filter's placeholder rule finds,
+  `pipeline.policy`), `language` (py3langid's label and probability where the filter's
+  not_english rule would drop the row) and `published_twin` (the published validation or test
+  row a new train row near-duplicates: `cross_release_candidates`, `published_twins`).
 - `dedup`: the intermediate dedup table (without `abstract`, which the release checks).
 - `clean`: the intermediate clean table, one row per raw record (without its texts).
 
+No leak across releases is checked from what is stored, not from the split stage's report:
+the published validation and test rows' LSH band keys (every release's row index), this
+build's band keys (dedup's), and the release texts, compared with dedup's exact Jaccard measure
+(see `published_twins` for a published row that is not in this build).
+
 Speed: the release is read row group by row group on two threads, each decoding its group and
-computing the facts about its text (pyarrow, polars and the compiled space count run without
-the GIL). The abstracts are scanned once, by polars, with every artifact regex combined into
-one; only the rows that match are tested regex by regex. GX then checks small columns: numbers
-as float64 (GX compares pandas' nullable integers one Python call per row), strings
+computing the facts about its text (pyarrow, polars and the compiled counts run without the
+GIL). The abstracts are scanned once, by polars, with every artifact regex combined into one;
+only the rows that match are tested regex by regex. The filter's function-word count (for its
+language rule) costs ten times the word count, so it runs on every
+`validate.language_sample_every`-th row; the identifier scores only the sampled rows whose
+function words are too few to be sure, as the filter does. GX then checks small columns:
+numbers as float64 (GX compares pandas' nullable integers one Python call per row), strings
 Arrow-backed (pandas' default string dtype: its regexes run in RE2, not Python's `re`).
 
 Memory: the tables are built and written one at a time, each freed before the next is built;
@@ -49,12 +65,19 @@ import numpy.typing as npt
 import pandas as pd
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipeline.contracts import ROW_INDEX_SUFFIX, SPLITS
 from pipeline.errors import BadInputError
 from pipeline.io.writers import write_json, write_parquet
 from pipeline.kernels.fingerprint import utf8_buffers
-from pipeline.params import SplitParams, ValidateParams
+from pipeline.kernels.measures import measure
+from pipeline.kernels.minhash import ShingleSets
+from pipeline.params import DedupParams, FilterParams, SplitParams, ValidateParams
+from pipeline.policy import LANGUAGE_IDENTIFIER, language_verdicts, placeholder_notice, placeholder_rows
+from pipeline.releases import published_versions
+from pipeline.versions import format_version, tag_name
 
 SEVERITIES = ("critical", "warning")
 TABLES = ("release", "rows", "dedup", "clean")
@@ -76,6 +99,10 @@ ROWS_COLUMNS = [
     "flags",
     "id_splits",
     "leaked_with",
+    "categories",
+    "placeholder",
+    "language",
+    "published_twin",
 ]
 # The dedup columns the gate reads and checks (the `dedup` table).
 DEDUP_COLUMNS = ("id", "arxiv_id", "arxiv_version", "source", "duplicate_count", "flags", "text_hash")
@@ -245,6 +272,14 @@ def _flags_text(column: str = "flags") -> pl.Expr:
     return pl.concat_str([pl.lit("|"), pl.col(column).list.join("|"), pl.lit("|")]).alias(column)
 
 
+def _categories(frame: pl.DataFrame) -> pl.Expr:
+    """The release's `categories` as `|a|b|` text (null: none known; a mistyped column is the
+    schema suite's finding and is read as text)."""
+    if isinstance(frame.schema.get("categories"), pl.List):
+        return _flags_text("categories")
+    return _column(frame, "categories", pl.String)
+
+
 def find_artifacts(abstracts: pl.Series, patterns: dict[str, str]) -> pl.Series:
     """Per abstract, the names of the matching patterns as `|a|b|` text (`""` when none).
 
@@ -288,32 +323,76 @@ def _space_counts(
     return counts
 
 
-def count_spaces(text: pa.Array | pa.ChunkedArray) -> pl.Series:
-    """Spaces per string (null for null), as `str.count_matches(" ", literal=True)` counts them,
+def count_spaces(text: pa.Array | pa.ChunkedArray) -> npt.NDArray[np.int64]:
+    """Spaces per string (0 for null), as `str.count_matches(" ", literal=True)` counts them,
     but in one compiled pass over the UTF-8 buffer, without the GIL."""
     data, offsets = utf8_buffers(text)
-    counts = _space_counts(data, offsets)
-    series = pl.from_arrow(pa.array(counts, mask=text.is_null().to_numpy(zero_copy_only=False)))
+    return _space_counts(data, offsets)
+
+
+def _with_nulls(values: npt.NDArray[Any], null: npt.NDArray[np.bool_], name: str) -> pl.Series:
+    series = pl.from_arrow(pa.array(values, mask=null))
     assert isinstance(series, pl.Series)
-    return series
+    return series.alias(name)
+
+
+def _texts_at(values: dict[int, str], rows: int, name: str) -> pl.Series:
+    """A text column of `rows` rows, null except at the rows `values` holds."""
+    column: list[str | None] = [None] * rows
+    for row, value in values.items():
+        column[row] = value
+    return pl.Series(name, column, pl.String)
 
 
 def _text_facts(
-    abstracts: pl.Series, patterns: dict[str, str], spaces: pl.Series | None = None
+    abstracts: pl.Series,
+    patterns: dict[str, str],
+    policy: FilterParams,
+    language_every: int,
+    arrow: pa.Array | pa.ChunkedArray | None = None,
 ) -> pl.DataFrame:
-    chars = abstracts.str.len_chars()
-    # clean leaves single spaces between words, so words are spaces + 1.
-    if spaces is None:
-        spaces = abstracts.str.count_matches(" ", literal=True)
-    words = spaces + 1
+    """Per abstract: its length in characters and words, the artifacts found in it and what
+    the curation policy finds (`placeholder`: the notice; `language`: the identifier's label
+    and probability, for a row it is sure is not English), null where it finds nothing.
+
+    Words are counted as the filter counts them (`pipeline.kernels.measures`: spaces + 1, clean
+    leaves single spaces between words; 0 for the empty text). The language rule needs the
+    share of English function words, the filter's compiled count, which costs ten times the
+    space count: it is taken on every `language_every`-th row (validate.language_sample_every;
+    1: every row), and the identifier scores those whose share is too low to be sure, as the
+    filter did. `arrow` is `abstracts` as Arrow when the caller has it.
+    """
+    arrow = abstracts.to_arrow() if arrow is None else arrow
+    null = abstracts.is_null().to_numpy()
+    chars = abstracts.str.len_chars().fill_null(0).to_numpy().astype(np.int64)
+    words = np.where(chars == 0, 0, count_spaces(arrow) + 1)
+    notice_rows = np.flatnonzero(placeholder_rows(abstracts, words, policy.placeholder_max_words))
+    texts = abstracts.gather(notice_rows).to_list() if len(notice_rows) else []
+    notices = {
+        row: placeholder_notice(text) or "" for row, text in zip(notice_rows.tolist(), texts, strict=True)
+    }
+    sampled = np.arange(0, len(abstracts), language_every, dtype=np.int64)
+    counts = measure(arrow.take(pa.array(sampled)))
+    language = language_verdicts(
+        abstracts.gather(sampled),
+        counts.chars,
+        counts.words,
+        counts.function_words,
+        policy.english_sure_share,
+        policy.language_min_confidence,
+    )
+    verdicts = {
+        int(sampled[row]): f"{LANGUAGE_IDENTIFIER}: {language.answers[row][0]} {language.answers[row][1]:.3f}"
+        for row in np.flatnonzero(language.not_english).tolist()
+    }
     return pl.DataFrame(
-        {
-            "abstract_chars": chars.cast(pl.Float64),
-            "abstract_words": pl.select(pl.when(chars == 0).then(0).otherwise(words))
-            .to_series()
-            .cast(pl.Float64),
-            "artifacts": find_artifacts(abstracts, patterns),
-        }
+        [
+            _with_nulls(chars.astype(np.float64), null, "abstract_chars"),
+            _with_nulls(words.astype(np.float64), null, "abstract_words"),
+            find_artifacts(abstracts, patterns),
+            _texts_at(notices, len(abstracts), "placeholder"),
+            _texts_at(verdicts, len(abstracts), "language"),
+        ]
     )
 
 
@@ -331,70 +410,304 @@ def _abstract_text(table: pa.Table) -> pa.ChunkedArray | None:
         return None
 
 
-def _arrow_text_facts(text: pa.ChunkedArray, patterns: dict[str, str]) -> pl.DataFrame:
+def _arrow_text_facts(
+    text: pa.ChunkedArray, patterns: dict[str, str], policy: FilterParams, language_every: int
+) -> pl.DataFrame:
     abstracts = pl.from_arrow(text)
     assert isinstance(abstracts, pl.Series)
-    return _text_facts(abstracts, patterns, count_spaces(text))
+    return _text_facts(abstracts, patterns, policy, language_every, text)
+
+
+# One piece of the `release` table, the facts about its text (None: no text) and the texts of
+# the rows the cross-release check compares (`id`, `abstract`).
+Piece = tuple[pa.Table, pl.DataFrame | None, pa.Table]
+_TWIN_TEXTS_SCHEMA = pa.schema([("id", pa.string()), ("abstract", pa.large_string())])
 
 
 def _release_piece(
-    path: Path, group: int, schema: pa.Schema, conflicting: list[str], patterns: dict[str, str]
-) -> tuple[pa.Table, pl.DataFrame | None]:
-    """One row group of the `release` table, its abstract column as nulls of its type, and the
-    facts about its text (None: no text)."""
+    path: Path,
+    group: int,
+    schema: pa.Schema,
+    conflicting: list[str],
+    patterns: dict[str, str],
+    policy: FilterParams,
+    language_every: int,
+    wanted: pa.Array,
+) -> Piece:
+    """One row group of the `release` table, its abstract column as nulls of its type, the
+    facts about its text (None: no text) and the texts of its rows whose id is in `wanted`."""
     table = read_release_group(path, group, schema, conflicting)
     text = _abstract_text(table)
-    facts = None if text is None else _arrow_text_facts(text, patterns)
+    facts = None if text is None else _arrow_text_facts(text, patterns, policy, language_every)
+    twins = _TWIN_TEXTS_SCHEMA.empty_table()
+    if len(wanted) and text is not None and "id" in table.column_names:
+        mask = pc.is_in(table.column("id").cast(pa.string()), value_set=wanted)
+        twins = pa.table(
+            {"id": table.column("id").cast(pa.string()).filter(mask), "abstract": text.filter(mask)}
+        ).cast(_TWIN_TEXTS_SCHEMA)
     if "abstract" in table.column_names:
         index = table.schema.get_field_index("abstract")
         field = table.schema.field(index)
         table = table.set_column(index, field, pa.nulls(table.num_rows, field.type))
-    return table, facts
+    return table, facts, twins
 
 
 def start_release(
-    release_data: Path, patterns: dict[str, str], pool: ThreadPoolExecutor
-) -> Callable[[], tuple[pa.Table, pl.DataFrame]]:
+    release_data: Path,
+    patterns: dict[str, str],
+    pool: ThreadPoolExecutor,
+    policy: FilterParams,
+    language_every: int,
+    wanted: pa.Array | None = None,
+) -> Callable[[], tuple[pa.Table, pl.DataFrame, pa.Table]]:
     """Start reading the release on `pool`, row group by row group; the returned function waits
-    for the rest and returns the `release` table (its abstract column as nulls of its type) and
-    its rows' `abstract_chars`, `abstract_words` and `artifacts`, in order.
+    for the rest and returns the `release` table (its abstract column as nulls of its type),
+    its rows' facts (`_text_facts`), in order, and the texts of the rows whose id is in `wanted`.
 
     The text passes through memory once, two row groups at a time (decoded and its facts
-    computed on the pool's threads, which polars, pyarrow and `count_spaces` run without the
-    GIL). What waits is small, so every row group is queued at once and the pool reads on while
-    the caller does other work.
+    computed on the pool's threads, which polars, pyarrow and the compiled counts run without
+    the GIL). What waits is small, so every row group is queued at once and the pool reads on
+    while the caller does other work.
 
     Raises:
         BadInputError: see `release_schema`.
     """
+    wanted = pa.array([], pa.string()) if wanted is None else wanted
     schema, conflicting = release_schema(release_data)
-    pending: deque[Future[tuple[pa.Table, pl.DataFrame | None]]] = deque(
-        pool.submit(_release_piece, path, group, schema, conflicting, patterns)
+    pending: deque[Future[Piece]] = deque(
+        pool.submit(
+            _release_piece, path, group, schema, conflicting, patterns, policy, language_every, wanted
+        )
         for path, group in release_groups(release_data)
     )
 
-    def finish() -> tuple[pa.Table, pl.DataFrame]:
+    def finish() -> tuple[pa.Table, pl.DataFrame, pa.Table]:
         tables: list[pa.Table] = []
         facts: list[pl.DataFrame] = []
+        twins: list[pa.Table] = [_TWIN_TEXTS_SCHEMA.empty_table()]
         rows = 0
         texts = True
         while pending:
-            table, piece = pending.popleft().result()
+            table, piece, twin_texts = pending.popleft().result()
             rows += table.num_rows
             tables.append(table)
+            twins.append(twin_texts)
             texts = texts and piece is not None
             if texts and piece is not None:
                 facts.append(piece)
         # The decoded text's pages go back to the OS before the joins that set the stage's peak.
         pa.default_memory_pool().release_unused()
         release = pa.concat_tables([schema.empty_table(), *tables])
+        twin_table = pa.concat_tables(twins)
         if not texts:
-            return release, _text_facts(pl.Series([None] * rows, dtype=pl.String), patterns)
+            return (
+                release,
+                _text_facts(pl.Series([None] * rows, dtype=pl.String), patterns, policy, language_every),
+                twin_table,
+            )
         if not facts:
-            return release, _text_facts(pl.Series([], dtype=pl.String), patterns)
-        return release, pl.concat(facts)
+            return (
+                release,
+                _text_facts(pl.Series([], dtype=pl.String), patterns, policy, language_every),
+                twin_table,
+            )
+        return release, pl.concat(facts), twin_table
 
     return finish
+
+
+# --- no leak across releases ------------------------------------------------------------
+
+
+def read_published(releases: Path | None) -> tuple[pl.DataFrame, pl.Series]:
+    """The validation and test rows of every published release (`releases/<version>.rows.parquet`)
+    with their LSH band keys (`id`, `split`, `version`: the first release that published the row
+    in that split, `band_keys`), and every published id (any split, any release).
+
+    A row index written before band keys were stored has none: its rows cannot be compared.
+
+    Raises:
+        BadInputError: a published record without its row index, or an unreadable index.
+    """
+    empty = pl.DataFrame(
+        schema={"id": pl.String, "split": pl.String, "version": pl.String, "band_keys": pl.List(pl.UInt64)}
+    )
+    if releases is None:
+        return empty, pl.Series("id", [], pl.String)
+    evaluation = [empty]
+    ids = [pl.Series("id", [], pl.String)]
+    for version, record in published_versions(releases):
+        index = record.with_name(format_version(version) + ROW_INDEX_SUFFIX)
+        if not index.is_file():
+            raise BadInputError(
+                f"{record}: published release {tag_name(version)} has no row index {index.name} beside it; "
+                f"restore it from the commit that published {tag_name(version)} (publish writes both)"
+            )
+        try:
+            names = pq.read_schema(index).names
+            frame = pl.read_parquet(index, columns=[c for c in ("id", "split", "band_keys") if c in names])
+        except (OSError, pl.exceptions.PolarsError, pa.ArrowException) as exc:
+            raise BadInputError(f"{index}: cannot read the row index ({exc})") from None
+        if "id" not in frame.columns or "split" not in frame.columns:
+            raise BadInputError(f"{index}: a row index needs `id` and `split` columns; restore it from git")
+        ids.append(frame["id"].cast(pl.String))
+        if "band_keys" in frame.columns:
+            evaluation.append(
+                frame.filter((pl.col("split") != SPLITS[0]) & pl.col("band_keys").is_not_null()).select(
+                    pl.col("id").cast(pl.String),
+                    pl.col("split").cast(pl.String),
+                    pl.lit(tag_name(version)).alias("version"),
+                    pl.col("band_keys").cast(pl.List(pl.UInt64)),
+                )
+            )
+    rows = pl.concat(evaluation).unique("id", keep="first", maintain_order=True)
+    return rows, pl.concat(ids).unique().sort()
+
+
+def _band_matrix(keys: pl.Series, what: str) -> npt.NDArray[np.uint64]:
+    lengths = keys.list.len().unique().to_list()
+    if len(lengths) > 1:
+        raise BadInputError(f"{what}: band keys of different lengths {sorted(lengths)}; run `dvc repro`")
+    bands = lengths[0] if lengths else 0
+    # Through numpy, not Python lists: the keys are 64-bit and must not pass through floats.
+    matrix: npt.NDArray[np.uint64] = keys.explode().to_numpy().astype(np.uint64).reshape(len(keys), bands)
+    return matrix
+
+
+def band_matches(new: npt.NDArray[np.uint64], published: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
+    """Pairs (new row, published row) that share a band key in the same band; unique, sorted.
+
+    Band by band: a hash lookup (polars `is_in`) finds the few new rows whose key is published
+    at all, and only those are searched in the sorted published keys (searching every new row
+    cost ten times as much at millions of rows).
+    """
+    found = [np.zeros((0, 2), dtype=np.int64)]
+    for band in range(published.shape[1]):
+        keys = pl.Series(published[:, band])
+        hit = np.flatnonzero(pl.Series(new[:, band]).is_in(keys.implode()).to_numpy())
+        if not len(hit):
+            continue
+        order = np.argsort(published[:, band], kind="stable")
+        values = published[order, band]
+        lo = np.searchsorted(values, new[hit, band], side="left")
+        hi = np.searchsorted(values, new[hit, band], side="right")
+        counts = hi - lo
+        rows = np.repeat(hit.astype(np.int64), counts)
+        # Position k of a row's run of matches: lo + k.
+        starts = np.repeat(lo - (np.cumsum(counts) - counts), counts)
+        found.append(np.stack([rows, order[starts + np.arange(len(rows))]], axis=1).astype(np.int64))
+    return np.unique(np.concatenate(found), axis=0)
+
+
+def cross_release_candidates(
+    release_ids: pl.DataFrame, dedup_path: Path, evaluation: pl.DataFrame, published_ids: pl.Series
+) -> pl.DataFrame:
+    """Each new train row of the release (`release_ids`: `id`, `split`; new: an id no release
+    published) that shares an LSH band key with a published validation or test row
+    (`evaluation`, from `read_published`): `id`, `published_id`, `published_split`, `version`.
+
+    The new rows' band keys are the dedup stage's (`build/dedup.parquet`), computed from the
+    texts with the same MinHash the published keys were; a new row dedup does not hold is the
+    uniqueness suite's finding (`release_row_in_dedup`) and is not compared here.
+
+    Raises:
+        BadInputError: the published and this build's keys have different numbers of bands
+            (dedup.bands changed since the release: nothing can be compared).
+    """
+    schema = pl.Schema(
+        {"id": pl.String, "published_id": pl.String, "published_split": pl.String, "version": pl.String}
+    )
+    if not evaluation.height:
+        return pl.DataFrame(schema=schema)
+    new_train = release_ids.filter(
+        (pl.col("split") == SPLITS[0]) & ~pl.col("id").is_in(published_ids.implode())
+    )
+    if not new_train.height:
+        return pl.DataFrame(schema=schema)
+    try:
+        keys = (
+            pl.scan_parquet(dedup_path)
+            .select("id", "band_keys")
+            .filter(pl.col("id").is_in(new_train["id"].implode()))
+            .unique("id", keep="first", maintain_order=True)
+            .collect()
+        )
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise BadInputError(f"{dedup_path}: cannot read the band keys ({exc}); run `dvc repro`") from None
+    if not keys.height:
+        return pl.DataFrame(schema=schema)
+    mine = _band_matrix(keys["band_keys"], str(dedup_path))
+    theirs = _band_matrix(evaluation["band_keys"], "releases/*.rows.parquet")
+    if mine.shape[1] != theirs.shape[1]:
+        raise BadInputError(
+            f"{dedup_path}: {mine.shape[1]} band keys per row, the published releases' "
+            f"{theirs.shape[1]}: dedup.bands changed since the last release; restore it or start a "
+            "new major version"
+        )
+    pairs = band_matches(mine, theirs)
+    published = evaluation.select(
+        pl.col("id").alias("published_id"), pl.col("split").alias("published_split"), "version"
+    )
+    new_ids = keys["id"].gather(pairs[:, 0]).to_frame("id")
+    found: pl.DataFrame = pl.concat([new_ids, published[pairs[:, 1].tolist()]], how="horizontal")
+    return found.cast(schema)
+
+
+def published_twins(candidates: pl.DataFrame, texts: pa.Table, dedup: DedupParams) -> pl.DataFrame:
+    """Per new train row that is a near duplicate of a published validation or test row: `id`
+    and `published_twin`, naming that row (test before validation, then the smallest id).
+
+    A candidate pair (`cross_release_candidates`) is a near duplicate when its exact Jaccard
+    similarity of word shingles reaches dedup.near_threshold (dedup's own measure), the
+    published row's text being its text in this release (`texts`: `id`, `abstract`); when
+    the published row is not in this release its text is not stored anywhere, and the shared
+    band key counts as a near duplicate (the split stage pins such a row to the published
+    row's split, so it is not in train). A published row whose text changed since (a better
+    copy won its cluster) is compared by its text in this release, as split compares it: the
+    published text is not stored, only its fingerprint.
+    """
+    schema = {"id": pl.String, "published_twin": pl.String}
+    if not candidates.height:
+        return pl.DataFrame(schema=schema)
+    frame = pl.from_arrow(texts)
+    assert isinstance(frame, pl.DataFrame)
+    frame = frame.unique("id", keep="first").sort("id").with_row_index("row")
+    row_of = dict(zip(frame["id"].to_list(), frame["row"].to_list(), strict=True))
+    here = [
+        (row_of.get(a), row_of.get(b))
+        for a, b in zip(candidates["id"].to_list(), candidates["published_id"].to_list(), strict=True)
+    ]
+    verifiable = [a is not None and b is not None for a, b in here]
+    similarity: list[float | None] = [None] * len(here)
+    compared = np.array([pair for pair, ok in zip(here, verifiable, strict=True) if ok], dtype=np.int64)
+    if len(compared):
+        sets = ShingleSets.of_texts(
+            frame["abstract"].to_arrow(), frame["row"].cast(pl.Int64).to_numpy(), dedup.shingle_words
+        )
+        values = iter(sets.similarity(compared.reshape(-1, 2)).tolist())
+        similarity = [next(values) if ok else None for ok in verifiable]
+    rank = {name: code for code, name in enumerate(SPLITS)}
+    twins = (
+        candidates.with_columns(pl.Series("similarity", similarity, pl.Float64))
+        .filter(pl.col("similarity").is_null() | (pl.col("similarity") >= dedup.near_threshold))
+        .with_columns(
+            pl.col("published_split")
+            .replace_strict(rank, default=len(SPLITS), return_dtype=pl.Int8)
+            .alias("rank"),
+            pl.when(pl.col("similarity").is_null())
+            .then(pl.lit("not in this release; a band key is shared"))
+            .otherwise(pl.format("similarity {}", pl.col("similarity").round(3)))
+            .alias("evidence"),
+        )
+        .sort(["id", "rank", "published_id"], descending=[False, True, False])
+        .unique("id", keep="first", maintain_order=True)
+    )
+    return twins.select(
+        "id",
+        pl.format("{} ({} in {}, {})", "published_id", "published_split", "version", "evidence").alias(
+            "published_twin"
+        ),
+    )
 
 
 def build_rows(
@@ -402,13 +715,15 @@ def build_rows(
     text: pl.DataFrame,
     dedup: pl.DataFrame,
     leaked_pairs: list[dict[str, Any]],
+    twins: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """One row per release row (same order) with the text replaced by facts about it.
 
     Pure: `release` is the concatenated release with `split` (its `abstract` is not read);
     `text` is `start_release`'s facts about each abstract; `dedup` is `read_dedup`'s frame
-    (`flags` already as `|a|b|` text). Numbers are float64 (NaN for null): GX compares numpy
-    numbers vectorised.
+    (`flags` already as `|a|b|` text); `twins` is `published_twins`' frame (None: no published
+    release to compare with). Numbers are float64 (NaN for null): GX compares numpy numbers
+    vectorised; `categories` is `|a|b|` text like `flags` (null: none known).
     """
     frame = pl.from_arrow(release.drop_columns([c for c in ("abstract",) if c in release.column_names]))
     assert isinstance(frame, pl.DataFrame)
@@ -419,6 +734,7 @@ def build_rows(
         _column(frame, "arxiv_id", pl.String),
         _column(frame, "arxiv_version", pl.Float64),
         _column(frame, "duplicate_count", pl.Float64),
+        _categories(frame),
     )
     build = dedup.select(
         _column(dedup, "id", pl.String),
@@ -445,6 +761,10 @@ def build_rows(
     else:
         # What the join with no pair gives, without a second copy of the table.
         rows = rows.with_columns(pl.lit(None, pl.String).alias("leaked_with"))
+    if twins is not None and twins.height:
+        rows = rows.join(twins, on="id", how="left", maintain_order="left")
+    else:
+        rows = rows.with_columns(pl.lit(None, pl.String).alias("published_twin"))
     return rows.with_columns(
         pl.col("split").n_unique().over("id").cast(pl.Float64).alias("id_splits")
     ).select(ROWS_COLUMNS)
@@ -489,6 +809,21 @@ def read_clean(clean_path: Path) -> pl.DataFrame:
     return _read_build_table(clean_path, "clean", CLEAN_COLUMNS)
 
 
+def release_ids(release_data: Path) -> pl.DataFrame:
+    """`id` and `split` of every release row, in release order, without the text (the id
+    column is text here whatever its type; a file without one gives no rows: the schema suite
+    names it)."""
+    frames = [pl.DataFrame(schema={"id": pl.String, "split": pl.String})]
+    for path in _release_files(release_data):
+        if "id" not in pq.read_schema(path).names:
+            continue
+        ids = pq.read_table(path, columns=["id"]).column("id").cast(pa.string())
+        frame = pl.from_arrow(_with_split(pa.table({"id": ids}), path))
+        assert isinstance(frame, pl.DataFrame)
+        frames.append(frame)
+    return pl.concat(frames)
+
+
 def stage_tables(
     release_data: Path,
     dedup_path: Path,
@@ -496,12 +831,19 @@ def stage_tables(
     clean_path: Path,
     patterns: dict[str, str],
     out_dir: Path,
+    policy: FilterParams,
+    dedup_params: DedupParams,
+    language_every: int = 1,
+    releases: Path | None = None,
 ) -> dict[str, Path]:
     """Write the four tables the GX data source reads (`project.ASSETS`) to `out_dir`, one at a
     time, each freed before the next is built (on a large release they would not fit side by side).
 
     Returns asset name -> parquet file. The abstracts are read once, here; what the suites check
-    about them is in `rows` (see `build_rows`).
+    about them is in `rows` (see `build_rows`). `policy` is the filter's params (the curation
+    policy the `policy` suite checks again), `language_every` which rows the language rule is
+    checked on (`_text_facts`), `releases` the published memberships the release is compared
+    with (None: nothing published).
 
     Raises:
         BadInputError: an input table cannot be read.
@@ -511,13 +853,28 @@ def stage_tables(
     _build_columns(dedup_path, "dedup", DEDUP_COLUMNS)
     leaked_pairs = read_leaked_pairs(split_report)
     _build_columns(clean_path, "clean", CLEAN_COLUMNS)
+    evaluation, published_ids = read_published(releases)
+    # The rows to compare with published ones are known before the text is read, so that
+    # their texts are picked up on the way (the ids and band keys are small).
+    ids = (
+        release_ids(release_data)
+        if evaluation.height
+        else pl.DataFrame(schema={"id": pl.String, "split": pl.String})
+    )
+    candidates = cross_release_candidates(ids, dedup_path, evaluation, published_ids)
+    wanted = pa.array(
+        pl.concat([candidates["id"], candidates["published_id"]]).unique().sort().to_list(), pa.string()
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {name: out_dir / f"{name}.parquet" for name in ("release", "rows", "dedup", "clean")}
     with ThreadPoolExecutor(max_workers=2) as pool:
-        release, text = start_release(release_data, patterns, pool)()
+        release, text, twin_texts = start_release(
+            release_data, patterns, pool, policy, language_every, wanted
+        )()
     write_parquet(release, paths["release"])
+    twins = published_twins(candidates, twin_texts, dedup_params)
     dedup = read_dedup(dedup_path)
-    rows = build_rows(release, text, dedup, leaked_pairs)
+    rows = build_rows(release, text, dedup, leaked_pairs, twins)
     del release, text
     write_parquet(rows.to_arrow(), paths["rows"])
     del rows
@@ -528,8 +885,11 @@ def stage_tables(
     return paths
 
 
-def expectation_parameters(params: ValidateParams, split: SplitParams) -> dict[str, Any]:
-    """The values the suites' `{"$PARAMETER": name}` kwargs take (from params.yaml)."""
+def expectation_parameters(
+    params: ValidateParams, split: SplitParams, policy: FilterParams
+) -> dict[str, Any]:
+    """The values the suites' `{"$PARAMETER": name}` kwargs take (from params.yaml): the
+    `policy` suite's from the filter's, the policy it checks again."""
     return {
         "min_rows": params.min_rows,
         "max_rows": params.max_rows,
@@ -539,6 +899,11 @@ def expectation_parameters(params: ValidateParams, split: SplitParams) -> dict[s
         "max_words": params.max_words,
         "split_fractions": dict(split.fractions),
         "split_sigmas": params.split_sigmas,
+        "filter_min_chars": policy.min_chars,
+        "filter_max_chars": policy.max_chars,
+        "filter_min_words": policy.min_words,
+        "filter_max_words": policy.max_words,
+        "filter_topics": list(policy.topics),
     }
 
 
@@ -554,17 +919,23 @@ def run_validate(
     clean: Path,
     text_lengths: Path | None = None,
     data_docs: Path | None = None,
+    policy: FilterParams | None = None,
+    dedup_params: DedupParams | None = None,
+    releases: Path | None = None,
 ) -> dict[str, Any]:
     """Stage the tables, run the GX checkpoint (which also updates GX's own Data Docs site) and
     write the report and, when asked, the offline Data Docs pages (`docs.write_data_docs`).
     Never raises for a failed expectation: the report says what failed, `review` shows it and
-    the `gate` stage stops the pipeline on it.
+    the `gate` stage stops the pipeline on it. `policy` and `dedup_params` default to the
+    params' defaults (params.yaml's `filter` and `dedup` sections, as the command passes them);
+    `releases` holds the published memberships (None: nothing published).
 
     Raises:
         BadInputError: a suite, the GX project or an input table cannot be read.
     """
     from pipeline.stages.validate import project, report
 
+    policy = policy or FilterParams()
     checkpoint, specs = project.load_checkpoint(gx_dir)
     paths = stage_tables(
         release_data,
@@ -573,8 +944,12 @@ def run_validate(
         clean,
         project.artifact_patterns(specs),
         project.tables_directory(checkpoint),
+        policy,
+        dedup_params or DedupParams(),
+        params.language_sample_every,
+        releases,
     )
-    outcomes = project.run_checkpoint(checkpoint, expectation_parameters(params, split_params))
+    outcomes = project.run_checkpoint(checkpoint, expectation_parameters(params, split_params, policy))
     results = report.plain_results(specs, outcomes, paths)
     validation = report.build_report(pq.ParquetFile(paths["release"]).metadata.num_rows, results)
     write_json(validation, report_out)

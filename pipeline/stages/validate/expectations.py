@@ -12,16 +12,23 @@ the pandas engine, the only one the project's data source uses.
   the name it declares, so its `regex` and its verdict live in one place in the suite.
 - `ExpectNoNearDuplicateAcrossSplits` (leakage): a customised `ExpectColumnValuesToBeNull` on
   `leaked_with`, the other side of a near-duplicate pair found in another split.
-- `ExpectSplitSizesWithinBinomialBound` (split bounds): each split's share of the rows is
-  within `sigmas` standard deviations of its target fraction, the bound a hash split meets.
+- `ExpectNoLeakAcrossReleases` (leakage): a customised `ExpectColumnValuesToBeNull` on
+  `published_twin`, the published validation or test row a new train row near-duplicates.
+- `ExpectSplitSizesWithinBinomialBound` (split bounds): each split's size is within
+  sigmas * sqrt(n p (1 - p)) + 1 rows of n p (`pipeline.policy.split_size_allowed_deviation`,
+  the bound split.json's `size_bounds` reports), the bound a hash split meets.
+- `ExpectCategoriesOnAllowList` (policy): a row with categories has one on the allow-list
+  (the filter's `off_topic` rule, checked again on the release).
 """
 
 from __future__ import annotations
 
-import math
+import re
 from typing import Any, ClassVar
 
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from great_expectations.core.suite_parameters import SuiteParameterDict
 from great_expectations.execution_engine.execution_engine import ExecutionEngine
 from great_expectations.execution_engine.pandas_execution_engine import PandasExecutionEngine
@@ -42,6 +49,8 @@ from great_expectations.expectations.metrics.map_metric_provider.column_conditio
 from great_expectations.expectations.metrics.map_metric_provider.column_map_metric_provider import (
     ColumnMapMetricProvider,
 )
+
+from pipeline.policy import split_size_allowed_deviation
 
 ARTIFACTS_COLUMN = "artifacts"
 
@@ -89,6 +98,64 @@ class ExpectNoNearDuplicateAcrossSplits(ExpectColumnValuesToBeNull):
     )
 
 
+class ExpectNoLeakAcrossReleases(ExpectColumnValuesToBeNull):
+    """No new train row is a near duplicate of a validation or test row of a published release.
+
+    `published_twin` names, per new train row, the published row it near-duplicates (its id,
+    split, release and the evidence); the validate stage finds them from the stored memberships
+    (`releases/<version>.rows.parquet`), not from the split stage's report.
+    """
+
+    column: str = "published_twin"
+    description: str | None = (
+        "No new train row near-duplicates a published validation or test row: a paper published "
+        "for evaluation must never come back in train."
+    )
+
+
+def _literal_pattern(text: str) -> str:
+    # Escaped for both RE2 (pyarrow) and Python's `re`: every character but letters, digits,
+    # `_` and spaces (RE2 rejects some of the escapes `re.escape` writes).
+    return re.sub(r"([^\w ])", r"\\\1", text)
+
+
+def on_allow_list(column: pd.Series, allowed: list[str]) -> pd.Series:
+    """Per `|a|b|` row of categories: it names none (`||`), or one of `allowed` (any case)."""
+    values = pa.array(column.astype("string[pyarrow]"))
+    passes = pc.equal(values, "||")
+    if allowed:
+        pattern = r"\|(?:" + "|".join(_literal_pattern(a) for a in allowed) + r")\|"
+        passes = pc.or_(passes, pc.match_substring_regex(values, pattern, ignore_case=True))
+    return pd.Series(passes.fill_null(True).to_numpy(zero_copy_only=False), index=column.index)
+
+
+class ColumnValuesOnAllowList(ColumnMapMetricProvider):
+    """Per row: its `|a|b|` categories are none, or hold one of `allowed` (compared case-insensitively)."""
+
+    condition_metric_name = "column_values.categories_on_allow_list"
+    condition_value_keys = ("allowed",)
+
+    @column_condition_partial(engine=PandasExecutionEngine)
+    def _pandas(cls, column: pd.Series, allowed: list[str], **kwargs: Any) -> pd.Series:
+        return on_allow_list(column, [str(a) for a in allowed])
+
+
+class ExpectCategoriesOnAllowList(ColumnMapExpectation):
+    """Every row with categories (arXiv categories or fields of study) has one on `allowed`.
+
+    `column` holds each row's categories as `|a|b|` text (null: none known, which passes, as
+    it passes the filter's `off_topic` rule); `allowed` is params.yaml `filter.topics`.
+    """
+
+    allowed: list[str] | SuiteParameterDict[str, Any]
+    column: str = "categories"
+
+    map_metric = "column_values.categories_on_allow_list"
+    success_keys = ("allowed", "mostly")
+    args_keys = ("column", "allowed")
+    library_metadata: ClassVar[dict[str, Any]] = {"tags": ["policy"], "contributors": ["ml-abstracts"]}
+
+
 class ColumnSplitCounts(ColumnAggregateMetricProvider):
     """Rows per value of the column (null values not counted)."""
 
@@ -105,8 +172,9 @@ def split_bound_failures(
     """Per split outside its bound: rows, expected rows and the allowed deviation.
 
     A hash split puts each row in split s with probability p_s, so its row count is binomial:
-    mean n p_s, standard deviation sqrt(n p_s (1 - p_s)). A split missing from `fractions` is
-    out of bounds whatever its size.
+    mean n p_s, standard deviation sqrt(n p_s (1 - p_s)); the split may stray
+    `split_size_allowed_deviation` (sigmas deviations and one row) from n p_s. A split
+    missing from `fractions` is out of bounds whatever its size.
     """
     total = sum(counts.values())
     failures: dict[str, dict[str, float]] = {}
@@ -114,7 +182,7 @@ def split_bound_failures(
         rows = counts.get(split, 0)
         fraction = fractions.get(split, 0.0)
         expected = total * fraction
-        allowed = sigmas * math.sqrt(total * fraction * (1.0 - fraction))
+        allowed = split_size_allowed_deviation(total, fraction, sigmas)
         if split not in fractions or abs(rows - expected) > allowed:
             failures[split] = {"rows": rows, "expected": round(expected, 3), "allowed": round(allowed, 3)}
     return failures

@@ -4,8 +4,8 @@ the text-length plot data.
 `validation.json` keeps the keys the review page and the gate read: `rows`, `success`,
 `critical_failures`, `warnings` and `results`, one per expectation in suite order, each with
 `suite`, `table` (the GX asset), `expectation`, `name`, `kwargs`, `severity`, `success`,
-`observed_value`, `unexpected_count`, `failing_rows` (up to `MAX_FAILING_ROWS`, with `id` and
-`source`) and, when GX raised, `error`.
+`observed_value`, `unexpected_count`, `failing_rows` (up to `MAX_FAILING_ROWS`, with `id`,
+`source` and, for a check of row values, the failing `value`) and, when GX raised, `error`.
 """
 
 from __future__ import annotations
@@ -59,15 +59,21 @@ def exception_message(result: Any) -> str | None:
     return message.splitlines()[-1] if message else "exception"
 
 
-def failing_rows(table: Path, positions: list[Any]) -> list[dict[str, Any]]:
-    """`id` and `source` of the staged table's rows at `positions` (GX's unexpected index list)."""
+def failing_rows(table: Path, positions: list[Any], values: list[Any] | None = None) -> list[dict[str, Any]]:
+    """`id` and `source` of the staged table's rows at `positions` (GX's unexpected index list)
+    and, when GX lists them (`values`, its unexpected values in the same order), each row's
+    failing `value` (a cross-release leak names the published row there)."""
     wanted = [int(p) for p in positions[:MAX_FAILING_ROWS] if isinstance(p, int | np.integer)]
     if not wanted:
         return []
     names = pq.read_schema(table).names
     columns = [c for c in INDEX_COLUMNS if c in names]
     picked = pq.read_table(table, columns=columns).take(wanted).to_pylist() if columns else [{}] * len(wanted)
-    return [{column: row.get(column) for column in INDEX_COLUMNS} for row in picked]
+    rows = [{column: row.get(column) for column in INDEX_COLUMNS} for row in picked]
+    if values is not None and len(values) >= len(positions[:MAX_FAILING_ROWS]) == len(wanted):
+        for row, value in zip(rows, values, strict=False):
+            row["value"] = json_safe(value)
+    return rows
 
 
 def plain_results(
@@ -92,7 +98,9 @@ def plain_results(
                 "observed_value": json_safe(detail.get("observed_value")),
                 "unexpected_count": json_safe(detail.get("unexpected_count")),
                 "failing_rows": failing_rows(
-                    tables[spec.asset], list(detail.get("partial_unexpected_index_list") or [])
+                    tables[spec.asset],
+                    list(detail.get("partial_unexpected_index_list") or []),
+                    detail.get("partial_unexpected_list"),
                 ),
             }
             if "details" in detail:

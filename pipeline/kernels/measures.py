@@ -1,4 +1,5 @@
-"""One compiled pass over a batch's UTF-8 bytes: the per-row counts the filter rules compare.
+"""One compiled pass over a batch's UTF-8 bytes: the per-row counts the filter rules compare
+(and the validate stage compares again on the release, `pipeline.policy`).
 
 Characters, space-separated words, common English function words (case-insensitive), ASCII
 upper-case and lower-case letters, and ASCII digits and symbols, counted in one loop over the
