@@ -225,7 +225,10 @@ def test_the_checkpoint_runs_with_gx_alone_after_a_build(repo_copy: Path, tmp_pa
         "context = gx.get_context(mode='file', project_root_dir='.')\n"
         "params = {'min_rows': 50, 'max_rows': 10**7, 'min_chars': 200, 'max_chars': 5000, 'min_words': 20,\n"
         "          'max_words': 1000, 'split_fractions': {'train': 0.8, 'validation': 0.1, 'test': 0.1},\n"
-        "          'split_sigmas': 4.0}\n"
+        "          'split_sigmas': 4.0, 'filter_min_chars': 200, 'filter_max_chars': 5000,\n"
+        "          'filter_min_words': 20, 'filter_max_words': 1000, 'filter_topics': [\n"
+        "              'cs.LG', 'stat.ML', 'cs.AI', 'cs.CL', 'cs.CV', 'cs.NE', 'cs.IR', 'cs.RO', 'cs.MA',\n"
+        "              'eess.AS', 'eess.IV', 'eess.SP', 'Computer Science']}\n"
         "result = context.checkpoints.get('release').run(expectation_parameters=params)\n"
         "failed = [(r.expectation_config.meta['name'], r.expectation_config.severity.value)\n"
         "          for suite in result.run_results.values() for r in suite.results if not r.success]\n"
@@ -236,4 +239,4 @@ def test_the_checkpoint_runs_with_gx_alone_after_a_build(repo_copy: Path, tmp_pa
     )
     assert result.returncode == 0, result.stderr
     # GX's own verdict counts every expectation; the seeds fail one, a warning (the gate passes).
-    assert result.stdout.strip() == "7 [('truncated_at_most_2_percent', 'warning')]", result.stdout
+    assert result.stdout.strip() == "8 [('truncated_at_most_2_percent', 'warning')]", result.stdout
