@@ -457,6 +457,30 @@ def test_find_artifacts_names_every_match() -> None:
     assert find_artifacts(texts, patterns).to_list() == ["|prefix|space_comma|", "", "", "|space_comma|"]
 
 
+def test_find_artifacts_ignores_inline_math_and_nothing_else() -> None:
+    """From the 2.7M bench: clean keeps `$\\dots , n$` verbatim, so it is no artifact; a real
+    space before a comma beside the math, or after a stray dollar sign, still is."""
+    import polars as pl
+
+    patterns = {"space_before_punctuation": " [,.;:](?: |$)"}
+    texts = pl.Series(
+        [
+            r"signal vectors $\mathbf{y}^i \in \mathbb{R}^d, i =1, 2, \dots , n$, we aim to learn",
+            r"inline \(a , b\) and display \[x , y\] math",
+            r"the math $x$ is fine , but this is not",
+            "costs $5 , and more",
+            "(i.e. , tasks) on edge devices",
+        ]
+    )
+    assert find_artifacts(texts, patterns).to_list() == [
+        "",
+        "",
+        "|space_before_punctuation|",
+        "|space_before_punctuation|",
+        "|space_before_punctuation|",
+    ]
+
+
 def test_great_expectations_is_not_imported_by_the_cli_or_other_stages() -> None:
     code = (
         "import sys, pipeline.cli, pipeline.stages.ingest.core, pipeline.stages.clean.core\n"

@@ -280,11 +280,17 @@ def _categories(frame: pl.DataFrame) -> pl.Expr:
     return _column(frame, "categories", pl.String)
 
 
-def find_artifacts(abstracts: pl.Series, patterns: dict[str, str]) -> pl.Series:
-    """Per abstract, the names of the matching patterns as `|a|b|` text (`""` when none).
+# Inline math, which clean keeps verbatim (`$\dots , n$` is right there): an artifact inside
+# it is not one. Bounded, so a stray dollar sign cannot hide a paragraph.
+INLINE_MATH = r"\$\$[^$]{1,500}\$\$|\$[^$\n]{1,300}\$|\\\([^\n]{1,300}?\\\)|\\\[[^\n]{1,500}?\\\]"
 
-    One pass over all the text with the patterns combined; then each pattern only on the
-    (few) rows that matched any.
+
+def find_artifacts(abstracts: pl.Series, patterns: dict[str, str]) -> pl.Series:
+    """Per abstract, the names of the matching patterns as `|a|b|` text (`""` when none),
+    outside inline math (`INLINE_MATH`).
+
+    One pass over all the text with the patterns combined; then, with the math masked, each
+    pattern only on the (few) rows that matched any.
     """
     result = pl.Series("artifacts", [""] * len(abstracts), pl.String)
     if not patterns or len(abstracts) == 0:
@@ -293,7 +299,7 @@ def find_artifacts(abstracts: pl.Series, patterns: dict[str, str]) -> pl.Series:
     hits = abstracts.str.contains(combined).fill_null(False).arg_true()
     if len(hits) == 0:
         return result
-    suspects = pl.DataFrame({"abstract": abstracts.gather(hits)})
+    suspects = pl.DataFrame({"abstract": abstracts.gather(hits).str.replace_all(INLINE_MATH, "$MATH$")})
     names = suspects.select(
         pl.concat_str(
             [pl.lit("|")]
@@ -305,6 +311,8 @@ def find_artifacts(abstracts: pl.Series, patterns: dict[str, str]) -> pl.Series:
             ]
         )
     ).to_series()
+    # A row whose only matches were inside math matches nothing.
+    names = names.replace("|", "")
     return result.scatter(hits, names)
 
 
