@@ -100,11 +100,19 @@ def raw_files(raw_dir: Path) -> list[Path]:
         and not any(part.startswith(".") for part in p.relative_to(raw_dir).parts)
         and p.suffix != ".dvc"
     )
+    # A link may point into the project (DVC's symlink or hardlink cache), never out of it:
+    # what is released must be rebuildable from the checkout.
+    project = raw_dir.resolve().parent
     for path in files:
         if not path.exists():
             raise BadInputError(
                 f"{path.relative_to(raw_dir)}: cannot read (broken link); restore its target "
                 "(`dvc pull` for a DVC-tracked dump) or remove it"
+            )
+        if path.is_symlink() and not path.resolve().is_relative_to(project):
+            raise BadInputError(
+                f"{path.relative_to(raw_dir)}: links outside the project (to {path.resolve()}); a clone "
+                "could not rebuild the release: copy the file into raw/ (`dvc add` it if large)"
             )
     if not files:
         raise BadInputError(f"{raw_dir}: no raw dumps found; copy at least one dump into it")

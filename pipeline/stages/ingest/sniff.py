@@ -45,6 +45,25 @@ def json_lines_kind(obj: dict[str, object]) -> str:
     return "jsonl"
 
 
+def _wide_encoding(head: bytes) -> str | None:
+    """UTF-16 or UTF-32 text, by its byte-order mark or, without one, by NULs in every other
+    byte of its first characters (text in UTF-8 has none)."""
+    for mark, encoding in (
+        (b"\xff\xfe\x00\x00", "UTF-32LE"),
+        (b"\x00\x00\xfe\xff", "UTF-32BE"),
+        (b"\xff\xfe", "UTF-16LE"),
+        (b"\xfe\xff", "UTF-16BE"),
+    ):
+        if head.startswith(mark):
+            return encoding
+    sample = head[:200]
+    if len(sample) >= 8 and sample[1::2].count(0) == len(sample[1::2]) and sample[0::2].count(0) == 0:
+        return "UTF-16LE"
+    if len(sample) >= 8 and sample[0::2].count(0) == len(sample[0::2]) and sample[1::2].count(0) == 0:
+        return "UTF-16BE"
+    return None
+
+
 def _unknown(name: str, number: int, text: str) -> BadInputError:
     return BadInputError(
         f"{name}:{number}: cannot tell the format (starts with {text[:60]!r}); known formats are "
@@ -70,6 +89,12 @@ def sniff_format(path: Path, name: str) -> str:
         ) from None
     if head.startswith(b"PAR1"):
         return "parquet"
+    encoding = _wide_encoding(head)
+    if encoding is not None:
+        raise BadInputError(
+            f"{name}: is {encoding}, not UTF-8; convert it (`iconv -f {encoding} -t UTF-8 {name}`) or "
+            "remove it from raw/"
+        )
     body = head.removeprefix(b"\xef\xbb\xbf").lstrip()
     if not body:
         raise BadInputError(f"{name}: file is empty; remove it from raw/ or add its content")

@@ -206,16 +206,22 @@ def _record_table(
 
 
 def parse_abstract_lines(blocks: TextBlocks) -> Iterator[BlockResult]:
-    """One abstract per line behind an `Abstract:` label; any other non-blank line is a reject."""
+    """One abstract per line behind an `Abstract:` label; any other non-blank line is a reject,
+    as is a line holding a NUL byte (binary data in a text dump, never an abstract)."""
     for numbers, lines in blocks:
         is_record = _to_numpy(
-            pc.and_(pc.starts_with(lines, _LABEL), pc.greater(pc.binary_length(lines), len(_LABEL)))
+            pc.and_(
+                pc.and_(pc.starts_with(lines, _LABEL), pc.greater(pc.binary_length(lines), len(_LABEL))),
+                pc.invert(pc.match_substring(lines, "\x00")),
+            )
         )
         rejects = []
         others = np.flatnonzero(~is_record)
         for index, text in zip(others.tolist(), lines.take(others).to_pylist(), strict=True):
             number = int(numbers[index])
-            if not ABSTRACT_LINE.match(text):
+            if "\x00" in text:
+                rejects.append(Reject(blocks.name, number, "binary_line", text))
+            elif not ABSTRACT_LINE.match(text):
                 rejects.append(Reject(blocks.name, number, "stray_line", text))
             elif not ABSTRACT_LINE.sub("", text, count=1).strip():
                 rejects.append(Reject(blocks.name, number, "empty_abstract", text))
