@@ -85,14 +85,17 @@ def copy_into(directory: Path, *files: Path) -> None:
 
 @pytest.fixture(scope="session")
 def seed_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The seed dumps run through every stage up to validation, in a temporary directory.
+    """The seed dumps run through every stage up to validation and the release diff (against
+    no published release), in a temporary directory.
 
     Layout mirrors the repository: build/, reports/, release/data/.
     """
     from pipeline.params import load_params
     from pipeline.stages.clean.core import run_clean
     from pipeline.stages.dedup.core import run_dedup
+    from pipeline.stages.filter.run import run_filter
     from pipeline.stages.ingest.core import run_ingest
+    from pipeline.stages.release_diff.core import run_release_diff
     from pipeline.stages.split.core import run_split
     from pipeline.stages.validate.core import run_validate
 
@@ -108,8 +111,15 @@ def seed_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
         REPO_ROOT / "sources.yaml",
     )
     run_clean(build / "ingested.parquet", build / "clean.parquet", reports / "clean.json", params.clean)
-    run_dedup(
+    run_filter(
         build / "clean.parquet",
+        build / "filter.parquet",
+        reports / "filtered.parquet",
+        reports / "filter.json",
+        params.filter,
+    )
+    run_dedup(
+        build / "filter.parquet",
         build / "dedup.parquet",
         build / "minhash.parquet",
         reports / "duplicates.parquet",
@@ -118,7 +128,7 @@ def seed_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     run_split(
         build / "dedup.parquet",
-        build / "clean.parquet",
+        build / "filter.parquet",
         root / "release" / "data",
         reports / "split.json",
         params.split,
@@ -137,4 +147,12 @@ def seed_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
             split_report=reports / "split.json",
             clean=build / "clean.parquet",
         )
+    run_release_diff(
+        root / "release" / "data",
+        root / "releases",
+        reports / "release_diff.json",
+        params.release_diff,
+        params.card,
+        build / "dedup.parquet",
+    )
     return root
