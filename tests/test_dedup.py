@@ -317,6 +317,11 @@ def test_conflicting_dois_and_years_are_counted(tmp_path: Path) -> None:
     assert report["conflicts"]["year_examples"] == [[2019, 2021]]
     # Each conflict is listed by the id of the row the copies became, for the review page.
     assert report["conflicts"]["rows"] == [
-        {"id": "1910.13461", "kind": "doi", "values": ["10.1/a", "10.1/b"], "sources": ["a.jsonl", "b.jsonl"]},
+        {
+            "id": "1910.13461",
+            "kind": "doi",
+            "values": ["10.1/a", "10.1/b"],
+            "sources": ["a.jsonl", "b.jsonl"],
+        },
         {"id": "1910.13461", "kind": "year", "values": [2019, 2021], "sources": ["a.jsonl", "b.jsonl"]},
     ]

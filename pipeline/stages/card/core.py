@@ -582,7 +582,9 @@ def _removals(diff: Mapping[str, Any], limit: int) -> dict[str, Any]:
             {
                 "id": code_span(str(entry["id"])),
                 "kind": "merged" if into else "removed",
-                "reason": f"merged into {code_span(str(into))}" if into else escape_markdown(str(entry["reason"])),
+                "reason": f"merged into {code_span(str(into))}"
+                if into
+                else escape_markdown(str(entry["reason"])),
             }
         )
     return {
@@ -595,7 +597,11 @@ def _removals(diff: Mapping[str, Any], limit: int) -> dict[str, Any]:
 
 def _filter_rules(filtered: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [
-        {"name": code_span(name), "reason": escape_markdown(str(rule["reason"])), "count": int(rule["filtered"])}
+        {
+            "name": code_span(name),
+            "reason": escape_markdown(str(rule["reason"])),
+            "count": int(rule["filtered"]),
+        }
         for name, rule in sorted(filtered["rules"].items())
     ]
 
@@ -681,7 +687,9 @@ def render_card(
             curators=escape_markdown(str(metadata.get("curators", "the maintainers"))),
             languages=", ".join(escape_markdown(str(x)) for x in metadata.get("language", ["en"])),
             license=escape_markdown(
-                license_data["license_details"] if "license_details" in license_data else license_data["license"]
+                license_data["license_details"]
+                if "license_details" in license_data
+                else license_data["license"]
             ),
             version=params.version,
             hub_url=f"https://huggingface.co/datasets/{repo_id}",
