@@ -504,24 +504,28 @@ def source_accounts(
     rows = []
     problems = []
     for name, entry in sorted(ingest["sources"].items()):
-        row = {
-            "name": code_span(str(name)),
-            "format": code_span(str(entry["format"])),
-            "license": escape_markdown(str(entry.get("license") or UNDECLARED_LICENSE)),
+        counts = {
             "read": int(entry["records_read"]),
             "rejected": int(entry["rejects"]),
             "filtered": removed.get(name, 0),
             "folded": folded.get(name, 0),
             "released": released.get(name, 0),
         }
-        accounted = row["rejected"] + row["filtered"] + row["folded"] + row["released"]
-        if accounted != row["read"]:
+        accounted = counts["rejected"] + counts["filtered"] + counts["folded"] + counts["released"]
+        if accounted != counts["read"]:
             problems.append(
-                f"source {name!r}: {row['read']} records read, but {row['rejected']} rejected + "
-                f"{row['filtered']} filtered + {row['folded']} folded + {row['released']} released "
+                f"source {name!r}: {counts['read']} records read, but {counts['rejected']} rejected + "
+                f"{counts['filtered']} filtered + {counts['folded']} folded + {counts['released']} released "
                 f"= {accounted}"
             )
-        rows.append(row)
+        rows.append(
+            {
+                "name": code_span(str(name)),
+                "format": code_span(str(entry["format"])),
+                "license": escape_markdown(str(entry.get("license") or UNDECLARED_LICENSE)),
+                **counts,
+            }
+        )
     unknown = sorted((set(folded) | set(released) | set(removed)) - set(ingest["sources"]))
     if unknown:
         problems.append(f"source {unknown[0]!r} has rows downstream but is not in {INGEST_REPORT}")
@@ -547,7 +551,7 @@ def row_licenses(release: Path) -> dict[str, int]:
     return {str(name): int(count) for name, count in counted.iter_rows()}
 
 
-def card_license(params: CardParams, licenses: Mapping[str, int]) -> dict[str, str]:
+def card_license(params: CardParams, licenses: Mapping[str, int]) -> dict[str, Any]:
     """The card's licence metadata for the release rows' licences.
 
     Rows that declare no licence leave the maintainers' `card.license`; rows that all carry one
@@ -607,7 +611,7 @@ def _filter_rules(filtered: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _card_data(
-    params: CardParams, metadata: Mapping[str, Any], info: Mapping[str, Any], license_data: Mapping[str, str]
+    params: CardParams, metadata: Mapping[str, Any], info: Mapping[str, Any], license_data: dict[str, Any]
 ) -> DatasetCardData:
     total = sum(s["num_examples"] for s in info["splits"])
     return DatasetCardData(
