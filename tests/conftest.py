@@ -154,6 +154,7 @@ def seed_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
         params.release_diff,
         params.card,
         build / "dedup.parquet",
+        reports / "filtered.parquet",
     )
     return root
 
