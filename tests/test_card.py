@@ -489,6 +489,7 @@ def test_croissant_describes_files_license_version_and_rai(seed_release: Path, p
     for key in ("rai:dataCollection", "rai:dataPreprocessingProtocol", "rai:dataLimitations"):
         assert len(croissant[key]) > 50, key
     assert "strip_prefix" in croissant["rai:dataPreprocessingProtocol"]
+    assert "placeholder (0 rows)" in croissant["rai:dataPreprocessingProtocol"]
 
 
 def test_cli_writes_card_and_croissant(seed_build: Path, repo_root_path: Path, tmp_path: Path) -> None:

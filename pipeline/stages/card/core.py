@@ -741,13 +741,19 @@ def build_croissant(
     metadata = load_metadata(card_dir)
     sections = load_sections(card_dir)
     clean = _read_report(reports, "clean.json")
+    filtered = _read_report(reports, FILTER_REPORT)
     dedup = _read_report(reports, "dedup.json")
     files = _files(release)
     rules = ", ".join(f"{name} ({rule['rows_changed']} rows)" for name, rule in clean["rules"].items())
+    dropped = ", ".join(
+        f"{name} ({rule['filtered']} rows)" for name, rule in sorted(filtered["rules"].items())
+    )
     folded = ", ".join(f"{m} ({c} records)" for m, c in sorted(dedup["folded_by_method"].items()))
     preprocessing = (
         "Raw dumps are parsed per format, stray lines rejected with a reason; abstracts are repaired "
-        f"by named cleaning rules: {rules or 'none applied'}. Records of the same paper are folded "
+        f"by named cleaning rules: {rules or 'none applied'}. Rows that are not an abstract of an ML "
+        f"paper are dropped by named filter rules, each with its reason: {dropped or 'none'}. "
+        "Records of the same paper are folded "
         f"into one row ({folded or 'none folded'}), keeping the best copy's abstract (complete, fewest "
         "defects, longest) and each metadata field from the best copy that has it. A published row "
         "keeps its id and split; a new row is assigned to train/validation/test by a seeded hash of "
