@@ -270,11 +270,15 @@ class CardParams:
     # Version of the release this card describes (MAJOR.MINOR.PATCH); the card's load line pins
     # revision="v<version>", so bump it before publishing. Publish tags the Hub revision with it.
     version: str = "0.1.0"
+    # Published rows gone in this release (removed or merged) listed by id in the changelog;
+    # past that, the card gives the count and points to reports/release_diff.json.
+    removals_listed: int = 100
 
     def __post_init__(self) -> None:
         for key in ("pretty_name", "license"):
             if not getattr(self, key).strip():
                 raise ConfigError(f"card.{key} is required and must not be empty")
+        _check_range("card.removals_listed", self.removals_listed, 0, 100_000)
         if not re.fullmatch(r"\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?", self.version):
             raise ConfigError(f"card.version must be a semantic version like 1.2.0, got {self.version!r}")
 
@@ -308,6 +312,10 @@ class ReviewParams:
     diff_examples: int = 5
     # Longest text shown for one abstract or rejected line; longer ones are cut with "…".
     text_chars: int = 600
+    # Filtered rows shown per filter rule (reports/filtered.parquet, in file order).
+    filtered_per_rule: int = 5
+    # Published rows gone in this build (removed or merged) listed by id; the count is always shown.
+    removed_rows: int = 100
     # Bars per length histogram.
     histogram_bins: int = 50
     # Most rows whose words are counted for the words histogram (every k-th row of each split).
@@ -318,6 +326,8 @@ class ReviewParams:
             _check_range(f"review.{key}", getattr(self, key), 0, 1_000)
         _check_range("review.folded_per_cluster", self.folded_per_cluster, 0, 1_000)
         _check_range("review.diff_examples", self.diff_examples, 0, 1_000)
+        _check_range("review.filtered_per_rule", self.filtered_per_rule, 0, 1_000)
+        _check_range("review.removed_rows", self.removed_rows, 0, 100_000)
         _check_range("review.text_chars", self.text_chars, 20, 100_000)
         _check_range("review.histogram_bins", self.histogram_bins, 5, 500)
         _check_range("review.word_sample_rows", self.word_sample_rows, 1, 100_000_000)

@@ -173,14 +173,17 @@ def copy_into(directory: Path, *files: Path) -> None:
 
 @pytest.fixture(scope="session")
 def seed_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The seed dumps run through every stage up to validation, in a temporary directory.
+    """The seed dumps run through every stage up to validation and the release diff (against
+    no published release), in a temporary directory.
 
     Layout mirrors the repository: build/, reports/, release/data/.
     """
     from pipeline.params import load_params
     from pipeline.stages.clean.core import run_clean
     from pipeline.stages.dedup.core import run_dedup
+    from pipeline.stages.filter.run import run_filter
     from pipeline.stages.ingest.core import run_ingest
+    from pipeline.stages.release_diff.core import run_release_diff
     from pipeline.stages.split.core import run_split
     from pipeline.stages.validate.core import run_validate
 
@@ -196,8 +199,15 @@ def seed_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
         REPO_ROOT / "sources.yaml",
     )
     run_clean(build / "ingested.parquet", build / "clean.parquet", reports / "clean.json", params.clean)
-    run_dedup(
+    run_filter(
         build / "clean.parquet",
+        build / "filter.parquet",
+        reports / "filtered.parquet",
+        reports / "filter.json",
+        params.filter,
+    )
+    run_dedup(
+        build / "filter.parquet",
         build / "dedup.parquet",
         build / "minhash.parquet",
         reports / "duplicates.parquet",
@@ -206,7 +216,7 @@ def seed_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     run_split(
         build / "dedup.parquet",
-        build / "clean.parquet",
+        build / "filter.parquet",
         root / "release" / "data",
         reports / "split.json",
         params.split,
@@ -225,4 +235,65 @@ def seed_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
             split_report=reports / "split.json",
             clean=build / "clean.parquet",
         )
+    run_release_diff(
+        root / "release" / "data",
+        root / "releases",
+        reports / "release_diff.json",
+        params.release_diff,
+        params.card,
+        build / "dedup.parquet",
+        reports / "filtered.parquet",
+    )
     return root
+
+
+def add_filtered_records(root: Path, records: list[tuple[str | None, str]]) -> None:
+    """Append records the filter drops (arXiv id or None, text) to a copy of the seed build, as
+    records of the seed file 000_*.txt (lines 1001, 1002, ...), and rerun the filter.
+
+    The ingested and cleaned tables and ingest.json get the records; the filter's kept rows do
+    not change, so dedup, split and the release stay valid for the new filter outputs.
+    """
+    import json
+
+    import polars as pl
+
+    from pipeline.params import load_params
+    from pipeline.stages.filter.run import run_filter
+
+    build, reports = root / "build", root / "reports"
+    ingested = pl.read_parquet(build / "ingested.parquet")
+    clean = pl.read_parquet(build / "clean.parquet")
+    file = next(name for name in ingested["file"].unique().sort() if name.startswith("000_"))
+    template_raw = ingested.filter(pl.col("file") == file).row(0, named=True)
+    template_clean = clean.filter(pl.col("file") == file).row(0, named=True)
+    raw_rows, clean_rows = [], []
+    for number, (arxiv_id, text) in enumerate(records, 1001):
+        own = {"source": f"{file}:{number}", "line": number, "arxiv_id": arxiv_id, "raw_id": arxiv_id}
+        own |= {"arxiv_version": None, "locator": f"line {number}"}
+        raw_rows.append(template_raw | own | {"raw_text": text})
+        clean_rows.append(template_clean | own | {"abstract": text, "clean_rules": [], "flags": []})
+    pl.concat([ingested, pl.DataFrame(raw_rows, schema=ingested.schema)]).write_parquet(
+        build / "ingested.parquet"
+    )
+    pl.concat([clean, pl.DataFrame(clean_rows, schema=clean.schema)]).write_parquet(build / "clean.parquet")
+    report = json.loads((reports / "ingest.json").read_text(encoding="utf-8"))
+    source = report["files"][file]["source"]
+    for entry in (report["files"][file], report["totals"]):
+        entry["lines"] += len(records)
+    for entry in (report["files"][file], report["sources"][source], report["totals"]):
+        entry["records"] += len(records)
+    for entry in (report["sources"][source], report["totals"]):
+        entry["records_read"] += len(records)
+    (reports / "ingest.json").write_text(json.dumps(report), encoding="utf-8")
+    clean_report = json.loads((reports / "clean.json").read_text(encoding="utf-8"))
+    clean_report["rows"] += len(records)
+    (reports / "clean.json").write_text(json.dumps(clean_report), encoding="utf-8")
+    params = load_params(REPO_ROOT / "params.yaml")
+    run_filter(
+        build / "clean.parquet",
+        build / "filter.parquet",
+        reports / "filtered.parquet",
+        reports / "filter.json",
+        params.filter,
+    )

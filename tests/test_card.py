@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.cli import main
-from pipeline.contracts import RELEASE_SCHEMA, SPLITS
+from pipeline.contracts import DUPLICATES_SCHEMA, RELEASE_SCHEMA, SPLITS
 from pipeline.errors import BadInputError, ConfigError, ValidationFailed
 from pipeline.params import CardParams, Params, PublishParams, load_params
 from pipeline.stages.card.core import (
@@ -159,15 +159,36 @@ def test_check_card_catches_a_shard_changed_after_the_card(seed_release: Path, t
     assert f"croissant.json data/{shard.name} sha256" in str(failure.value)
 
 
+def reports_for(seed_reports: Path, target: Path, rows: list[dict[str, object]]) -> Path:
+    """The seed reports, with ingest.json, filter.json and duplicates.parquet rewritten to
+    account for `rows` (a tiny release, one source `tiny` read from the rows' files)."""
+    shutil.copytree(seed_reports, target)
+    files: dict[str, int] = {}
+    for entry in rows:
+        name = str(entry["source"]).rsplit(":", 1)[0]
+        files[name] = files.get(name, 0) + 1
+    ingest = json.loads((target / "ingest.json").read_text(encoding="utf-8"))
+    ingest["files"] = {name: {"source": "tiny", "format": "abstract_lines"} for name in files}
+    ingest["sources"] = {
+        "tiny": {"format": "abstract_lines", "license": None, "records_read": len(rows), "rejects": 0}
+    }
+    (target / "ingest.json").write_text(json.dumps(ingest), encoding="utf-8")
+    filtered = json.loads((target / "filter.json").read_text(encoding="utf-8"))
+    filtered["sources"] = {name: {"rows": n, "kept": n, "filtered": 0} for name, n in files.items()}
+    (target / "filter.json").write_text(json.dumps(filtered), encoding="utf-8")
+    pq.write_table(DUPLICATES_SCHEMA.empty_table(), target / "duplicates.parquet")
+    return target
+
+
 def test_example_row_and_file_names_are_escaped(
     seed_build: Path, params: Params, repo_root_path: Path, tmp_path: Path
 ) -> None:
     nasty = 'We show <script>alert("x")</script> that a | b and [a link](http://e.x) *win*.'
     release = tmp_path / "release"
-    write_release(release, [row(abstract=nasty, source="we|ird<b>.txt:3")])
-    card = render_card(
-        release, repo_root_path / "dataset_card", seed_build / "reports", params.card, params.publish.repo_id
-    )
+    rows = [row(abstract=nasty, source="we|ird<b>.txt:3")]
+    write_release(release, rows)
+    reports = reports_for(seed_build / "reports", tmp_path / "reports", rows)
+    card = render_card(release, repo_root_path / "dataset_card", reports, params.card, params.publish.repo_id)
     assert "<script>" not in card and "<b>" not in card
     example = card.split("Example row", 1)[1].splitlines()
     abstract_line = next(line for line in example if line.startswith("| `abstract` |"))
@@ -177,6 +198,165 @@ def test_example_row_and_file_names_are_escaped(
     assert len(re.findall(r"(?<!\\)\|", abstract_line)) == 3
     source_line = next(line for line in example if line.startswith("| `source` |"))
     assert source_line == r"| `source` | we\|ird&lt;b&gt;.txt:3 |"
+    # The sources table names the source and its undeclared licence, the row released.
+    assert "| `tiny` | `abstract_lines` | NOASSERTION | 1 | 0 | 0 | 0 | 1 |" in card
+
+
+def source_rows(card: str) -> dict[str, list[int]]:
+    """The card's sources table: source name -> [read, rejected, filtered, folded, released]."""
+    table = card.split("| source | format | licence |", 1)[1].split("\n\n", 1)[0]
+    rows = {}
+    for line in table.splitlines()[2:]:
+        cells = [cell.strip() for cell in line.strip("|").split(" | ")]
+        rows[cells[0].strip("`")] = [int(cell) for cell in cells[3:]]
+    return rows
+
+
+def test_sources_table_lists_each_source_with_its_licence_and_counts_that_add_up(
+    seed_release: Path, seed_build: Path
+) -> None:
+    card = (seed_release / "README.md").read_text(encoding="utf-8")
+    ingest = json.loads((seed_build / "reports" / "ingest.json").read_text(encoding="utf-8"))
+    rows = source_rows(card)
+    assert sorted(rows) == sorted(ingest["sources"]) == ["seed-abstract-lines", "seed-viewer-table"]
+    for name, (read, rejected, filtered, folded, released) in rows.items():
+        assert read == ingest["sources"][name]["records_read"]
+        assert rejected == ingest["sources"][name]["rejects"]
+        assert read == rejected + filtered + folded + released
+    assert rows["seed-abstract-lines"] == [27, 1, 0, 2, 24]
+    assert rows["seed-viewer-table"] == [98, 3, 0, 1, 94]
+    released = sum(pq.ParquetFile(f).metadata.num_rows for f in (seed_release / "data").glob("*.parquet"))
+    assert sum(r[4] for r in rows.values()) == released
+    assert "| `seed-viewer-table` | `viewer_table` | NOASSERTION |" in card
+
+
+def test_card_fails_naming_the_source_whose_records_do_not_add_up(
+    seed_build: Path, params: Params, repo_root_path: Path, tmp_path: Path
+) -> None:
+    reports = tmp_path / "reports"
+    shutil.copytree(seed_build / "reports", reports)
+    duplicates = pq.read_table(reports / "duplicates.parquet")
+    lost = duplicates.filter(pa.compute.starts_with(duplicates["source"], "001_"))
+    kept = duplicates.filter(pa.compute.invert(pa.compute.starts_with(duplicates["source"], "001_")))
+    assert lost.num_rows == 1
+    pq.write_table(kept, reports / "duplicates.parquet")
+    release = tmp_path / "release"
+    shutil.copytree(seed_build / "release" / "data", release / "data")
+    with pytest.raises(
+        ValidationFailed,
+        match=r"source 'seed-viewer-table': 98 records read, but 3 rejected \+ 0 filtered \+ 0 folded "
+        r"\+ 94 released = 97",
+    ):
+        run_card(release, repo_root_path / "dataset_card", reports, params.card, params.publish.repo_id)
+    assert not (release / "README.md").exists()
+
+
+def test_filtered_rows_are_counted_by_rule_in_the_funnel_and_per_source(
+    seed_build: Path, params: Params, repo_root_path: Path, tmp_path: Path
+) -> None:
+    """Real notices (arXiv 0704.0156, 0704.0071, tests/data/filter) that the filter drops."""
+    from conftest import add_filtered_records
+
+    root = tmp_path / "build"
+    shutil.copytree(seed_build, root)
+    add_filtered_records(
+        root,
+        [
+            ("0704.0156", "This paper has been withdrawn by the authors."),
+            (
+                "0704.0071",
+                "No abstract given; compares pairs of languages from World Atlas of Language Structures.",
+            ),
+        ],
+    )
+    filtered = json.loads((root / "reports" / "filter.json").read_text(encoding="utf-8"))
+    assert filtered["filtered"] == 2 and filtered["rules"]["placeholder"]["filtered"] == 2
+    card = render_card(
+        root / "release",
+        repo_root_path / "dataset_card",
+        root / "reports",
+        params.card,
+        params.publish.repo_id,
+    )
+    assert "| rows filtered: `placeholder` | 2 |" in card
+    assert "| rows filtered: `too_short` | 0 |" in card
+    assert "| rows after filtering | 121 |" in card
+    assert re.search(r"^\| `placeholder` \| A notice in place of an abstract .* \| 2 \|$", card, re.MULTILINE)
+    assert source_rows(card)["seed-abstract-lines"] == [29, 1, 2, 2, 24]
+
+
+def with_licenses(seed_build: Path, target: Path, licenses: list[str | None]) -> Path:
+    """A copy of the seed release whose train rows carry `licenses` in turn."""
+    shutil.copytree(seed_build / "release" / "data", target / "data")
+    shard = next((target / "data").glob("train-*.parquet"))
+    table = pq.read_table(shard)
+    values = [licenses[i % len(licenses)] for i in range(table.num_rows)]
+    column = table.schema.get_field_index("license")
+    pq.write_table(table.set_column(column, "license", pa.array(values, pa.string())), shard)
+    return target
+
+
+def test_licence_header_says_when_rows_come_under_several_licences(
+    seed_build: Path, params: Params, repo_root_path: Path, tmp_path: Path
+) -> None:
+    from huggingface_hub import DatasetCard
+
+    release = with_licenses(seed_build, tmp_path / "mixed", ["CC-BY-4.0", "MIT", None])
+    run_card(
+        release, repo_root_path / "dataset_card", seed_build / "reports", params.card, params.publish.repo_id
+    )
+    data = DatasetCard.load(release / "README.md").data.to_dict()
+    assert data["license"] == "other" and data["license_name"] == "per-row-licenses"
+    # 81 train rows in turn: 27 each; the 37 validation/test rows keep NOASSERTION.
+    details = data["license_details"]
+    assert "CC-BY-4.0 (27 rows)" in details and "MIT (27 rows)" in details
+    assert "no licence declared (64 rows)" in details
+    card = (release / "README.md").read_text(encoding="utf-8")
+    assert f"- **License:** {escape_markdown(details)}" in card
+
+    single = with_licenses(seed_build, tmp_path / "single", ["CC-BY-SA-4.0"])
+    for split in ("validation", "test"):
+        shard = next((single / "data").glob(f"{split}-*.parquet"))
+        table = pq.read_table(shard)
+        column = table.schema.get_field_index("license")
+        pq.write_table(
+            table.set_column(column, "license", pa.array(["CC-BY-SA-4.0"] * table.num_rows)), shard
+        )
+    run_card(
+        single, repo_root_path / "dataset_card", seed_build / "reports", params.card, params.publish.repo_id
+    )
+    data = DatasetCard.load(single / "README.md").data.to_dict()
+    assert data["license"] == "cc-by-sa-4.0" and "license_details" not in data
+
+
+def test_changelog_lists_published_rows_that_are_gone_capped_with_a_count(
+    seed_build: Path, params: Params, repo_root_path: Path, tmp_path: Path
+) -> None:
+    reports = tmp_path / "reports"
+    shutil.copytree(seed_build / "reports", reports)
+    diff = json.loads((reports / "release_diff.json").read_text(encoding="utf-8"))
+    diff["previous"] = "v1.0.0"
+    diff["removals"] = [
+        {"id": "2101.00001", "reason": "not in this build (its records were filtered out)", "into": None},
+        {"id": "2101.00002", "reason": "merged", "into": "2101.00003"},
+        {"id": "txt-0123456789abcdef", "reason": "not in this build <b>x</b>", "into": None},
+    ]
+    (reports / "release_diff.json").write_text(json.dumps(diff), encoding="utf-8")
+    card_params = dataclasses.replace(params.card, removals_listed=2)
+    card = render_card(
+        seed_build / "release", repo_root_path / "dataset_card", reports, card_params, params.publish.repo_id
+    )
+    changelog = card.split("## Changelog\n", 1)[1].split("\n## ", 1)[0]
+    assert "Published rows gone in this release (against v1.0.0): 3." in changelog
+    assert "| `2101.00001` | removed | not in this build (its records were filtered out) |" in changelog
+    assert "| `2101.00002` | merged | merged into `2101.00003` |" in changelog
+    assert "txt-0123456789abcdef" not in changelog
+    assert "And 1 more; `reports/release_diff.json` lists every one." in changelog
+    card = render_card(
+        seed_build / "release", repo_root_path / "dataset_card", reports, params.card, params.publish.repo_id
+    )
+    assert r"| `txt-0123456789abcdef` | removed | not in this build &lt;b&gt;x&lt;/b&gt; |" in card
+    assert "And 1 more" not in card
 
 
 def test_escape_markdown_flattens_lines_and_escapes_markup() -> None:
@@ -309,6 +489,7 @@ def test_croissant_describes_files_license_version_and_rai(seed_release: Path, p
     for key in ("rai:dataCollection", "rai:dataPreprocessingProtocol", "rai:dataLimitations"):
         assert len(croissant[key]) > 50, key
     assert "strip_prefix" in croissant["rai:dataPreprocessingProtocol"]
+    assert "placeholder (0 rows)" in croissant["rai:dataPreprocessingProtocol"]
 
 
 def test_cli_writes_card_and_croissant(seed_build: Path, repo_root_path: Path, tmp_path: Path) -> None:

@@ -301,6 +301,7 @@ def test_metadata_is_merged_from_three_sources(tmp_path: Path) -> None:
     assert {r["method"] for r in audit.values()} == {"same_id"}
     # 2019 and 2020 are one year apart: no conflict.
     assert report["conflicts"]["doi"] == report["conflicts"]["year"] == 0
+    assert report["conflicts"]["rows"] == []
 
 
 def test_conflicting_dois_and_years_are_counted(tmp_path: Path) -> None:
@@ -314,3 +315,13 @@ def test_conflicting_dois_and_years_are_counted(tmp_path: Path) -> None:
     assert report["conflicts"]["doi"] == 1 and report["conflicts"]["year"] == 1
     assert report["conflicts"]["doi_examples"] == [["10.1/a", "10.1/b"]]
     assert report["conflicts"]["year_examples"] == [[2019, 2021]]
+    # Each conflict is listed by the id of the row the copies became, for the review page.
+    assert report["conflicts"]["rows"] == [
+        {
+            "id": "1910.13461",
+            "kind": "doi",
+            "values": ["10.1/a", "10.1/b"],
+            "sources": ["a.jsonl", "b.jsonl"],
+        },
+        {"id": "1910.13461", "kind": "year", "values": [2019, 2021], "sources": ["a.jsonl", "b.jsonl"]},
+    ]

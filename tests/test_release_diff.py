@@ -7,14 +7,16 @@ import shutil
 from pathlib import Path
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import REPO_ROOT
 
 from pipeline.cli import main
+from pipeline.contracts import FILTERED_SCHEMA
 from pipeline.errors import BadInputError
 from pipeline.params import CardParams, ReleaseDiffParams
-from pipeline.releases import row_index, write_row_index
+from pipeline.releases import REMOVED_REASON, row_index, write_row_index
 from pipeline.stages.release_diff.core import run_release_diff
 
 
@@ -99,6 +101,35 @@ def test_diff_against_the_published_index_classifies_every_change(release: Path,
         [f"{changed} (abstract changed)", f"{retitled} (source changed)"]
     )
     assert diff["moved"]["examples"] == [f"{moved} (train -> test)"]
+
+
+def test_a_removed_row_the_filter_dropped_says_which_rule(release: Path, tmp_path: Path) -> None:
+    releases, out = tmp_path / "releases", tmp_path / "release_diff.json"
+    _publish_locally(release, releases, "1.0.0")
+    shards = _release_rows(release)
+    train = "train-00000-of-00001.parquet"
+    with_arxiv = shards[train].filter(pl.col("arxiv_id").is_not_null())["id"].to_list()
+    dropped, gone = with_arxiv[:2]
+    shards[train] = shards[train].filter(~pl.col("id").is_in([dropped, gone]))
+    _write_release(release, shards)
+    filtered = tmp_path / "filtered.parquet"
+    row = {"source": "a.txt:9", "id": dropped, "arxiv_id": dropped, "reason": "placeholder"}
+    row |= {
+        "reasons": ["placeholder"],
+        "detail": "withdrawal notice",
+        "abstract": "This paper has been withdrawn.",
+    }
+    pq.write_table(pa.Table.from_pylist([row], schema=FILTERED_SCHEMA), filtered)
+    report = run_release_diff(
+        release, releases, out, ReleaseDiffParams(), CardParams(version="2.0.0"), None, filtered
+    )
+    assert report["removals"] == sorted(
+        [
+            {"id": dropped, "reason": "filtered: placeholder (withdrawal notice)", "into": None},
+            {"id": gone, "reason": REMOVED_REASON, "into": None},
+        ],
+        key=lambda r: str(r["id"]),
+    )
 
 
 def test_versions_follow_the_croissant_rules(release: Path, tmp_path: Path) -> None:

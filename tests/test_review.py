@@ -38,7 +38,16 @@ from pipeline.stages.review.core import (
 
 HOSTILE = '<script>document.title="pwned"</script> A scraped abstract with <b>tags</b> & "quotes".'
 HOSTILE_FILE = "<img src=x onerror=alert(1)>.txt"
-SECTIONS = ["summary", "funnel", "cleaning", "duplicates", "distributions", "validation"]
+SECTIONS = [
+    "summary",
+    "funnel",
+    "cleaning",
+    "filtered",
+    "duplicates",
+    "removals",
+    "distributions",
+    "validation",
+]
 
 
 class PageParser(HTMLParser):
@@ -188,7 +197,8 @@ def test_cli_writes_every_section_in_order_and_prints_markdown(
     clean = json.loads((build_copy / "reports" / "clean.json").read_text())
     for name in [*ingest["files"], *ingest["rejects_by_reason"], *clean["rules"], *clean["flags"]]:
         assert name in text
-    assert "no previous release" in text and "reports are stale" not in text
+    # The seed build's release_diff.json is a first release's: every row added.
+    assert "Diff: first release, nothing published before" in text and "reports are stale" not in text
     # Self-contained: no script, no stylesheet link, every image inline, no URL at all.
     assert not [t for t, _ in parsed.tags if t in ("script", "link", "iframe", "object")]
     images = [a["src"] for t, a in parsed.tags if t == "img"]
@@ -207,7 +217,8 @@ def test_cli_writes_every_section_in_order_and_prints_markdown(
     assert markdown.startswith(f"### {icon} Release review: {expected}")
     for name, rows in split["rows"].items():
         assert f"| {name} | {rows:,} |" in markdown
-    assert "Diff: no previous release." in markdown
+    rows = sum(split["rows"].values())
+    assert f"Diff: first release, nothing published before: {rows:,} added, 0 removed, 0 merged" in markdown
     failed = [r for r in validation["results"] if not r["success"]]
     if failed:
         assert all(f"`{expectation_label(r)}`" in markdown for r in failed)
@@ -245,6 +256,7 @@ def test_publish_box_names_version_tag_files_repo_and_command(build_copy: Path) 
 
 def test_publish_box_escapes_and_says_when_no_tag_is_proposed(build_copy: Path) -> None:
     (build_copy / "reports" / "validation.json").unlink()  # FAIL: validation never ran
+    (build_copy / "reports" / "release_diff.json").unlink()  # no version proposed
     out = build_copy / "reports" / "review.html"
     paths = (
         build_copy / "reports",
@@ -326,6 +338,104 @@ def test_samples_are_capped_and_spread_over_raw_files(build_copy: Path, tmp_path
     assert isolated
     for sample in isolated:
         assert sample.before.split() == sample.after.split() and sample.before != sample.after
+
+
+def test_filtered_rows_are_in_the_funnel_and_sampled_per_rule_as_text(build_copy: Path) -> None:
+    """Real rows the filter drops (tests/data/filter: arXiv 0704.0156 and 0704.0071, and a web
+    page in place of an abstract), capped per rule by `review.filtered_per_rule`."""
+    from conftest import add_filtered_records
+
+    web_page = " ".join((DATA / "filter" / "cra_index.html").read_text(encoding="utf-8").split())
+    add_filtered_records(
+        build_copy,
+        [
+            ("0704.0156", "This paper has been withdrawn by the authors."),
+            (
+                "0704.0071",
+                "No abstract given; compares pairs of languages from World Atlas of Language Structures.",
+            ),
+            (None, web_page),
+        ],
+    )
+    filtered = pl.read_parquet(build_copy / "reports" / "filtered.parquet")
+    assert filtered["reason"].to_list() == ["placeholder", "placeholder", "markup_junk"]
+    out = build_copy / "reports" / "review.html"
+    review = review_of(build_copy, out, ReviewParams(filtered_per_rule=1))
+    assert [r["id"] for r in review.filtered_samples["placeholder"]] == ["0704.0156"]
+    assert len(review.filtered_samples["markup_junk"]) == 1 and review.filtered_samples["too_short"] == []
+    page = out.read_text(encoding="utf-8")
+    assert "<noscript" not in page and "<link" not in page
+    parsed = parse(page)
+    assert parsed.section_ids == SECTIONS
+    text = "".join(parsed.text)
+    funnel = page[page.index('<section id="funnel">') : page.index('<section id="cleaning">')]
+    assert "<tr><td>rows filtered: placeholder</td><td class=n>2</td></tr>" in funnel
+    assert "<tr><td>rows filtered: markup_junk</td><td class=n>1</td></tr>" in funnel
+    assert "<tr><td>rows after filter</td><td class=n>121</td></tr>" in funnel
+    section = "".join(
+        parse(page[page.index('<section id="filtered">') : page.index('<section id="duplicates">')]).text
+    )
+    assert "3 of 124 cleaned row(s) dropped by the filter" in section
+    assert (
+        "Rule placeholder: 2 row(s), 1 shown" in section and "Rule markup_junk: 1 row(s), 1 shown" in section
+    )
+    first = filtered.row(0, named=True)
+    assert f"0704.0156{first['source']}placeholder{first['detail']}This paper has been withdrawn" in section
+    assert "0704.0071" not in section
+    # The web page is shown as text, escaped by the template, cut at review.text_chars.
+    assert "<!DOCTYPE html> <html lang=" in text
+    assert "&lt;!DOCTYPE html&gt; &lt;html lang=&quot;en&quot;&gt;" in page
+
+
+def test_published_rows_gone_and_metadata_conflicts_are_listed(build_copy: Path) -> None:
+    diff_path = build_copy / "reports" / "release_diff.json"
+    diff = json.loads(diff_path.read_text(encoding="utf-8"))
+    diff["previous"] = "v1.0.0"
+    diff["removals"] = [
+        {"id": "2101.00001", "reason": "not in this build <b>gone</b>", "into": None},
+        {"id": "2101.00002", "reason": "merged", "into": "2101.00003"},
+    ]
+    diff_path.write_text(json.dumps(diff), encoding="utf-8")
+    dedup_path = build_copy / "reports" / "dedup.json"
+    dedup = json.loads(dedup_path.read_text(encoding="utf-8"))
+    dedup["conflicts"] |= {"doi": 3, "year": 1}
+    dedup["conflicts"]["rows"] = [
+        {"id": "1910.13461", "kind": "doi", "values": ["10.1/a", "10.1/<b>"], "sources": ["acl", "s2"]},
+        {"id": "1910.13461", "kind": "year", "values": [2019, 2021], "sources": ["acl", "s2"]},
+    ]
+    dedup_path.write_text(json.dumps(dedup), encoding="utf-8")
+    out = build_copy / "reports" / "review.html"
+    review = review_of(build_copy, out, ReviewParams(removed_rows=1))
+    assert review.removals_total == 2 and len(review.removals) == 1
+    page = out.read_text(encoding="utf-8")
+    assert "<b>" not in page
+    removals = "".join(
+        parse(page[page.index('<section id="removals">') : page.index('<section id="distributions">')]).text
+    )
+    assert "2 published row(s) are not in this build (v1.0.0); 1 listed." in removals
+    assert "2101.00001removednot in this build <b>gone</b>" in removals
+    assert "2101.00002" not in removals and "and 1 more in reports/release_diff.json" in removals
+    review_of(build_copy, out, ReviewParams())
+    page = out.read_text(encoding="utf-8")
+    removals = "".join(
+        parse(page[page.index('<section id="removals">') : page.index('<section id="distributions">')]).text
+    )
+    assert "2101.00002mergedmerged into 2101.00003" in removals and "more in" not in removals
+    duplicates = "".join(
+        parse(page[page.index('<section id="duplicates">') : page.index('<section id="removals">')]).text
+    )
+    assert "3 with two or more DOIs, 1 with years two or more apart" in duplicates
+    assert "1910.13461doi10.1/a, 10.1/<b>acl, s2" in duplicates
+    assert "1910.13461year2019, 2021acl, s2" in duplicates
+    assert "2 more in reports/dedup.json" in duplicates
+
+
+def test_seed_page_says_nothing_was_filtered_gone_or_in_conflict(build_copy: Path, tmp_path: Path) -> None:
+    review_of(build_copy, tmp_path / "review.html", ReviewParams())
+    text = "".join(parse((tmp_path / "review.html").read_text(encoding="utf-8")).text)
+    assert "0 of 121 cleaned row(s) dropped by the filter" in text and "No row was filtered." in text
+    assert "No published row is removed or merged." in text
+    assert "0 with two or more DOIs, 0 with years two or more apart" in text
 
 
 def test_verdict_from_validation_results() -> None:

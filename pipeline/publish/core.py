@@ -164,9 +164,9 @@ def check_dvc_status(root: Path) -> None:
     Only what is uploaded must match the code, params and raw data (the card's changelog of
     `releases/` excepted: publish renders it): `release` materialises
     release/ only after the `gate` stage passed, so an up-to-date `release` stage also means the
-    checks passed on exactly these files. The report stages outside its dependencies
-    (`release_diff`, `review`) depend on `releases/`, which every publish writes to, so
-    they are stale right after a publish until the next `dvc repro`; that must not block
+    checks passed on exactly these files. The report stages `release_diff` (which the card reads
+    for its changelog's removals) and `review` depend on `releases/`, which every publish writes
+    to, so they are stale right after a publish until the next `dvc repro`; that must not block
     re-running publish (a resumed tag, or "already published").
     """
     result = subprocess.run(
@@ -194,14 +194,16 @@ def check_dvc_status(root: Path) -> None:
 
 
 # Stages up to the card that read `releases/`.
-RELEASES_READERS = ("dedup", "split", "card")
+RELEASES_READERS = ("dedup", "split", "release_diff", "card")
 
 
 def _stale_only_by_releases(stage: str, changes: Any) -> bool:
     """Whether `stage` reads `releases/` and only that dependency changed.
 
     The card's changelog lists the records in `releases/`, which every publish writes; publish
-    renders the uploaded card with that changelog itself, so a card stale only by it is fine.
+    renders the uploaded card with that changelog itself, so a card stale only by it is fine;
+    so is `release_diff`, whose removals the card shows in that changelog section (which the
+    "same release" comparison leaves out).
     `dedup` and `split` read the published memberships there: rebuilt from the release just
     published, they give the same rows (its ids and splits are the ones they keep).
     """

@@ -1,8 +1,10 @@
 """Stage `card`: the dataset card `release/README.md` and `release/croissant.json`.
 
 Reads: the release data directory, `dataset_card/` (Jinja `template.md`, static facts in
-`metadata.yaml`, hand-written prose in `sections/*.md`), the stage reports (ingest, clean, dedup,
-validation) and, when present, the published-release records `releases/*.json` (the changelog).
+`metadata.yaml`, hand-written prose in `sections/*.md`), the stage reports (ingest, clean,
+filter, dedup with `duplicates.parquet`, validation, release_diff) and, when present, the
+published-release records `releases/*.json` (the changelog). The per-source table must add up
+(records read = rejected + filtered + folded + released, per source) or the stage fails.
 Writes: the card, whose YAML front matter (built with huggingface_hub's `DatasetCardData`) holds
 `configs` and a `dataset_info` computed from the parquet files, and an MLCommons Croissant 1.1
 JSON-LD description of the same files. Params: `card` (pretty name, license, homepage, version)
@@ -24,12 +26,21 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 from huggingface_hub import DatasetCard, DatasetCardData
 
-from pipeline.contracts import RELEASE_SCHEMA, SPLITS
+from pipeline.contracts import (
+    DEDUP_REPORT,
+    DUPLICATES,
+    FILTER_REPORT,
+    INGEST_REPORT,
+    RELEASE_DIFF_REPORT,
+    RELEASE_SCHEMA,
+    SPLITS,
+)
 from pipeline.errors import BadInputError, ConfigError, ValidationFailed
 from pipeline.io.writers import atomic_path, sha256_file, write_json
 from pipeline.params import CardParams
@@ -400,7 +411,11 @@ def _quality(validation: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _funnel(
-    ingest: Mapping[str, Any], clean: Mapping[str, Any], dedup: Mapping[str, Any], info: Mapping[str, Any]
+    ingest: Mapping[str, Any],
+    clean: Mapping[str, Any],
+    filtered: Mapping[str, Any],
+    dedup: Mapping[str, Any],
+    info: Mapping[str, Any],
 ) -> list[dict[str, Any]]:
     totals = ingest["totals"]
     funnel: list[dict[str, Any]] = [
@@ -416,6 +431,11 @@ def _funnel(
         {"name": "records after cleaning", "count": clean["rows"]},
     ]
     funnel += [
+        {"name": f"rows filtered: {code_span(name)}", "count": rule["filtered"]}
+        for name, rule in sorted(filtered["rules"].items())
+    ]
+    funnel.append({"name": "rows after filtering", "count": filtered["kept"]})
+    funnel += [
         {"name": f"duplicates folded: {code_span(method)}", "count": count}
         for method, count in sorted(dedup["folded_by_method"].items())
     ]
@@ -424,11 +444,179 @@ def _funnel(
     return funnel
 
 
-def _card_data(params: CardParams, metadata: Mapping[str, Any], info: Mapping[str, Any]) -> DatasetCardData:
+# A source's `license` when sources.yaml declares none (SPDX's "no licence stated").
+UNDECLARED_LICENSE = "NOASSERTION"
+# Where a record's provenance (`source`, "<file>:<line>") names its raw file.
+_LINE_SUFFIX = r":\d+$"
+
+
+def _counts_by_file(frame: pl.LazyFrame) -> dict[str, int]:
+    """Rows per raw file, from a frame with a `source` ("<file>:<line>") column."""
+    counted = (
+        frame.select(pl.col("source").str.replace(_LINE_SUFFIX, "").alias("file"))
+        .group_by("file")
+        .len()
+        .collect()
+    )
+    return {str(name): int(count) for name, count in counted.iter_rows()}
+
+
+def _by_source(counts: Mapping[str, int], source_of: Mapping[str, str], origin: Path) -> dict[str, int]:
+    by_source: dict[str, int] = {}
+    for file, count in counts.items():
+        if file not in source_of:
+            raise BadInputError(
+                f"{origin}: counts rows of the raw file {file!r}, which {INGEST_REPORT} does not list: "
+                "the reports come from different runs; rerun `dvc repro`"
+            )
+        by_source[source_of[file]] = by_source.get(source_of[file], 0) + count
+    return by_source
+
+
+def _release_rows(release: Path) -> pl.LazyFrame:
+    shards = [path for split in SPLITS for path in _split_files(release, split)]
+    return pl.scan_parquet(shards).select("source", "license")
+
+
+def source_accounts(
+    release: Path, reports: Path, ingest: Mapping[str, Any], filtered: Mapping[str, Any]
+) -> list[dict[str, Any]]:
+    """One row per source (ingest's `source_name`): format, licence and what became of its records.
+
+    Records read and rejected come from `ingest.json`, filtered from `filter.json` (per raw
+    file), folded from `duplicates.parquet` and released from the release rows (each by its
+    provenance file, mapped to its source by `ingest.json`). Nothing is lost, so the counts must
+    add up per source: read == rejected + filtered + folded + released.
+
+    Raises:
+        BadInputError: a report names a raw file that `ingest.json` does not (stale reports).
+        ValidationFailed: a source's counts do not add up; the message names the source.
+    """
+    source_of = {str(file): str(entry["source"]) for file, entry in ingest["files"].items()}
+    filter_path = reports / FILTER_REPORT
+    filtered_by_file = {str(file): int(entry["filtered"]) for file, entry in filtered["sources"].items()}
+    duplicates = reports / DUPLICATES
+    if not duplicates.is_file():
+        raise BadInputError(f"{duplicates}: report not found; run `dvc repro dedup` first")
+    folded = _by_source(_counts_by_file(pl.scan_parquet(duplicates)), source_of, duplicates)
+    released = _by_source(_counts_by_file(_release_rows(release)), source_of, release / "data")
+    removed = _by_source(filtered_by_file, source_of, filter_path)
+    rows = []
+    problems = []
+    for name, entry in sorted(ingest["sources"].items()):
+        counts = {
+            "read": int(entry["records_read"]),
+            "rejected": int(entry["rejects"]),
+            "filtered": removed.get(name, 0),
+            "folded": folded.get(name, 0),
+            "released": released.get(name, 0),
+        }
+        accounted = counts["rejected"] + counts["filtered"] + counts["folded"] + counts["released"]
+        if accounted != counts["read"]:
+            problems.append(
+                f"source {name!r}: {counts['read']} records read, but {counts['rejected']} rejected + "
+                f"{counts['filtered']} filtered + {counts['folded']} folded + {counts['released']} released "
+                f"= {accounted}"
+            )
+        rows.append(
+            {
+                "name": code_span(str(name)),
+                "format": code_span(str(entry["format"])),
+                "license": escape_markdown(str(entry.get("license") or UNDECLARED_LICENSE)),
+                **counts,
+            }
+        )
+    unknown = sorted((set(folded) | set(released) | set(removed)) - set(ingest["sources"]))
+    if unknown:
+        problems.append(f"source {unknown[0]!r} has rows downstream but is not in {INGEST_REPORT}")
+    if problems:
+        raise ValidationFailed(
+            f"{reports}: the records of a source do not add up ({'; '.join(problems)}); every record "
+            "must be released, folded, filtered or rejected: rerun `dvc repro`, and if it persists, "
+            "report it with these reports"
+        )
+    return rows
+
+
+def row_licenses(release: Path) -> dict[str, int]:
+    """Release rows per licence (`license` column; a row without one counts as NOASSERTION)."""
+    counted = (
+        _release_rows(release)
+        .select(pl.col("license").fill_null(UNDECLARED_LICENSE))
+        .group_by("license")
+        .len()
+        .sort("license")
+        .collect()
+    )
+    return {str(name): int(count) for name, count in counted.iter_rows()}
+
+
+def card_license(params: CardParams, licenses: Mapping[str, int]) -> dict[str, Any]:
+    """The card's licence metadata for the release rows' licences.
+
+    Rows that declare no licence leave the maintainers' `card.license`; rows that all carry one
+    declared licence give that one (as the Hub writes ids, lower-case); rows under several
+    (undeclared counts as one of them) give the Hub's `license: other` with a `license_name`
+    and a `license_details` sentence naming each licence and its rows, as the Hub's dataset
+    card spec (hub-docs `datasetcard.md`) describes for a licence outside its list.
+    """
+    if set(licenses) <= {UNDECLARED_LICENSE}:
+        return {"license": params.license}
+    if len(licenses) == 1:
+        return {"license": next(iter(licenses)).lower()}
+    parts = ", ".join(
+        f"{'no licence declared' if name == UNDECLARED_LICENSE else name} ({count} rows)"
+        for name, count in licenses.items()
+    )
+    return {
+        "license": "other",
+        "license_name": "per-row-licenses",
+        "license_details": f"Each row is under its source's licence (column `license`): {parts}.",
+    }
+
+
+def _removals(diff: Mapping[str, Any], limit: int) -> dict[str, Any]:
+    """Every published row this release drops (`release_diff.json` `removals`), at most `limit`
+    listed by id, kind and reason."""
+    gone = list(diff["removals"])
+    listed = []
+    for entry in gone[:limit]:
+        into = entry.get("into")
+        listed.append(
+            {
+                "id": code_span(str(entry["id"])),
+                "kind": "merged" if into else "removed",
+                "reason": f"merged into {code_span(str(into))}"
+                if into
+                else escape_markdown(str(entry["reason"])),
+            }
+        )
+    return {
+        "count": len(gone),
+        "rows": listed,
+        "more": len(gone) - len(listed),
+        "previous": diff.get("previous"),
+    }
+
+
+def _filter_rules(filtered: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": code_span(name),
+            "reason": escape_markdown(str(rule["reason"])),
+            "count": int(rule["filtered"]),
+        }
+        for name, rule in sorted(filtered["rules"].items())
+    ]
+
+
+def _card_data(
+    params: CardParams, metadata: Mapping[str, Any], info: Mapping[str, Any], license_data: dict[str, Any]
+) -> DatasetCardData:
     total = sum(s["num_examples"] for s in info["splits"])
     return DatasetCardData(
+        **license_data,
         pretty_name=params.pretty_name,
-        license=params.license,
         language=metadata.get("language", ["en"]),
         task_categories=metadata.get("task_categories"),
         task_ids=metadata.get("task_ids"),
@@ -473,10 +661,17 @@ def render_card(
     metadata = load_metadata(card_dir)
     sections = load_sections(card_dir)
     info = dataset_info(release)
-    ingest = _read_report(reports, "ingest.json")
+    ingest = _read_report(reports, INGEST_REPORT)
     clean = _read_report(reports, "clean.json")
-    dedup = _read_report(reports, "dedup.json")
+    filtered = _read_report(reports, FILTER_REPORT)
+    dedup = _read_report(reports, DEDUP_REPORT)
     validation = _read_report(reports, "validation.json")
+    diff = _read_report(reports, RELEASE_DIFF_REPORT)
+    try:
+        sources = source_accounts(release, reports, ingest, filtered)
+        license_data = card_license(params, row_licenses(release))
+    except KeyError as exc:
+        raise BadInputError(f"{reports}: a report lacks the key {exc}; rerun `dvc repro`") from None
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(card_dir),
         undefined=jinja2.StrictUndefined,
@@ -490,12 +685,16 @@ def render_card(
     files = _files(release)
     try:
         content = template.render(
-            card_data=_card_data(params, metadata, info).to_yaml(),
+            card_data=_card_data(params, metadata, info, license_data).to_yaml(),
             pretty_name=escape_markdown(params.pretty_name),
             sections=sections,
             curators=escape_markdown(str(metadata.get("curators", "the maintainers"))),
             languages=", ".join(escape_markdown(str(x)) for x in metadata.get("language", ["en"])),
-            license=escape_markdown(params.license),
+            license=escape_markdown(
+                license_data["license_details"]
+                if "license_details" in license_data
+                else license_data["license"]
+            ),
             version=params.version,
             hub_url=f"https://huggingface.co/datasets/{repo_id}",
             homepage=params.homepage,
@@ -510,7 +709,9 @@ def render_card(
             ],
             files=[{**f, "name": code_span(f["path"])} for f in files],
             example=_example_row(release),
-            funnel=_funnel(ingest, clean, dedup, info),
+            sources=sources,
+            funnel=_funnel(ingest, clean, filtered, dedup, info),
+            filter_rules=_filter_rules(filtered),
             rules=[
                 {"name": code_span(n), "count": r["rows_changed"]} for n, r in sorted(clean["rules"].items())
             ],
@@ -518,6 +719,7 @@ def render_card(
             folded=[{"name": code_span(m), "count": c} for m, c in sorted(dedup["folded_by_method"].items())],
             quality=_quality(validation),
             changelog=_changelog_rows(changelog),
+            removals=_removals(diff, params.removals_listed),
             citation=str(metadata["citation"]).strip(),
         )
     except jinja2.TemplateError as exc:
@@ -539,13 +741,19 @@ def build_croissant(
     metadata = load_metadata(card_dir)
     sections = load_sections(card_dir)
     clean = _read_report(reports, "clean.json")
+    filtered = _read_report(reports, FILTER_REPORT)
     dedup = _read_report(reports, "dedup.json")
     files = _files(release)
     rules = ", ".join(f"{name} ({rule['rows_changed']} rows)" for name, rule in clean["rules"].items())
+    dropped = ", ".join(
+        f"{name} ({rule['filtered']} rows)" for name, rule in sorted(filtered["rules"].items())
+    )
     folded = ", ".join(f"{m} ({c} records)" for m, c in sorted(dedup["folded_by_method"].items()))
     preprocessing = (
         "Raw dumps are parsed per format, stray lines rejected with a reason; abstracts are repaired "
-        f"by named cleaning rules: {rules or 'none applied'}. Records of the same paper are folded "
+        f"by named cleaning rules: {rules or 'none applied'}. Rows that are not an abstract of an ML "
+        f"paper are dropped by named filter rules, each with its reason: {dropped or 'none'}. "
+        "Records of the same paper are folded "
         f"into one row ({folded or 'none folded'}), keeping the best copy's abstract (complete, fewest "
         "defects, longest) and each metadata field from the best copy that has it. A published row "
         "keeps its id and split; a new row is assigned to train/validation/test by a seeded hash of "

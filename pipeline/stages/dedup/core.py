@@ -7,7 +7,8 @@ deduplicated parquet (one row per paper: `id`, `duplicate_count`, merged metadat
 the published split it keeps, and its `row` in the input parquet, which holds its abstract),
 `duplicates.parquet` (every folded record: its source and own ids, the `id` it folded into,
 `method`, `similarity` and the `reason` the kept copy won) and `dedup.json` (rows in and out by
-method, keep reasons, metadata conflicts, what became of the published rows).
+method, keep reasons, metadata conflicts (counts, and the conflicting rows by id), what became
+of the published rows).
 Params: `dedup` (format priority, the near-duplicate threshold and LSH layout).
 
 Clusters, in order:
@@ -505,6 +506,27 @@ def merge_metadata(
 CONFLICT_EXAMPLES = 10
 
 
+def conflict_rows(merged: pl.DataFrame, ids: pl.DataFrame) -> list[dict[str, Any]]:
+    """The conflicting clusters a reviewer looks up (at most CONFLICT_EXAMPLES per kind, by id):
+    the id of the row each became, the kind (`doi`, `year`), the values that disagree and the
+    sources the copies came from.
+
+    `merged` is `merge_metadata`'s table (with its `_dois`/`_year_span` columns), `ids` the
+    cluster ids by `winner` (`cluster_id_table`).
+    """
+    frame = merged.select(
+        pl.col("winner").cast(pl.Int64), "_dois", "_year_span", "_doi_values", "_year_values", "sources"
+    ).join(ids.select(pl.col("winner").cast(pl.Int64), "id"), on="winner")
+    rows: list[dict[str, Any]] = []
+    for kind, conflicting, values in (
+        ("doi", pl.col("_dois") > 1, "_doi_values"),
+        ("year", pl.col("_year_span") >= 2, "_year_values"),
+    ):
+        for row in frame.filter(conflicting).sort("id").head(CONFLICT_EXAMPLES).iter_rows(named=True):
+            rows.append({"id": row["id"], "kind": kind, "values": row[values], "sources": row["sources"]})
+    return rows
+
+
 def _reason(kept: str, folded: str) -> pl.Expr:
     """The KEEP_ORDER reason of the first column on which the kept copy's (`kept`-suffixed
     columns) and the folded copy's (`folded`-suffixed) values differ."""
@@ -621,6 +643,7 @@ def run_dedup(
         del component
         merged, conflicts = merge_metadata(cleaned, folded, keys)
         cluster_ids = cluster_id_table(cleaned, merged, kept_published)
+        conflicts["rows"] = conflict_rows(merged, cluster_ids)
         duplicates = duplicates_table(cleaned, folded, sets, keys, cluster_ids)
         del sets, keys
 

@@ -23,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--dedup", type=Path, default=None, help="deduplicated parquet (the release rows' member keys)"
     )
+    parser.add_argument(
+        "--filtered", type=Path, default=None, help="filtered rows: why a removed published row was dropped"
+    )
 
 
 def run(args: argparse.Namespace, params: Params) -> None:
@@ -31,7 +34,13 @@ def run(args: argparse.Namespace, params: Params) -> None:
     from pipeline.stages.release_diff.core import run_release_diff
 
     report = run_release_diff(
-        args.release_data, args.releases, args.out, params.release_diff, params.card, args.dedup
+        args.release_data,
+        args.releases,
+        args.out,
+        params.release_diff,
+        params.card,
+        args.dedup,
+        args.filtered,
     )
     previous = report["previous"] or "no previous release"
     counts = ", ".join(f"{n} {kind}" for kind, n in report["counts"].items())

@@ -4,7 +4,8 @@ Reads: the release data directory, the deduplicated parquet (the rows' member ke
 `releases/` (see `pipeline.releases`). Writes: `release_diff.json` with the previous version,
 the version the Croissant bump rules propose, counts per kind (added / removed / merged /
 changed / moved), a few example ids of each, and every published row that is gone
-(`removals`: id, reason, and for a merge the row it went into). Params: `release_diff`
+(`removals`: id, reason, and for a merge the row it went into; with the filtered rows, a row the
+filter dropped says by which rule). Params: `release_diff`
 (examples per kind) and `card.version` (compared with the proposal).
 
 The same diff and version rules serve `abstracts publish`, which diffs against the Hub's
@@ -20,6 +21,7 @@ from typing import Any
 import polars as pl
 
 from pipeline.contracts import ROW_INDEX_META_COLUMNS
+from pipeline.errors import BadInputError
 from pipeline.io.writers import write_json
 from pipeline.params import CardParams, ReleaseDiffParams
 from pipeline.releases import ReleaseDiff, diff_releases, latest_index, propose_version, read_index, row_index
@@ -53,6 +55,30 @@ def describe(old: pl.DataFrame, new: pl.DataFrame, diff: ReleaseDiff, limit: int
     return examples
 
 
+def filtered_reasons(filtered: Path, ids: list[str]) -> dict[str, str]:
+    """Why each of `ids` (published rows gone) was dropped by the filter, for those the filtered
+    rows hold by id or arXiv id: "filtered: <rule> (<detail>)" of its first dropped record.
+
+    Raises:
+        BadInputError: the filtered rows cannot be read.
+    """
+    if not ids:
+        return {}
+    try:
+        hits = (
+            pl.scan_parquet(filtered)
+            .select(pl.coalesce("id", "arxiv_id").alias("key"), "reason", "detail")
+            .filter(pl.col("key").is_in(ids))
+            .unique("key", keep="first", maintain_order=True)
+            .collect()
+        )
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise BadInputError(
+            f"{filtered}: cannot read the filtered rows ({exc}); run `dvc repro filter`"
+        ) from None
+    return {key: f"filtered: {reason} ({detail})" for key, reason, detail in hits.iter_rows()}
+
+
 def run_release_diff(
     release_data: Path,
     releases: Path,
@@ -60,6 +86,7 @@ def run_release_diff(
     params: ReleaseDiffParams,
     card: CardParams,
     deduped: Path | None = None,
+    filtered: Path | None = None,
 ) -> dict[str, Any]:
     """Diff the release against the newest published row index; write and return the report.
 
@@ -79,6 +106,11 @@ def run_release_diff(
             f"params.yaml card.version is {card.version} but this release would be {proposed}: "
             f"set card.version: {proposed} and run `dvc repro` before publishing"
         )
+    removals = diff.removals()
+    if filtered is not None:
+        # A removed row whose paper the filter dropped says which rule and why.
+        why = filtered_reasons(filtered, [str(r["id"]) for r in removals if r["into"] is None])
+        removals = [r | {"reason": why[str(r["id"])]} if str(r["id"]) in why else r for r in removals]
     report = {
         "previous": previous,
         "proposed_version": proposed,
@@ -91,7 +123,7 @@ def run_release_diff(
                 diff.counts().items(), describe(old, new, diff, params.examples).values(), strict=True
             )
         },
-        "removals": diff.removals(),
+        "removals": removals,
         "notes": notes,
     }
     write_json(report, out)

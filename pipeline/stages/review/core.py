@@ -1,7 +1,8 @@
 """Stage `review`: one self-contained HTML page a maintainer reads before saying "publish".
 
-Reads: the stage reports (`ingest.json`, `rejects.jsonl`, `clean.json`, `dedup.json`,
-`duplicates.parquet`, `split.json`, `validation.json`, `release_diff.json`), the cleaned
+Reads: the stage reports (`ingest.json`, `rejects.jsonl`, `clean.json`, `filter.json`,
+`filtered.parquet`, `dedup.json` (with its metadata conflicts), `duplicates.parquet`,
+`split.json`, `validation.json`, `release_diff.json` (with the published rows gone)), the cleaned
 parquet (before/after texts, flags), the release data directory and the row index of the newest
 published release in `releases/` (its lengths). Writes: `review.html` (inline CSS, charts as
 inline PNG, no JavaScript, no external URL) and, on request, a short Markdown summary for a
@@ -58,6 +59,7 @@ __all__ = [
     "publish_plan",
     "read_diff",
     "read_distributions",
+    "read_filtered",
     "read_rejects",
     "render_html",
     "render_markdown",
@@ -165,6 +167,34 @@ def read_rejects(path: Path, reasons: dict[str, int], per_reason: int) -> dict[s
             if wanted and all(len(samples.get(r, [])) >= n for r, n in wanted.items()):
                 break
     return samples
+
+
+def read_filtered(path: Path, rules: Iterable[str], per_rule: int) -> dict[str, list[dict[str, Any]]]:
+    """Up to `per_rule` dropped rows per filter rule (`reason`), in file order, from
+    `filtered.parquet`; every rule of `rules` gets a (possibly empty) list.
+
+    Raises:
+        BadInputError: the file is missing or unreadable.
+    """
+    if not path.is_file():
+        raise BadInputError(f"{path}: filtered rows not found; run `abstracts filter` (`dvc repro`) first")
+    columns = ["id", "source", "reason", "detail", "abstract"]
+    try:
+        picked = (
+            pl.scan_parquet(path)
+            .select(columns)
+            .group_by("reason", maintain_order=True)
+            .head(per_rule)
+            .collect()
+        )
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise BadInputError(
+            f"{path}: cannot read the filtered rows ({exc}); rerun `abstracts filter`"
+        ) from None
+    samples: dict[str, list[dict[str, Any]]] = {rule: [] for rule in rules}
+    for row in picked.iter_rows(named=True):
+        samples.setdefault(str(row["reason"]), []).append(row)
+    return dict(sorted(samples.items()))
 
 
 def _sample_keys(frame: pl.LazyFrame, list_column: str, seed: int) -> pl.LazyFrame:
@@ -383,6 +413,7 @@ def load_review(
     """
     ingest = _read_json(reports / "ingest.json")
     dedup = _read_json(reports / "dedup.json")
+    filter_report = _read_json(reports / "filter.json")
     split_report = _read_json(reports / "split.json")
     clean_report = _read_json(reports / "clean.json", required=False) or {}
     validation = _read_json(reports / "validation.json", required=False)
@@ -410,6 +441,10 @@ def load_review(
         rejects = read_rejects(
             reports / "rejects.jsonl", ingest.get("rejects_by_reason") or {}, params.rejects_per_reason
         )
+        filtered_samples = read_filtered(
+            reports / "filtered.parquet", filter_report.get("rules") or {}, params.filtered_per_rule
+        )
+        removals = list(release_diff.get("removals") or []) if isinstance(release_diff, dict) else []
         if not clean.exists():
             raise BadInputError(f"{clean}: cleaned parquet not found; run `abstracts clean` first")
         if not ingested.exists():
@@ -522,6 +557,10 @@ def load_review(
             data_docs=data_docs_links(reports / "data_docs", out, suites),
             notes=notes,
             publish=plan.result() if plan is not None else None,
+            filter=filter_report,
+            filtered_samples=filtered_samples,
+            removals=removals[: params.removed_rows],
+            removals_total=len(removals),
         )
     finally:
         background.shutdown(wait=True, cancel_futures=True)

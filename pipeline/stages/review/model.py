@@ -76,6 +76,13 @@ class Review:
     data_docs: dict[str, str] = field(default_factory=dict)  # docs_key ("" = index) -> relative link
     notes: list[str] = field(default_factory=list)  # inconsistencies between the inputs
     publish: PublishPlan | None = None  # None when no publish params were given
+    # filter.json; and per filter rule, its first dropped rows (id, source, reason, detail, abstract)
+    filter: dict[str, Any] = field(default_factory=dict)
+    filtered_samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # Published rows gone in this build (release_diff.json `removals`: id, reason, into), capped,
+    # and how many there are in all.
+    removals: list[dict[str, Any]] = field(default_factory=list)
+    removals_total: int = 0
 
 
 def docs_key(result: dict[str, Any]) -> str:

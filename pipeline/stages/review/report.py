@@ -282,10 +282,70 @@ def _funnel_steps(review: Review) -> list[tuple[str, Any]]:
         ("lines rejected", totals.get("rejects", "?")),
         ("records ingested", totals.get("records", "?")),
         ("rows after clean", review.clean_rows),
+        *_filtered_steps(review),
         ("duplicates folded", sum(int(v) for v in folded.values())),
         ("rows after dedup", review.dedup.get("rows_out", "?")),
         ("rows published", sum(review.split_rows.values())),
     ]
+
+
+def _filtered_steps(review: Review) -> list[tuple[str, Any]]:
+    """The funnel's filter steps: rows dropped per rule (first reason), then the rows kept."""
+    rules = review.filter.get("rules") or {}
+    steps: list[tuple[str, Any]] = [
+        (f"rows filtered: {name}", int(rule.get("filtered", 0))) for name, rule in sorted(rules.items())
+    ]
+    steps.append(("rows after filter", review.filter.get("kept", "?")))
+    return steps
+
+
+@dataclass(frozen=True)
+class FilterRule:
+    name: str
+    reason: str
+    filtered: int  # rows this rule was the first reason for
+    matched: int  # rows it matched at all
+    samples: list[dict[str, Any]]  # id, source, reason, detail, abstract
+
+
+def _filter_rules(review: Review) -> list[FilterRule]:
+    rules = review.filter.get("rules") or {}
+    by_rule: dict[str, list[dict[str, Any]]] = {name: [] for name in rules} | review.filtered_samples
+    return [
+        FilterRule(
+            name=name,
+            reason=str((rules.get(name) or {}).get("reason", "")),
+            filtered=int((rules.get(name) or {}).get("filtered", len(samples))),
+            matched=int((rules.get(name) or {}).get("matched", len(samples))),
+            samples=samples,
+        )
+        for name, samples in sorted(by_rule.items())
+    ]
+
+
+@dataclass(frozen=True)
+class Conflict:
+    id: str
+    kind: str
+    values: str
+    sources: str
+
+
+def _conflicts(review: Review) -> tuple[dict[str, int], list[Conflict]]:
+    """Counts per kind of metadata conflict (two DOIs, years two apart) and the listed rows."""
+    conflicts = review.dedup.get("conflicts") or {}
+    counts = {kind: int(conflicts.get(kind) or 0) for kind in ("doi", "year")}
+    rows = [
+        Conflict(
+            id=str(row.get("id")),
+            kind=str(row.get("kind")),
+            values=", ".join(str(v) for v in row.get("values") or []),
+            sources=", ".join(str(v) for v in row.get("sources") or []),
+        )
+        for row in conflicts.get("rows") or []
+        if isinstance(row, dict)
+    ]
+    return counts, rows
 
 
 def render_html(review: Review, params: ReviewParams) -> str:
@@ -323,6 +383,9 @@ def render_html(review: Review, params: ReviewParams) -> str:
         charts=_charts(review, params),
         data_docs_index=review.data_docs.get(""),
         validation=_validation_rows(review),
+        filter_rules=_filter_rules(review),
+        conflict_counts=_conflicts(review)[0],
+        conflicts=_conflicts(review)[1],
     )
 
 
