@@ -205,6 +205,93 @@ def test_openalex_abstract_is_rebuilt_from_the_inverted_index(raw_dir: Path) -> 
     assert [(r["locator"], r["reason"]) for r in rejects] == [("line 2", "empty_abstract")]
 
 
+OPENALEX_WORK = REAL / "openalex" / "work.json"
+OPENALEX_PAGE = REAL / "openalex" / "openalex_works.json"
+
+
+def test_openalex_single_work_from_the_api_is_mapped_with_no_declaration(raw_dir: Path) -> None:
+    put(raw_dir, OPENALEX_WORK)
+    records, rejects, report = ingest(raw_dir)
+    assert rejects == [] and report["files"]["work.json"]["format"] == "openalex"
+    work = records.row(0, named=True)
+    assert work["raw_text"].startswith(
+        "Despite growing interest in Open Access (OA) to scholarly literature,"
+    )
+    assert work["raw_text"].endswith("as a way to inform OA policy and practice.")
+    assert work["title"] == (
+        "The state of OA: a large-scale analysis of the prevalence and impact of Open Access articles"
+    )
+    assert work["authors"][:2] == ["Heather Piwowar", "Jason Priem"] and len(work["authors"]) == 9
+    assert (work["year"], work["published"], work["venue"]) == (2018, dt.date(2018, 2, 13), "PeerJ")
+    assert work["doi"] == "10.7717/peerj.4375"
+    assert work["source_ids"]["openalex"] == "W2741809807"
+    assert work["categories"] == [
+        "scientometrics and bibliometrics research",
+        "Academic Publishing and Open Access",
+        "Research Data Management Practices",
+    ]
+    assert (work["license"], work["locator"], work["source"]) == ("CC0-1.0", "$", "work.json:1")
+
+
+def test_an_openalex_api_page_gives_each_work_of_its_results(raw_dir: Path) -> None:
+    # The real page's three works carry no abstract (`"abstract_inverted_index": null`): each is
+    # a reject with its position in the page; beside a work with one, the folder is one source.
+    put(raw_dir, OPENALEX_PAGE, "openalex/page_1.json")
+    put(raw_dir, OPENALEX_WORK, "openalex/W2741809807.json")
+    records, rejects, report = ingest(raw_dir)
+    assert report["files"]["openalex/page_1.json"]["format"] == "openalex"
+    assert [(r["file"], r["locator"], r["reason"], r["source_name"]) for r in rejects] == [
+        ("openalex/page_1.json", f"$.results[{index}]", "empty_abstract", "openalex") for index in range(3)
+    ]
+    assert '"doi": "https://doi.org/10.1038/s41586-021-03534-y"' in rejects[0]["content"]
+    assert records["source_ids"].to_list()[0]["openalex"] == "W2741809807"
+    assert report["sources"]["openalex"]["records_read"] == 4
+
+
+def test_a_page_whose_works_have_no_abstract_is_one_error_naming_the_first(raw_dir: Path) -> None:
+    put(raw_dir, OPENALEX_PAGE)
+    with pytest.raises(
+        BadInputError, match=r"empty_abstract: 3\), the first at openalex_works.json \$.results\[0\]"
+    ):
+        ingest(raw_dir)
+
+
+def test_openalex_arrays_pretty_pages_and_page_lines(raw_dir: Path) -> None:
+    work = json.loads(OPENALEX_WORK.read_text(encoding="utf-8"))
+    other = {**work, "id": "https://openalex.org/W1", "doi": None, "ids": {}}
+    page = json.loads(OPENALEX_PAGE.read_text(encoding="utf-8"))
+    (raw_dir / "array.json").write_text(json.dumps([work, other], indent=2), encoding="utf-8")
+    (raw_dir / "pretty_page.json").write_text(
+        json.dumps({**page, "results": [work]}, indent=2), encoding="utf-8"
+    )
+    # The API's pages saved one per line, compressed: each page's works numbered in the file.
+    lines = "".join(json.dumps({**page, "results": [work, other]}) + "\n" for _ in range(2))
+    (raw_dir / "pages.jsonl.gz").write_bytes(gzip.compress(lines.encode()))
+    records, rejects, report = ingest(raw_dir)
+    assert rejects == []
+    assert {name: report["files"][name]["format"] for name in report["files"]} == dict.fromkeys(
+        ("array.json", "pages.jsonl.gz", "pretty_page.json"), "openalex"
+    )
+    assert records.select("source", "locator").rows() == [
+        ("array.json:1", "$[0]"),
+        ("array.json:2", "$[1]"),
+        ("pages.jsonl.gz:1", "line 1 results[0]"),
+        ("pages.jsonl.gz:2", "line 1 results[1]"),
+        ("pages.jsonl.gz:3", "line 2 results[0]"),
+        ("pages.jsonl.gz:4", "line 2 results[1]"),
+        ("pretty_page.json:1", "$.results[0]"),
+    ]
+    assert set(records["title"]) == {work["title"]}
+    assert records["source_ids"].to_list()[1]["openalex"] == "W1"
+
+
+def test_a_cut_openalex_page_is_one_error_naming_the_work(raw_dir: Path) -> None:
+    # The real page cut inside its second work.
+    (raw_dir / "cut_page.json").write_bytes(OPENALEX_PAGE.read_bytes()[:70_000])
+    with pytest.raises(BadInputError, match=r"cut_page.json: \$.results\[1\]: not valid JSON .*after work 0"):
+        ingest(raw_dir)
+
+
 def test_semantic_scholar_api_datasets_and_s2orc_lines(raw_dir: Path) -> None:
     put(raw_dir, DOCS / "s2_papers.jsonl")
     records, rejects, report = ingest(raw_dir)
@@ -352,6 +439,8 @@ def test_sniffing_every_format() -> None:
         DOCS / "arxiv_oai.xml": "arxiv_oai",
         DOCS / "arxiv_api.atom": "arxiv_atom",
         DOCS / "openalex_works.jsonl": "openalex",
+        OPENALEX_WORK: "openalex",
+        OPENALEX_PAGE: "openalex",
         DOCS / "s2_papers.jsonl": "semantic_scholar",
         DOCS / "arxiv_export.csv": "csv",
         DOCS / "papers.tsv": "tsv",

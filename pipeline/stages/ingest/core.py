@@ -38,6 +38,7 @@ from pipeline.io.formats.compression import decompression_errors
 from pipeline.io.formats.delimited import read_delimited
 from pipeline.io.formats.json_document import read_json_array, read_json_object
 from pipeline.io.formats.json_lines import parse_json_line, read_json_lines
+from pipeline.io.formats.openalex import read_openalex
 from pipeline.io.formats.parquet import read_parquet
 from pipeline.io.writers import build_file_options, parquet_writer, write_json, write_jsonl
 from pipeline.params import KNOWN_FORMATS, IngestParams
@@ -58,7 +59,7 @@ from pipeline.stages.ingest.text_dumps import BLOCK_PARSERS, Lines, Numbers, Rej
 READERS: dict[str, Callable[[Path, str], RawItems]] = {
     "arxiv_snapshot": read_json_lines,
     "jsonl": read_json_lines,
-    "openalex": read_json_lines,
+    "openalex": read_openalex,
     "semantic_scholar": read_json_lines,
     "json_array": read_json_array,
     "json_object": read_json_object,

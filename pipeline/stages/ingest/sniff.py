@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pipeline.errors import BadInputError
 from pipeline.io.formats.compression import decompression_errors, logical_name, open_binary
+from pipeline.io.formats.openalex import document_layout, is_page, is_work
 from pipeline.params import KNOWN_FORMATS
 from pipeline.stages.ingest.text_dumps import ABSTRACT_LINE, TABLE_HEADER, TABLE_ROW
 
@@ -38,7 +39,7 @@ def json_lines_kind(obj: dict[str, object]) -> str:
     keys = set(obj)
     if {"id", "abstract", "versions"} <= keys:
         return "arxiv_snapshot"
-    if "abstract_inverted_index" in keys or str(obj.get("id", "")).startswith("https://openalex.org/"):
+    if is_work(keys, obj.get("id")) or is_page(obj):
         return "openalex"
     if keys & _S2_KEYS or {"paper_id", "mag_field_of_study"} <= keys:
         return "semantic_scholar"
@@ -111,16 +112,19 @@ def sniff_format(path: Path, name: str) -> str:
     if start == b"@":
         return "bibtex"
     if start == b"[":
-        return "json_array"
+        # An array of OpenAlex works (an API page's `results` saved alone) is read as OpenAlex.
+        return "openalex" if document_layout(body) else "json_array"
     if start == b"{":
         first_line = body.split(b"\n", 1)[0]
         if suffix == ".json" and len(head) < _HEAD_BYTES and b"\n" not in body.rstrip():
-            # One minified object in a `.json` file: a paper of a folder of them, not a dump.
-            return "json_object"
+            # One minified object in a `.json` file: a paper of a folder of them, not a dump; an
+            # OpenAlex work or API page is read as OpenAlex.
+            return "openalex" if document_layout(body) else "json_object"
         try:
             obj = json.loads(first_line)
         except (json.JSONDecodeError, UnicodeDecodeError):
-            return "json_object"
+            # A pretty-printed document: an OpenAlex page or work, or one paper.
+            return "openalex" if document_layout(body) else "json_object"
         return json_lines_kind(obj) if isinstance(obj, dict) else "json_object"
     raw_lines = head.split(b"\n")
     if len(head) == _HEAD_BYTES and len(raw_lines) > 1:

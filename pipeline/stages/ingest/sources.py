@@ -12,8 +12,8 @@
 
 Every file under raw/ not matched by a declaration is still read: its format is sniffed and its
 source name is its path under raw/ (a folder of one-object JSON files is one source, named by
-the folder). A file matched by two declarations, a declared path that matches nothing, and a
-file whose format cannot be told are errors naming it.
+the folder; so is a folder of OpenAlex API pages). A file matched by two declarations, a
+declared path that matches nothing, and a file whose format cannot be told are errors naming it.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from pipeline.errors import BadInputError, ConfigError
+from pipeline.io.formats.compression import logical_name
 from pipeline.params import KNOWN_FORMATS
 from pipeline.stages.ingest.mapping import TARGETS, parse_path
 
@@ -184,7 +185,8 @@ def assign_sources(raw_dir: Path, files: list[Path], decls: list[SourceDecl], sn
         fmt = (declared.format if declared else None) or sniff(path, name)
         if declared is not None:
             source = declared.name
-        elif fmt == "json_object":
+        elif fmt == "json_object" or (fmt == "openalex" and logical_name(name).lower().endswith(".json")):
+            # One paper, one API page or one array of works per file: the folder is the source.
             parent = PurePosixPath(name).parent.as_posix()
             source = name if parent == "." else parent
         else:
