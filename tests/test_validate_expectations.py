@@ -247,3 +247,12 @@ def test_the_known_rule_and_flag_lists_are_the_cleaners() -> None:
 
     assert names(regexes["clean_rules"]) == {rule.name for rule in RULES}
     assert names(regexes["flags"]) == set(FLAGS)
+    # And `format_known` names exactly the formats ingest reads.
+    from pipeline.params import KNOWN_FORMATS
+
+    sets = {
+        e["kwargs"]["column"]: e["kwargs"]["value_set"]
+        for e in suite["expectations"]
+        if "value_set" in e["kwargs"]
+    }
+    assert set(sets["format"]) == set(KNOWN_FORMATS)
