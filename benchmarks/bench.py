@@ -112,6 +112,29 @@ def generate(docs: int, raw: Path) -> dict[str, int]:
     return injected
 
 
+def run_order(stages: dict[str, Any]) -> list[str]:
+    """The stages in an order `dvc repro` could run them: each after the stages whose outputs
+    it depends on (dvc.yaml's order among the ready ones)."""
+
+    def paths(entries: list[Any]) -> set[str]:
+        return {next(iter(e)) if isinstance(e, dict) else str(e) for e in entries}
+
+    producer = {out: name for name, stage in stages.items() for out in paths(stage.get("outs", []))}
+    needs = {
+        name: {producer[d] for d in paths(stage.get("deps", [])) if d in producer} - {name}
+        for name, stage in stages.items()
+    }
+    order: list[str] = []
+    while len(order) < len(stages):
+        ready = [name for name in stages if name not in order and needs[name] <= set(order)]
+        if not ready:
+            sys.exit(
+                f"bench: dvc.yaml stages depend on each other in a cycle: {sorted(set(stages) - set(order))}"
+            )
+        order.append(ready[0])
+    return order
+
+
 def run_measured(command: list[str], may_fail: bool = False) -> tuple[float, float, float]:
     """Run `command`; return (wall seconds, peak RSS in MB, CPU seconds (user + system) of the
     process and its children). CPU seconds barely move when other work shares the machine; wall
@@ -295,7 +318,7 @@ def main() -> None:
 
     # The stage commands come from dvc.yaml, so the benchmark runs exactly what `dvc repro` runs.
     dvc_stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
-    stages = {name: shlex.split(stage["cmd"]) for name, stage in dvc_stages.items()}
+    stages = {name: shlex.split(dvc_stages[name]["cmd"]) for name in run_order(dvc_stages)}
     results: dict[str, Any] = {}
     gate_passed = True
     for name, command in stages.items():
