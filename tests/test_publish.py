@@ -105,7 +105,17 @@ def publish(project: Path, *args: str, **env: str | None) -> subprocess.Complete
 def commit_all(project: Path, message: str) -> None:
     for command in (
         ["git", "add", "-A"],
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", message],
+        [
+            "git",
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.org",
+            "commit",
+            "--allow-empty",
+            "-qm",
+            message,
+        ],
     ):
         result = run(command, project)
         assert result.returncode == 0, result.stdout + result.stderr
