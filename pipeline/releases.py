@@ -265,6 +265,21 @@ def _index_membership(path: Path) -> pl.DataFrame:
     return frame
 
 
+def row_index_path(record: Path, version: Version) -> Path:
+    """The row index beside a published release's record.
+
+    Raises:
+        BadInputError: it is missing.
+    """
+    index = record.with_name(format_version(version) + ROW_INDEX_SUFFIX)
+    if not index.is_file():
+        raise BadInputError(
+            f"{record}: published release {tag_name(version)} has no row index {index.name} beside it; "
+            f"restore it from the commit that published {tag_name(version)} (publish writes both)"
+        )
+    return index
+
+
 def read_membership(releases: Path | None) -> Membership:
     """The membership of every published release under `releases/` (see `Membership`).
 
@@ -278,12 +293,7 @@ def read_membership(releases: Path | None) -> Membership:
         return Membership.empty()
     frames = []
     for age, (version, record) in enumerate(reversed(versions)):
-        index = record.with_name(format_version(version) + ROW_INDEX_SUFFIX)
-        if not index.is_file():
-            raise BadInputError(
-                f"{record}: published release {tag_name(version)} has no row index {index.name} beside it; "
-                f"restore it from the commit that published {tag_name(version)} (publish writes both)"
-            )
+        index = row_index_path(record, version)
         try:
             frames.append(_index_membership(index).with_columns(pl.lit(age, pl.Int32).alias("age")))
         except (OSError, pl.exceptions.PolarsError, pa.ArrowException) as exc:

@@ -300,7 +300,7 @@ def test_the_next_build_diffs_against_the_published_row_index(grown_project: Pat
     # Publishing wrote releases/: the stages that read it (the published memberships, the card's
     # changelog, the diff, the review page) are stale now, and only by releases/.
     status = json.loads(run(["dvc", "status", "--json"], grown_project).stdout)
-    assert sorted(status) == ["card", "dedup", "release_diff", "review", "split"], status
+    assert sorted(status) == ["card", "dedup", "release_diff", "review", "split", "validate"], status
     assert all(changes == [{"changed deps": {"releases": "modified"}}] for changes in status.values())
     repro = run(["dvc", "repro"], grown_project)
     assert repro.returncode == 0, repro.stdout[-3000:]
@@ -333,6 +333,15 @@ def test_the_server_saw_every_route_the_clients_need(hub: HubServer, loaded: Any
 
 
 # -- refusals -----------------------------------------------------------------------------------
+
+
+def drop_publish_records(project: Path) -> None:
+    """Back to the committed tree: without the records a publish of the seed project wrote."""
+    for command in (
+        ["git", "checkout", "--", "."],
+        ["git", "clean", "-fdq", "--", "releases", "CHANGELOG.md"],
+    ):
+        assert run(command, project).returncode == 0
 
 
 def _copy(project: Path, tmp_path: Path) -> Path:
@@ -392,11 +401,7 @@ def test_refuses_an_existing_tag_and_a_lower_version(
 
 def test_refuses_a_dirty_tree_and_says_to_commit(hub: HubServer, seed_project: Path, tmp_path: Path) -> None:
     project = _copy(seed_project, tmp_path)
-    for command in (
-        ["git", "checkout", "--", "."],
-        ["git", "clean", "-fdq", "--", "releases", "CHANGELOG.md"],
-    ):
-        assert run(command, project).returncode == 0
+    drop_publish_records(project)
     with (project / "README.md").open("a", encoding="utf-8") as readme:
         readme.write("\nAn edit not committed.\n")
     (project / "notes.txt").write_text("untracked")
@@ -416,11 +421,7 @@ def test_asks_on_a_terminal_and_refuses_without_yes_elsewhere(
     hub: HubServer, seed_project: Path, tmp_path: Path
 ) -> None:
     project = _copy(seed_project, tmp_path)
-    for command in (
-        ["git", "checkout", "--", "."],
-        ["git", "clean", "-fdq", "--", "releases", "CHANGELOG.md"],
-    ):
-        assert run(command, project).returncode == 0
+    drop_publish_records(project)
     repo_id = "test-org/asked"
     unattended = run(["abstracts", "publish", "--repo-id", repo_id], project)
     assert unattended.returncode == 5
@@ -454,12 +455,7 @@ def test_a_dropped_tag_call_is_finished_by_a_rerun_without_a_second_commit(
     hub: HubServer, seed_project: Path, tmp_path: Path
 ) -> None:
     project = _copy(seed_project, tmp_path)
-    # Without the records of a publish of the seed project that may have run before.
-    for command in (
-        ["git", "checkout", "--", "."],
-        ["git", "clean", "-fdq", "--", "releases", "CHANGELOG.md"],
-    ):
-        assert run(command, project).returncode == 0
+    drop_publish_records(project)
     repo_id = "test-org/flaky"
     hub.state.drop_connection[TAG_ROUTE] = 1
     first = run(["abstracts", "publish", "--repo-id", repo_id, "--yes"], project)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shlex
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from conftest import CHROMIUM_FLAGS, DATA, REPO_ROOT
+from conftest import DATA, REPO_ROOT, requested_urls
 
 from pipeline.cli import build_parser, main
 from pipeline.errors import BadInputError, ConfigError
@@ -508,11 +508,9 @@ def test_dvc_stage_declares_what_the_command_reads_and_writes() -> None:
 
 
 def test_page_renders_in_headless_chromium_offline(
-    build_copy: Path, tmp_path: Path, chromium: tuple[str, str]
+    build_copy: Path, tmp_path: Path, headless_browser: Any
 ) -> None:
     from PIL import Image
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
 
     add_hostile_rows(build_copy)
@@ -524,33 +522,23 @@ def test_page_renders_in_headless_chromium_offline(
     page = build_copy / "reports" / "review.html"
     review_of(build_copy, page, ReviewParams(rows_per_flag=500))
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium[0]
-    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]:
-        options.add_argument(flag)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must not look for drivers online
-    browser = webdriver.Chrome(options=options, service=Service(executable_path=chromium[1]))
-    try:
-        browser.get(page.as_uri())
-        verdict = browser.find_element(By.ID, "verdict")
-        assert verdict.is_displayed()
-        assert verdict.text == "PASS"
-        # The hostile abstract is on the page as text, and its script never ran.
-        assert browser.title == "Release review: PASS"
-        flagged = browser.find_element(By.ID, "cleaning").get_attribute("textContent") or ""
-        assert 'document.title="pwned"' in flagged
-        shot = tmp_path / "review.png"
-        assert browser.save_screenshot(str(shot))
-        rect = verdict.rect
-        ratio = browser.execute_script("return window.devicePixelRatio")
-        console = browser.get_log("browser")
-        events = [json.loads(entry["message"])["message"] for entry in browser.get_log("performance")]
-    finally:
-        browser.quit()
+    browser = headless_browser
+    browser.get(page.as_uri())
+    verdict = browser.find_element(By.ID, "verdict")
+    assert verdict.is_displayed()
+    assert verdict.text == "PASS"
+    # The hostile abstract is on the page as text, and its script never ran.
+    assert browser.title == "Release review: PASS"
+    flagged = browser.find_element(By.ID, "cleaning").get_attribute("textContent") or ""
+    assert 'document.title="pwned"' in flagged
+    shot = tmp_path / "review.png"
+    assert browser.save_screenshot(str(shot))
+    rect = verdict.rect
+    ratio = browser.execute_script("return window.devicePixelRatio")
+    console = browser.get_log("browser")
+    requested = requested_urls(browser)
 
     assert console == []
-    requested = [e["params"]["request"]["url"] for e in events if e["method"] == "Network.requestWillBeSent"]
     assert page.as_uri() in requested  # the network log works: it saw the page itself
     # Only local schemes: the page itself, inline images, and the browser's own chrome:// pages.
     local = ("file:", "data:", "about:", "chrome:", "chrome-untrusted:")

@@ -194,7 +194,7 @@ def check_dvc_status(root: Path) -> None:
 
 
 # Stages up to the card that read `releases/`.
-RELEASES_READERS = ("dedup", "split", "release_diff", "card")
+RELEASES_READERS = ("dedup", "split", "validate", "release_diff", "card")
 
 
 def _stale_only_by_releases(stage: str, changes: Any) -> bool:
@@ -205,7 +205,8 @@ def _stale_only_by_releases(stage: str, changes: Any) -> bool:
     so is `release_diff`, whose removals the card shows in that changelog section (which the
     "same release" comparison leaves out).
     `dedup` and `split` read the published memberships there: rebuilt from the release just
-    published, they give the same rows (its ids and splits are the ones they keep).
+    published, they give the same rows (its ids and splits are the ones they keep); `validate`
+    checks new train rows against them, and right after a publish no row is new.
     """
     if stage not in RELEASES_READERS or not isinstance(changes, list):
         return False

@@ -68,7 +68,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.contracts import ROW_INDEX_SUFFIX, SPLITS
+from pipeline.contracts import SPLITS
 from pipeline.errors import BadInputError
 from pipeline.io.writers import write_json, write_parquet
 from pipeline.kernels.fingerprint import utf8_buffers
@@ -76,8 +76,8 @@ from pipeline.kernels.measures import measure
 from pipeline.kernels.minhash import ShingleSets
 from pipeline.params import DedupParams, FilterParams, SplitParams, ValidateParams
 from pipeline.policy import LANGUAGE_IDENTIFIER, language_verdicts, placeholder_notice, placeholder_rows
-from pipeline.releases import published_versions
-from pipeline.versions import format_version, tag_name
+from pipeline.releases import published_versions, row_index_path
+from pipeline.versions import tag_name
 
 SEVERITIES = ("critical", "warning")
 TABLES = ("release", "rows", "dedup", "clean")
@@ -545,12 +545,7 @@ def read_published(releases: Path | None) -> tuple[pl.DataFrame, pl.Series]:
     evaluation = [empty]
     ids = [pl.Series("id", [], pl.String)]
     for version, record in published_versions(releases):
-        index = record.with_name(format_version(version) + ROW_INDEX_SUFFIX)
-        if not index.is_file():
-            raise BadInputError(
-                f"{record}: published release {tag_name(version)} has no row index {index.name} beside it; "
-                f"restore it from the commit that published {tag_name(version)} (publish writes both)"
-            )
+        index = row_index_path(record, version)
         try:
             names = pq.read_schema(index).names
             frame = pl.read_parquet(index, columns=[c for c in ("id", "split", "band_keys") if c in names])
