@@ -365,7 +365,24 @@ def main() -> None:
         },
     }
     report["clean_cpu_s_by_step"] = clean_time_on_one_core(WORK / "build" / "ingested.parquet")
-    report["filter_language"] = filter_language_cost(WORK / "build" / "clean.parquet")
+    language = filter_language_cost(WORK / "build" / "clean.parquet")
+    # An upper bound on the language check's share of the pipeline: the whole counting pass
+    # (the function words and every other measure) and the identifier, at this corpus's size,
+    # in the filter on every row and in validate again on every `language_sample_every`-th.
+    per_corpus = args.docs / 100_000 * (1 + 1 / params["validate"]["language_sample_every"])
+    language_cpu_s = (
+        language["counting_pass_cpu_s_per_100k"] + language["identifier_cpu_s_per_100k"]
+    ) * per_corpus
+    language["pipeline_cpu_s_upper_bound"] = round(language_cpu_s, 2)
+    language["share_of_pipeline_cpu_upper_bound"] = round(
+        language_cpu_s / max(report["total_cpu_s"], 1e-9), 4
+    )
+    report["filter_language"] = language
+    print(
+        f"bench: language check at most {language_cpu_s:.1f} CPU-s, "
+        f"{language['share_of_pipeline_cpu_upper_bound']:.1%} of the pipeline's CPU-s",
+        file=sys.stderr,
+    )
     print("bench: dedup precision/recall on labelled pairs ...", file=sys.stderr)
     report["dedup_quality"] = dedup_quality(WORK / "quality")
     report["leaked_pairs"] = len(report["outputs"]["split"].get("leaked_pairs", []))

@@ -11,7 +11,7 @@ from urllib.parse import unquote, urlparse
 
 from conftest import requested_urls
 
-from pipeline.stages.validate.docs import as_warnings, local_links, offline_html
+from pipeline.stages.validate.docs import as_warnings, local_links, mark_failed_warnings, offline_html
 
 # Only local schemes: the pages themselves, inline images, and the browser's own pages.
 LOCAL = ("file:", "data:", "about:", "chrome:", "chrome-untrusted:")
@@ -130,3 +130,41 @@ def test_warning_pages_lose_gx_failure_marks_and_nothing_else() -> None:
         '<td><i class="fas fa-exclamation-triangle warning" aria-hidden="true"></i></td>'
         "<td>Failed to parse</td>"
     )
+
+
+def test_in_a_suite_failing_both_a_warning_row_has_the_warning_icon_and_a_critical_the_cross() -> None:
+    """GX draws every failure as a red cross; a page failing a critical expectation and a
+    warning (in one column, in another, at table level) shows each with its own icon."""
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+    import pandas as pd
+    from great_expectations.render.renderer.page_renderer import ValidationResultsPageRenderer
+    from great_expectations.render.view.view import DefaultJinjaPageView
+
+    context = gx.get_context(mode="ephemeral")
+    batch = (
+        context.data_sources.add_pandas("frames")
+        .add_dataframe_asset("rows")
+        .add_batch_definition_whole_dataframe("all")
+        .get_batch(batch_parameters={"dataframe": pd.DataFrame({"n": [5, 0], "text": ["bad", "ok"]})})
+    )
+    suite = context.suites.add(gx.ExpectationSuite(name="mixed"))
+    for expectation in (
+        gxe.ExpectTableRowCountToBeBetween(min_value=5, severity="warning"),  # fails
+        gxe.ExpectColumnValuesToNotMatchRegex(column="text", regex="bad", severity="warning"),  # fails
+        gxe.ExpectColumnValuesToNotMatchRegex(column="text", regex="zzz", severity="critical"),
+        gxe.ExpectColumnValuesToBeBetween(column="n", min_value=0, max_value=1, severity="critical"),  # fails
+    ):
+        suite.add_expectation(expectation)
+    outcome = batch.validate(suite)
+    document = ValidationResultsPageRenderer().render(outcome)
+    assert mark_failed_warnings(document, outcome) == 2
+    html = DefaultJinjaPageView().render(document)  # type: ignore[no-untyped-call]
+    icons = re.findall(r'<i class="fas (fa-[a-z-]+) ([a-z-]+)"', html)
+    # The header's status (GX's, the suite failed), then the sections: table level, `n`, `text`.
+    assert icons[1:] == [
+        ("fa-exclamation-triangle", "warning"),
+        ("fa-times", "text-danger"),
+        ("fa-exclamation-triangle", "warning"),
+        ("fa-check-circle", "text-success"),
+    ], icons

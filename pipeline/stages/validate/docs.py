@@ -10,8 +10,9 @@ GX's own stylesheet (shipped in the package) is inlined. GX's page scripts need 
 Bootstrap from a CDN; the one that works the page's "Failed Only" filter is replaced by the
 same in plain JavaScript, the walkthrough pop-up is dropped, and Font Awesome's status icons are
 drawn as text. GX's links into its own site are pointed at this directory's index and at the
-suite files under `gx/expectations/`. A suite whose failures are all warnings says `Warning`,
-with warning icons, where GX says `Failed`.
+suite files under `gx/expectations/`. A failed warning's row has a warning icon, where GX draws every
+failure as a red cross, and a suite whose failures are all warnings says `Warning` where GX
+says `Failed`.
 """
 
 from __future__ import annotations
@@ -87,6 +88,42 @@ def as_warnings(html: str) -> str:
     return html.replace('class="fas fa-times text-danger"', 'class="fas fa-exclamation-triangle warning"')
 
 
+_TABLE_LEVEL = "Table-Level Expectations"  # GX's name for the section of column-less expectations
+_WARNING_ICON = {"tag": "i", "classes": ["fas", "fa-exclamation-triangle", "warning"]}
+
+
+def _is_failed_warning(result: Any) -> bool:
+    severity = getattr(result.expectation_config, "severity", None)
+    return not result.success and str(getattr(severity, "value", severity)) == "warning"
+
+
+def mark_failed_warnings(document: Any, outcome: Any) -> int:
+    """Give each failed warning's row in a rendered page (GX's `RenderedDocumentContent`) the
+    warning icon, where GX draws every failure as a red cross; returns the rows marked.
+
+    GX renders one section per column (column-less expectations in a first section), each a
+    table with one row per result in result order, and no severity; a section whose rows do not
+    pair one to one with its results is left as GX drew it.
+    """
+    by_section: dict[str, list[Any]] = {}
+    for result in outcome.results:
+        by_section.setdefault(result.expectation_config.kwargs.get("column", _TABLE_LEVEL), []).append(result)
+    marked = 0
+    for section in document.sections[1:]:
+        results = by_section.get(section.section_name, [])
+        tables = [block for block in section.content_blocks if getattr(block, "table", None) is not None]
+        if len(tables) != 1 or len(tables[0].table) != len(results):
+            continue
+        for row, result in zip(tables[0].table, results, strict=True):
+            status = row[0][0] if isinstance(row[0], list) else row[0]
+            template = getattr(status, "string_template", None)
+            if _is_failed_warning(result) and template and template.get("template") == "$icon":
+                template["params"]["markdown_status_icon"] = "\u26a0\ufe0f"
+                template["styling"]["params"]["icon"] = dict(_WARNING_ICON)
+                marked += 1
+    return marked
+
+
 def offline_html(html: str) -> str:
     """GX Data Docs HTML that loads nothing from the network."""
     from great_expectations.render.view import view
@@ -134,6 +171,7 @@ def write_data_docs(
         # Drop what differs between identical runs (batch markers carry a load time, a run id).
         outcome.meta = {"great_expectations_version": outcome.meta.get("great_expectations_version")}
         document = ValidationResultsPageRenderer().render(outcome)
+        mark_failed_warnings(document, outcome)
         html = offline_html(DefaultJinjaPageView().render(document))  # type: ignore[no-untyped-call]
         html = local_links(html, suites)
         status = suite_status(results, name)
