@@ -274,6 +274,29 @@ def filter_language_cost(cleaned: Path, rows: int = 100_000, repeats: int = 3) -
     }
 
 
+def row_index_cost(workdir: Path) -> dict[str, float | int]:
+    """Size and time of the row index `abstracts publish` would write for this release
+    (`releases/<version>.rows.parquet`: every row's id, split and membership keys)."""
+    import pyarrow.parquet as pq
+
+    from pipeline.releases import write_row_index
+
+    target = workdir / "bench.rows.parquet"
+    start, cpu = time.perf_counter(), time.process_time()
+    write_row_index(workdir / "release" / "data", target, workdir / "build" / "dedup.parquet")
+    seconds, cpu_s = time.perf_counter() - start, time.process_time() - cpu
+    size = target.stat().st_size
+    rows = pq.ParquetFile(target).metadata.num_rows
+    print(f"bench: row index {size / 1e6:.1f} MB for {rows:,} rows in {seconds:.1f} s", file=sys.stderr)
+    return {
+        "rows": rows,
+        "bytes": size,
+        "bytes_per_row": round(size / max(rows, 1), 1),
+        "seconds": round(seconds, 2),
+        "cpu_s": round(cpu_s, 2),
+    }
+
+
 def dedup_quality(workdir: Path) -> dict[str, float | int]:
     """Precision and recall of the real dedup stage on the labelled pairs of `benchmarks.pairs`."""
     from benchmarks.pairs import build_rows, dedup_rows, load_corpus, score
@@ -364,6 +387,8 @@ def main() -> None:
             name: json.loads((WORK / "reports" / f"{name}.json").read_text()) for name in ("dedup", "split")
         },
     }
+    if gate_passed:
+        report["row_index"] = row_index_cost(WORK)
     report["clean_cpu_s_by_step"] = clean_time_on_one_core(WORK / "build" / "ingested.parquet")
     language = filter_language_cost(WORK / "build" / "clean.parquet")
     # An upper bound on the language check's share of the pipeline: the whole counting pass
