@@ -218,6 +218,7 @@ def test_the_checkpoint_runs_with_gx_alone_after_a_build(repo_copy: Path, tmp_pa
     custom Expectations' module (in a copy: GX writes its results under gx/uncommitted)."""
     project = tmp_path / "gx-user"
     shutil.copytree(repo_copy, project, symlinks=True)
+    shutil.rmtree(project / "reports" / "data_docs")
     code = (
         "import os; os.environ['GX_ANALYTICS_ENABLED'] = 'false'\n"
         "import great_expectations as gx\n"
@@ -240,3 +241,6 @@ def test_the_checkpoint_runs_with_gx_alone_after_a_build(repo_copy: Path, tmp_pa
     assert result.returncode == 0, result.stderr
     # GX's own verdict counts every expectation; the seeds fail one, a warning (the gate passes).
     assert result.stdout.strip() == "8 [('truncated_at_most_2_percent', 'warning')]", result.stdout
+    # The checkpoint's own action wrote the Data Docs, the same pages the stage wrote.
+    docs = {p.name: p.read_bytes() for p in (project / "reports" / "data_docs").iterdir()}
+    assert docs == {p.name: p.read_bytes() for p in (repo_copy / "reports" / "data_docs").iterdir()}

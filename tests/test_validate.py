@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
 import shutil
@@ -145,87 +147,99 @@ def test_seed_release_passes_every_suite(seed_build: Path) -> None:
     assert bound["success"] and bound["observed_value"] == {"test": 19, "train": 81, "validation": 18}
 
 
-@pytest.mark.parametrize(
-    ("change", "name", "expectation", "row"),
-    [
-        (
-            lambda t: set_value(t, "id", 1, t["id"][0].as_py()),
-            "id_unique",
-            "expect_column_values_to_be_unique",
-            0,
-        ),
-        (
-            lambda t: set_value(t, "abstract", 2, "Abstract: " + t["abstract"][2].as_py()),
-            "no_abstract_prefix",
-            "expect_abstract_to_have_no_artifact",
-            2,
-        ),
-        (
-            lambda t: set_value(t, "abstract", 3, ""),
-            "abstract_chars",
-            "expect_column_values_to_be_between",
-            3,
-        ),
-        (
-            lambda t: set_value(t, "arxiv_id", 4, "2201.12288v2"),
-            "arxiv_id_format",
-            "expect_column_values_to_match_regex",
-            4,
-        ),
-        (
-            lambda t: set_value(t, "abstract", 5, t["abstract"][5].as_py() + " |"),
-            "no_table_residue",
-            "expect_abstract_to_have_no_artifact",
-            5,
-        ),
-        (
-            lambda t: set_value(t, "abstract", 6, t["abstract"][6].as_py().replace(" ", " <b>", 1)),
-            "no_html_tags",
-            "expect_abstract_to_have_no_artifact",
-            6,
-        ),
-        (
-            lambda t: set_value(t, "abstract", 7, t["abstract"][7].as_py().replace(" ", "\x07 ", 1)),
-            "no_control_characters",
-            "expect_abstract_to_have_no_artifact",
-            7,
-        ),
-        (
-            lambda t: set_value(t, "abstract", 9, WITHDRAWN),
-            "no_placeholder_notice",
-            "expect_column_values_to_be_null",
-            9,
-        ),
-        (
-            # Row 8 of the seeds' one train row group: on validate.language_sample_every (4).
-            lambda t: set_value(t, "abstract", 8, GERMAN),
-            "no_row_the_identifier_calls_non_english",
-            "expect_column_values_to_be_null",
-            8,
-        ),
-        (
-            lambda t: set_value(t, "categories", 10, ["physics.optics", "hep-th"]),
-            "categories_on_allow_list",
-            "expect_categories_on_allow_list",
-            10,
-        ),
-    ],
-)
+# One corruption per case, each on its own row of the seeds' train shard, so that one
+# validation run over the release holding all of them shows each check naming its row.
+CORRUPTIONS: list[tuple[Callable[[pa.Table], pa.Table], str, str, int]] = [
+    (
+        lambda t: set_value(t, "id", 1, t["id"][0].as_py()),
+        "id_unique",
+        "expect_column_values_to_be_unique",
+        0,
+    ),
+    (
+        lambda t: set_value(t, "abstract", 2, "Abstract: " + t["abstract"][2].as_py()),
+        "no_abstract_prefix",
+        "expect_abstract_to_have_no_artifact",
+        2,
+    ),
+    (
+        lambda t: set_value(t, "abstract", 3, ""),
+        "abstract_chars",
+        "expect_column_values_to_be_between",
+        3,
+    ),
+    (
+        lambda t: set_value(t, "arxiv_id", 4, "2201.12288v2"),
+        "arxiv_id_format",
+        "expect_column_values_to_match_regex",
+        4,
+    ),
+    (
+        lambda t: set_value(t, "abstract", 5, t["abstract"][5].as_py() + " |"),
+        "no_table_residue",
+        "expect_abstract_to_have_no_artifact",
+        5,
+    ),
+    (
+        lambda t: set_value(t, "abstract", 6, t["abstract"][6].as_py().replace(" ", " <b>", 1)),
+        "no_html_tags",
+        "expect_abstract_to_have_no_artifact",
+        6,
+    ),
+    (
+        lambda t: set_value(t, "abstract", 7, t["abstract"][7].as_py().replace(" ", "\x07 ", 1)),
+        "no_control_characters",
+        "expect_abstract_to_have_no_artifact",
+        7,
+    ),
+    (
+        lambda t: set_value(t, "abstract", 9, WITHDRAWN),
+        "no_placeholder_notice",
+        "expect_column_values_to_be_null",
+        9,
+    ),
+    (
+        # Row 8 of the seeds' one train row group: on validate.language_sample_every (4).
+        lambda t: set_value(t, "abstract", 8, GERMAN),
+        "no_row_the_identifier_calls_non_english",
+        "expect_column_values_to_be_null",
+        8,
+    ),
+    (
+        lambda t: set_value(t, "categories", 10, ["physics.optics", "hep-th"]),
+        "categories_on_allow_list",
+        "expect_categories_on_allow_list",
+        10,
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def corrupted_run(seed_build: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[pa.Table, Path, str]:
+    """The release with every corruption of CORRUPTIONS, validated once: (the corrupted train
+    shard, the report, what validate printed)."""
+    root = tmp_path_factory.mktemp("corrupted")
+    copy_gx_project(root)
+
+    def every_change(table: pa.Table) -> pa.Table:
+        for change, *_ in CORRUPTIONS:
+            table = change(table)
+        return table
+
+    data = corrupt(seed_build, root, every_change)
+    printed = io.StringIO()
+    with contextlib.chdir(root), contextlib.redirect_stderr(printed):
+        validate(seed_build, data, root / "validation.json")
+    return pq.read_table(next(data.glob("train-*.parquet"))), root / "validation.json", printed.getvalue()
+
+
+@pytest.mark.parametrize(("name", "expectation", "row"), [case[1:] for case in CORRUPTIONS])
 def test_corrupted_release_fails_naming_expectation_and_row(
-    seed_build: Path,
-    tmp_path: Path,
-    project: Path,
-    capsys: pytest.CaptureFixture[str],
-    change: Callable[[pa.Table], pa.Table],
-    name: str,
-    expectation: str,
-    row: int,
+    corrupted_run: tuple[pa.Table, Path, str], name: str, expectation: str, row: int
 ) -> None:
-    data = corrupt(seed_build, tmp_path, change)
-    train = pq.read_table(next(data.glob("train-*.parquet")))
+    train, report_path, printed = corrupted_run
     bad_id = train["id"][row].as_py()
-    report_path = tmp_path / "validation.json"
-    report = validate(seed_build, data, report_path)
+    report = json.loads(report_path.read_text())
     # validate never fails: the report says what failed and the gate stage stops the run.
     assert report["success"] is False and report["critical_failures"] >= 1
     by_name = {r["name"]: r for r in failed(report_path)}
@@ -233,9 +247,13 @@ def test_corrupted_release_fails_naming_expectation_and_row(
     assert by_name[name]["severity"] == "critical"
     assert bad_id in {row["id"] for row in by_name[name]["failing_rows"]}
     assert all(row["source"] for row in by_name[name]["failing_rows"])
-    printed = capsys.readouterr().err
     line = next(line for line in printed.splitlines() if line.split()[2:3] == [f"{name}:"])
     assert expectation in line and bad_id in line
+
+
+def test_every_corruption_is_on_its_own_row() -> None:
+    rows = [row for *_, row in CORRUPTIONS]
+    assert len(set(rows)) == len(rows)
 
 
 def test_wrong_column_type_fails_naming_the_column(seed_build: Path, tmp_path: Path, project: Path) -> None:
@@ -352,9 +370,10 @@ def test_report_and_data_docs_are_deterministic_and_offline(
             ValidateParams(),
             SplitParams(),
             split_report=seed_build / "reports" / "split.json",
-            data_docs=tmp_path / f"docs_{name}",
             **run,
         )
+        # The checkpoint's action writes the pages to reports/data_docs of the project.
+        shutil.copytree(project / "reports" / "data_docs", tmp_path / f"docs_{name}")
     assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
     pages = sorted(p.name for p in (tmp_path / "docs_a").iterdir())
     assert pages == sorted(["index.html", *(f"{s}.html" for s in ASSET_PAGES)])
@@ -368,8 +387,8 @@ def test_report_and_data_docs_are_deterministic_and_offline(
     assert "FAILED" not in index
     text_quality = (tmp_path / "docs_a" / "text_quality.rows.html").read_text()
     assert "<style>" in text_quality and "expect_abstract_to_have_no_artifact" in text_quality
-    # GX's own site, built by the checkpoint's UpdateDataDocsAction, is in gx/uncommitted.
-    assert (project / "gx" / "uncommitted" / "data_docs" / "local_site" / "index.html").is_file()
+    # GX's own site (CDN-styled, every run kept) is not built by the stage.
+    assert not (project / "gx" / "uncommitted" / "data_docs").exists()
 
 
 def test_cli_prints_the_table_and_exits_zero(

@@ -227,7 +227,7 @@ def test_checkpoint_runs_one_validation_definition_per_suite() -> None:
     assert checkpoint.name == CHECKPOINT
     assert sorted(spec.name for spec in specs) == sorted(p.stem for p in SUITE_FILES)
     assert {spec.asset for spec in specs} == set(ASSETS)
-    assert [a.type for a in checkpoint.actions] == ["update_data_docs"]
+    assert [(a.type, a.directory) for a in checkpoint.actions] == [("offline_data_docs", "reports/data_docs")]
     patterns = artifact_patterns(specs)
     assert {"html_tag", "abstract_prefix", "control_character"} <= set(patterns)
 

@@ -30,9 +30,6 @@ def add_arguments(sub: argparse.ArgumentParser) -> None:
         type=Path,
         help="published releases (row indexes with memberships): new train rows are checked against them",
     )
-    sub.add_argument(
-        "--data-docs", type=Path, help="directory to write this run's offline Data Docs pages to (optional)"
-    )
     sub.add_argument("--text-lengths", type=Path, help="text-length-per-split plot CSV to write (optional)")
 
 
@@ -49,7 +46,6 @@ def run(args: argparse.Namespace, params: Params) -> None:
         split_report=args.split_report,
         clean=args.clean,
         text_lengths=args.text_lengths,
-        data_docs=args.data_docs,
         policy=params.filter,
         dedup_params=params.dedup,
         releases=args.releases,

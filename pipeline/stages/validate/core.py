@@ -921,13 +921,12 @@ def run_validate(
     split_report: Path,
     clean: Path,
     text_lengths: Path | None = None,
-    data_docs: Path | None = None,
     policy: FilterParams | None = None,
     dedup_params: DedupParams | None = None,
     releases: Path | None = None,
 ) -> dict[str, Any]:
-    """Stage the tables, run the GX checkpoint (which also updates GX's own Data Docs site) and
-    write the report and, when asked, the offline Data Docs pages (`docs.write_data_docs`).
+    """Stage the tables, run the GX checkpoint (whose action writes this run's offline Data Docs
+    pages, `actions.OfflineDataDocsAction`) and write the report.
     Never raises for a failed expectation: the report says what failed, `review` shows it and
     the `gate` stage stops the pipeline on it. `policy` and `dedup_params` default to the
     params' defaults (params.yaml's `filter` and `dedup` sections, as the command passes them);
@@ -956,11 +955,6 @@ def run_validate(
     results = report.plain_results(specs, outcomes, paths)
     validation = report.build_report(pq.ParquetFile(paths["release"]).metadata.num_rows, results)
     write_json(validation, report_out)
-    if data_docs is not None:
-        from pipeline.stages.validate.docs import write_data_docs
-
-        assets = {spec.name: spec.asset for spec in specs}
-        write_data_docs(outcomes, assets, results, data_docs, gx_dir / "expectations")
     if text_lengths is not None:
         report.write_text_lengths(paths["rows"], text_lengths)
     report.print_summary(validation)

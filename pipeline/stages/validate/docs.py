@@ -1,22 +1,22 @@
 """The offline Data Docs pages in `reports/data_docs/`: one per suite (`<suite>.<asset>.html`)
-and an index, rendered from this run's results with GX's own renderers.
+and an index, rendered from this run's results with GX's own renderers; the checkpoint's
+`OfflineDataDocsAction` (`actions.py`) writes them.
 
-The checkpoint's `UpdateDataDocsAction` also builds GX's usual site in
-`gx/uncommitted/data_docs/local_site/` (every run kept, for `gx` users). Those pages pull CSS/JS
-from CDNs and a logo from GX's bucket with the data context id in its query, and change on every
-run; the pages here are the ones the review links to, so they open without network, fetch
-nothing and are byte-identical on a rerun of the same inputs: every remote tag is dropped and
-GX's own stylesheet (shipped in the package) is inlined. GX's page scripts need jQuery and
+GX's usual site (`context.build_data_docs()`, in `gx/uncommitted/data_docs/local_site/`) pulls
+CSS/JS from CDNs and a logo from GX's bucket with the data context id in its query, and changes
+on every run; the pages here are the ones the review links to, so they open without network,
+fetch nothing and are byte-identical on a rerun of the same inputs: every remote tag is dropped
+and GX's own stylesheet (shipped in the package) is inlined. GX's page scripts need jQuery and
 Bootstrap from a CDN; the one that works the page's "Failed Only" filter is replaced by the
 same in plain JavaScript, the walkthrough pop-up is dropped, and Font Awesome's status icons are
 drawn as text. GX's links into its own site are pointed at this directory's index and at the
-suite files under `gx/expectations/`. A failed warning's row has a warning icon, where GX draws every
-failure as a red cross, and a suite whose failures are all warnings says `Warning` where GX
-says `Failed`.
-"""
+suite files under `gx/expectations/`. A failed warning's row has a warning icon, where GX draws
+every failure as a red cross, and a suite whose failures are all warnings says `Warning` where
+GX says `Failed`."""
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import shutil
@@ -93,8 +93,7 @@ _WARNING_ICON = {"tag": "i", "classes": ["fas", "fa-exclamation-triangle", "warn
 
 
 def _is_failed_warning(result: Any) -> bool:
-    severity = getattr(result.expectation_config, "severity", None)
-    return not result.success and str(getattr(severity, "value", severity)) == "warning"
+    return not result.success and _severity(result) == "warning"
 
 
 def mark_failed_warnings(document: Any, outcome: Any) -> int:
@@ -138,22 +137,31 @@ def offline_html(html: str) -> str:
     return _UUID.sub(lambda m: numbers.setdefault(m.group(0), f"block-{len(numbers) + 1}"), html)
 
 
-def suite_status(results: list[dict[str, Any]], suite: str) -> str:
+def _severity(result: Any) -> str:
+    severity = getattr(result.expectation_config, "severity", None)
+    return str(getattr(severity, "value", severity))
+
+
+def suite_status(outcome: Any) -> str:
     """`passed`, `warning` (only warnings failed) or `FAILED` (a critical expectation failed)."""
-    failed = [r for r in results if r["suite"] == suite and not r["success"]]
-    if any(r["severity"] == "critical" for r in failed):
+    failed = [result for result in outcome.results if not result.success]
+    if any(_severity(result) != "warning" for result in failed):
         return "FAILED"
     return "warning" if failed else "passed"
 
 
-def write_data_docs(
-    outcomes: dict[str, Any],
-    assets: dict[str, str],
-    results: list[dict[str, Any]],
-    directory: Path,
-    suites_dir: Path,
-) -> None:
-    """Render one page per suite (`<suite>.<asset>.html`) and an index into `directory`.
+def _asset_name(outcome: Any) -> str:
+    """The data asset a suite ran on, from the batch GX records in the result's meta."""
+    batch = outcome.meta.get("active_batch_definition") or {}
+    name = (
+        batch.get("data_asset_name") if isinstance(batch, dict) else getattr(batch, "data_asset_name", None)
+    )
+    return str(name or "batch")
+
+
+def write_data_docs(outcomes: dict[str, Any], directory: Path, suites_dir: Path) -> None:
+    """Render one page per suite (`<suite>.<asset>.html`) and an index into `directory`, from
+    GX's suite validation results (`outcomes`: suite name -> result), left unchanged.
 
     The directory is replaced as a whole, so pages of suites that no longer exist disappear.
     """
@@ -166,15 +174,17 @@ def write_data_docs(
     staging.mkdir()
     links = []
     suites = Path(os.path.relpath(suites_dir.resolve(), directory.resolve())).as_posix()
+    # One view for every page: a view compiles each of GX's templates once, on first use.
+    view = DefaultJinjaPageView()
     for name, outcome in outcomes.items():
-        page = f"{name}.{assets[name]}"
+        page = f"{name}.{_asset_name(outcome)}"
         # Drop what differs between identical runs (batch markers carry a load time, a run id).
-        outcome.meta = {"great_expectations_version": outcome.meta.get("great_expectations_version")}
-        document = ValidationResultsPageRenderer().render(outcome)
-        mark_failed_warnings(document, outcome)
-        html = offline_html(DefaultJinjaPageView().render(document))  # type: ignore[no-untyped-call]
-        html = local_links(html, suites)
-        status = suite_status(results, name)
+        shown = copy.copy(outcome)
+        shown.meta = {"great_expectations_version": outcome.meta.get("great_expectations_version")}
+        document = ValidationResultsPageRenderer().render(shown)
+        mark_failed_warnings(document, shown)
+        html = local_links(offline_html(view.render(document)), suites)  # type: ignore[no-untyped-call]
+        status = suite_status(outcome)
         if status == "warning":
             html = as_warnings(html)
         (staging / f"{page}.html").write_text(html, encoding="utf-8")

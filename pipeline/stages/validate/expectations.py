@@ -219,3 +219,8 @@ class ExpectSplitSizesWithinBinomialBound(ColumnAggregateExpectation):
             "success": not failures,
             "result": {"observed_value": counts, "details": {"out_of_bounds": failures}},
         }
+
+
+# The checkpoint's Data Docs action: registered here too, so that this one import (what a `gx`
+# user adds) makes both the suites and the checkpoint loadable.
+from pipeline.stages.validate import actions as _actions  # noqa: E402,F401
