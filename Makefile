@@ -13,15 +13,18 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 .PHONY: data test lint bench mutants clean-venv
 
 # uv installs the same pins as pip from the same registry (PyPI), downloading in parallel: a
-# fresh venv installs in a fraction of pip's time (benchmarks/RESULTS.md).
+# fresh venv installs in a fraction of pip's time (benchmarks/RESULTS.md). Unlike pip, uv
+# leaves the bytecode to the first import, and where PYTHONDONTWRITEBYTECODE is set (as on
+# this workplace's machines) no import ever writes it: every process would compile GX, DVC
+# and the rest from source again. `--compile-bytecode` compiles once, at install.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check 'uv>=0.13,<0.14'
-	$(BIN)/uv pip install -q --python $(BIN)/python -e .
+	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -e .
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[dev]'
+	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -e '.[dev]'
 	$(BIN)/abstracts plots-template --out .dvc/plots/offline.html
 	touch $@
 
