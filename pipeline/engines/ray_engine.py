@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import ray
 
 from pipeline.errors import ConfigError
@@ -74,6 +76,8 @@ def connect() -> None:
             f"RAY_ADDRESS={address!r}: no Ray cluster answers there ({exc}); start one "
             "(`ray start --head`) or unset RAY_ADDRESS to run a Ray instance on this machine"
         ) from None
+    context: Any = ray.get_runtime_context()
+    print(f"engine: ray at {context.gcs_address}, {_cluster_cpus()} CPUs", file=sys.stderr)
 
 
 def _cluster_cpus() -> int:
@@ -127,10 +131,6 @@ class RayEngine:
         options: Mapping[str, Any],
         threads: bool,
     ) -> int:
-        import sys
-
-        import pyarrow.parquet as pq
-
         parquet = pq.ParquetFile(source)
         total = parquet.metadata.num_rows
         done = 0
