@@ -113,10 +113,10 @@ class LoopbackCluster:
         self._sampler.start()
         return self
 
-    def watch(self, process: psutil.Process | None) -> None:
-        """Count `process` and its children (a stage's driver) in the memory samples too."""
+    def watch(self, pid: int | None) -> None:
+        """Count process `pid` and its children (a stage's driver) in the memory samples too."""
         with self._lock:
-            self._watched = [process] if process is not None else []
+            self._watched = [psutil.Process(pid)] if pid is not None else []
 
     def _sample(self) -> None:
         assert self._head is not None

@@ -23,6 +23,7 @@ pytest.importorskip("ray", reason="the Ray engine needs the `ray` extra: pip ins
 from benchmarks.ray_cluster import LoopbackCluster
 
 ENGINE_STAGES = ["clean", "filter", "dedup"]
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _hashes(root: Path) -> dict[str, str]:
@@ -33,6 +34,16 @@ def _hashes(root: Path) -> dict[str, str]:
     return found
 
 
+def _share_compiled_kernels(project: Path) -> None:
+    """Ray workers import the modules of the driver's directory (the copy): give the copy this
+    tree's compiled numba kernels, as a checkout that has run before has them (numba's cache
+    is keyed by the source file's mtime and size, which the copy keeps)."""
+    for cached in (REPO_ROOT / "pipeline").rglob("__pycache__/*.nb[ic]"):
+        target = project / cached.relative_to(REPO_ROOT)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(cached, target)
+
+
 def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     env = {**env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"}
     return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False)
@@ -41,6 +52,7 @@ def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> subprocess.Completed
 def test_ray_engine_writes_the_local_engines_bytes(built_seed_project: Path, tmp_path: Path) -> None:
     project = tmp_path / "ml-abstracts"
     shutil.copytree(built_seed_project, project, symlinks=True)
+    _share_compiled_kernels(project)
     local = _hashes(built_seed_project)
     # Written anew on the cluster, not left from the local build.
     for name in ("clean.parquet", "filter.parquet", "dedup.parquet", "minhash.parquet"):
