@@ -46,6 +46,7 @@ from pipeline.io.writers import PARQUET_OPTIONS, parquet_writer
 
 BatchFunction = Callable[[pa.RecordBatch], pa.RecordBatch]
 Item = TypeVar("Item")
+Part = TypeVar("Part")
 Result = TypeVar("Result")
 
 # A RAM-backed file system: a batch written there and memory-mapped back is never on disk.
@@ -259,8 +260,15 @@ class LocalEngine:
             source, target, function, schema, workers, batch_rows, label, columns, options, threads
         )
 
-    def map_items(self, function: Callable[[Item], Result], items: Sequence[Item]) -> list[Result]:
-        return [function(item) for item in items]
+    def shuffle(
+        self,
+        map_function: Callable[[Item], list[Part]],
+        items: Sequence[Item],
+        reduce_function: Callable[[list[Part]], Result],
+        partitions: int | None = None,
+    ) -> list[Result]:
+        mapped = [map_function(item) for item in items]
+        return [reduce_function([parts[p] for parts in mapped]) for p in range(partitions or 1)]
 
 
 def engine() -> Engine:

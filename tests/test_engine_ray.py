@@ -4,7 +4,9 @@ A loopback Ray cluster (2 CPUs on 127.0.0.1, `benchmarks.ray_cluster`) runs the 
 use the engine (clean, filter, dedup) of a copy of the locally built seed project with the real
 `dvc repro`; every parquet file they write must hash the same as the local build's, and DVC
 must then find the whole pipeline up to date (the later stages' inputs did not change, so the
-release is the local one). The cluster is shut down and no process of it may be left.
+release is the local one). On the same cluster the band-key shuffle of dedup must find the
+in-memory candidate pairs of a key set with many buckets. The cluster is shut down and no
+process of it may be left.
 """
 
 from __future__ import annotations
@@ -24,6 +26,27 @@ from benchmarks.ray_cluster import LoopbackCluster
 
 ENGINE_STAGES = ["clean", "filter", "dedup"]
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+# Candidate pairs by a shuffle of a band-key file on Ray, compared with the in-memory pairs.
+SHUFFLE_CHECK = """
+import dataclasses, sys
+from pathlib import Path
+import numpy as np, pyarrow as pa, pyarrow.parquet as pq
+from pipeline.engines.ray_engine import RayEngine
+from pipeline.kernels.minhash import candidate_pairs, keys_to_arrow
+from pipeline.params import DedupParams
+from pipeline.stages.dedup.core import shuffled_candidate_pairs
+from tests.test_engines import _keys_with_buckets
+keys = _keys_with_buckets(600, 20, seed=11)
+path = Path(sys.argv[1]) / "shuffle-minhash.parquet"
+pq.write_table(pa.table({"band_keys": keys_to_arrow(keys)}), path, row_group_size=150)
+survivors = np.flatnonzero(np.arange(600) % 5 != 2).astype(np.int64)
+params = dataclasses.replace(DedupParams(), batch_rows=100)
+pairs = shuffled_candidate_pairs(path, survivors, params, RayEngine())
+np.testing.assert_array_equal(pairs, candidate_pairs(survivors, keys))
+print("same pairs:", len(pairs))
+"""
 
 
 def _hashes(root: Path) -> dict[str, str]:
@@ -63,9 +86,15 @@ def test_ray_engine_writes_the_local_engines_bytes(built_seed_project: Path, tmp
         )
         log = result.stdout + result.stderr
         assert result.returncode == 0, log[-4000:]
+        # The candidate shuffle on the cluster, on band keys with many buckets (the seeds have few).
+        shuffle = _run([sys.executable, "-c", SHUFFLE_CHECK, str(tmp_path)], REPO_ROOT, cluster.environment())
+        assert shuffle.returncode == 0, shuffle.stderr[-4000:]
+        assert shuffle.stdout.startswith("same pairs: "), shuffle.stdout
+        assert int(shuffle.stdout.split()[-1]) > 50
         seen_workers = set(cluster.worker_names)
     # Each stage ran on the cluster, in its worker processes.
     assert log.count(f"engine: ray at {cluster.address}, 2 CPUs") == len(ENGINE_STAGES), log[-4000:]
+    assert "candidate pairs" in log
     assert cluster.address.startswith("127.0.0.1:")
     assert any(name.startswith("ray::") for name in seen_workers), seen_workers
     assert cluster.leftovers == [], f"Ray processes outlived the cluster: {cluster.leftovers}"

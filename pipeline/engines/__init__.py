@@ -11,7 +11,8 @@ a DVC dependency that reruns stages when it changes.
   instance of its own on this machine and stops it at the end.
 
 An engine maps a function over the row batches of a parquet file and returns the results in
-input order, so the files the stages write do not depend on which engine computed them.
+input order, and runs shuffles (map parts by key, reduce each partition), so the files the
+stages write do not depend on which engine computed them.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ RAY = "ray"
 ENGINES = (LOCAL, RAY)
 
 Item = TypeVar("Item")
+Part = TypeVar("Part")
 Result = TypeVar("Result")
 
 
@@ -75,8 +77,17 @@ class Engine(Protocol):
         `pipeline.executor.map_batches`); returns the rows written."""
         ...
 
-    def map_items(self, function: Callable[[Item], Result], items: Sequence[Item]) -> list[Result]:
-        """`function` of every item, in order: the reduce side of a shuffle."""
+    def shuffle(
+        self,
+        map_function: Callable[[Item], list[Part]],
+        items: Sequence[Item],
+        reduce_function: Callable[[list[Part]], Result],
+        partitions: int | None = None,
+    ) -> list[Result]:
+        """A shuffle: `map_function` of every item gives one part per partition; partition
+        p's reduce is `reduce_function` of the p-th parts of all items, in item order. Returns
+        the reduce results in partition order. `partitions` defaults to the engine's
+        parallelism (Ray: the cluster's CPUs)."""
         ...
 
 

@@ -30,6 +30,7 @@ from pipeline.executor import BatchSlice, batch_slices, read_slice
 from pipeline.io.writers import parquet_writer
 
 Item = TypeVar("Item")
+Part = TypeVar("Part")
 Result = TypeVar("Result")
 
 # Tasks in flight per CPU of the cluster: each CPU has its next slice queued while the driver
@@ -47,9 +48,14 @@ def _apply(
     return function(read_slice(Path(source), columns, part))
 
 
-def _call(function: Callable[[Item], Result], item: Item) -> Result:
+def _call(function: Callable[[Item], list[Part]], item: Item) -> list[Part]:
     pa.set_cpu_count(1)
     return function(item)
+
+
+def _reduce(function: Callable[[list[Part]], Result], *parts: Part) -> Result:
+    pa.set_cpu_count(1)
+    return function(list(parts))
 
 
 def connect() -> None:
@@ -143,9 +149,23 @@ class RayEngine:
                 print(f"{label}: {done:,}/{total:,} rows (ray)", file=sys.stderr)
         return done
 
-    def map_items(self, function: Callable[[Item], Result], items: Sequence[Item]) -> list[Result]:
+    def shuffle(
+        self,
+        map_function: Callable[[Item], list[Part]],
+        items: Sequence[Item],
+        reduce_function: Callable[[list[Part]], Result],
+        partitions: int | None = None,
+    ) -> list[Result]:
+        """Map tasks put their parts in the object store (one object per partition); each
+        reduce task receives the objects of its partition only."""
         connect()
-        task: Any = ray.remote(num_cpus=1)(_call)
-        shared = ray.put(function)
-        results: list[Result] = ray.get([task.remote(shared, item) for item in items])
+        # At least two: one return value would be the list itself, not its one part.
+        count = max(2, partitions or _cluster_cpus())
+        mapper: Any = ray.remote(num_cpus=1, num_returns=count)(_call)
+        reducer: Any = ray.remote(num_cpus=1)(_reduce)
+        shared_map, shared_reduce = ray.put(map_function), ray.put(reduce_function)
+        mapped = [mapper.remote(shared_map, item) for item in items]
+        results: list[Result] = ray.get(
+            [reducer.remote(shared_reduce, *[parts[p] for parts in mapped]) for p in range(count)]
+        )
         return results
