@@ -350,6 +350,9 @@ def main() -> None:
         help="ray: the stages run on a loopback Ray cluster of --ray-cpus CPUs (ABSTRACTS_ENGINE=ray)",
     )
     parser.add_argument("--ray-cpus", type=int, default=2, help="CPUs (parallel tasks) of the Ray cluster")
+    parser.add_argument(
+        "--until", help="stop after this stage (e.g. dedup: the last stage with work on the engine)"
+    )
     args = parser.parse_args()
     if args.out is None:
         args.out = ROOT / "reports" / ("bench.json" if args.engine == "local" else "bench-ray.json")
@@ -371,6 +374,11 @@ def main() -> None:
     # The stage commands come from dvc.yaml, so the benchmark runs exactly what `dvc repro` runs.
     dvc_stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     stages = {name: shlex.split(dvc_stages[name]["cmd"]) for name in run_order(dvc_stages)}
+    if args.until:
+        if args.until not in stages:
+            sys.exit(f"bench: --until {args.until}: no such stage; dvc.yaml has {', '.join(stages)}")
+        names = list(stages)
+        stages = {name: stages[name] for name in names[: names.index(args.until) + 1]}
     results: dict[str, Any] = {}
     gate_passed = True
     cluster = None
@@ -432,7 +440,9 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "engine": args.engine,
         "outputs": {
-            name: json.loads((WORK / "reports" / f"{name}.json").read_text()) for name in ("dedup", "split")
+            name: json.loads((WORK / "reports" / f"{name}.json").read_text())
+            for name in ("dedup", "split")
+            if (WORK / "reports" / f"{name}.json").is_file()
         },
     }
     if cluster is not None:
@@ -442,7 +452,7 @@ def main() -> None:
             "peak_rss_mb": max(r["ray_peak_rss_mb"] for r in results.values()),
         }
         report["output_hashes"] = output_hashes(WORK)
-    else:
+    elif not args.until:
         report["output_hashes"] = output_hashes(WORK)
         # Measurements of the stages' own code, the same on any engine: on the local run only.
         if gate_passed:
@@ -468,7 +478,8 @@ def main() -> None:
         )
         print("bench: dedup precision/recall on labelled pairs ...", file=sys.stderr)
         report["dedup_quality"] = dedup_quality(WORK / "quality")
-    report["leaked_pairs"] = len(report["outputs"]["split"].get("leaked_pairs", []))
+    if "split" in report["outputs"]:
+        report["leaked_pairs"] = len(report["outputs"]["split"].get("leaked_pairs", []))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     print(
