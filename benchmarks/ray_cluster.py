@@ -35,6 +35,9 @@ LOOPBACK_ENVIRONMENT = {
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
     "RAY_USAGE_STATS_ENABLED": "0",
     "RAY_AUTH_MODE": "token",
+    # The raylet registers within 60 s by default; a busy 2-core machine (the test suite on
+    # every core) has taken longer.
+    "RAY_raylet_start_wait_time_s": "300",
 }
 
 
