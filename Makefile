@@ -3,6 +3,9 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(CURDIR)/$(VENV)/bin
 N ?= 200000
+# `make bench ENGINE=ray RAY_CPUS=2`: the stages on a loopback Ray cluster (README, "Running on Ray").
+ENGINE ?= local
+RAY_CPUS ?= 2
 # Stages call the `abstracts` console script: put the project's venv first on PATH.
 export PATH := $(BIN):$(PATH)
 # Never report usage to anyone: DVC (also off in .dvc/config), GX and the HF clients.
@@ -42,9 +45,13 @@ lint: $(VENV)/.installed-dev
 test: lint
 	$(BIN)/pytest -n auto --dist loadgroup
 
-## bench: benchmark the pipeline on N generated abstracts (default 200000)
-bench: $(VENV)/.installed
-	$(BIN)/python -m benchmarks.bench --docs $(N)
+$(VENV)/.installed-ray: $(VENV)/.installed
+	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[ray]'
+	touch $@
+
+## bench: benchmark the pipeline on N generated abstracts (default 200000; ENGINE=ray on Ray)
+bench: $(VENV)/.installed $(if $(filter ray,$(ENGINE)),$(VENV)/.installed-ray)
+	$(BIN)/python -m benchmarks.bench --docs $(N) --engine $(ENGINE) --ray-cpus $(RAY_CPUS)
 
 ## mutants: mutation check of the modules whose constants make the release (reports/mutants.json)
 mutants: $(VENV)/.installed-dev

@@ -13,6 +13,7 @@ Usage: `make bench N=200000` (writes `reports/bench.json`).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -24,9 +25,12 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from benchmarks.ray_cluster import LoopbackCluster
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpora" / "scitldr_train_abstracts.jsonl"
@@ -135,14 +139,20 @@ def run_order(stages: dict[str, Any]) -> list[str]:
     return order
 
 
-def run_measured(command: list[str], may_fail: bool = False) -> tuple[float, float, float]:
+def run_measured(
+    command: list[str], may_fail: bool = False, cluster: LoopbackCluster | None = None
+) -> tuple[float, float, float]:
     """Run `command`; return (wall seconds, peak RSS in MB, CPU seconds (user + system) of the
     process and its children). CPU seconds barely move when other work shares the machine; wall
-    seconds do. A failure exits, unless `may_fail` (then it is printed)."""
-    env = dict(os.environ)
+    seconds do. A failure exits, unless `may_fail` (then it is printed). With a Ray `cluster`
+    the command runs on it (`ABSTRACTS_ENGINE=ray`); the CPU seconds are then the driver's
+    only, and the cluster samples the memory of its processes and the driver together."""
+    env = cluster.environment() if cluster is not None else dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     start = time.perf_counter()
     process = subprocess.Popen(command, cwd=WORK, env=env, stderr=subprocess.PIPE, text=True)
+    if cluster is not None:
+        cluster.watch(process.pid)
     assert process.stderr is not None
     log = process.stderr.read()
     _, status, usage = os.wait4(process.pid, 0)
@@ -319,11 +329,33 @@ def dedup_quality(workdir: Path) -> dict[str, float | int]:
     return result
 
 
+def output_hashes(root: Path) -> dict[str, str]:
+    """SHA-256 of every parquet file the run wrote, to compare engines' outputs byte for byte."""
+    return {
+        str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for directory in ("build", "reports", "release")
+        for path in sorted((root / directory).rglob("*.parquet"))
+        if path.name != "floor.parquet"
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--docs", type=int, default=200_000, help="abstracts to generate")
-    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench.json")
+    parser.add_argument("--out", type=Path, help="default: reports/bench.json (bench-ray.json on Ray)")
+    parser.add_argument(
+        "--engine",
+        choices=["local", "ray"],
+        default="local",
+        help="ray: the stages run on a loopback Ray cluster of --ray-cpus CPUs (ABSTRACTS_ENGINE=ray)",
+    )
+    parser.add_argument("--ray-cpus", type=int, default=2, help="CPUs (parallel tasks) of the Ray cluster")
+    parser.add_argument(
+        "--until", help="stop after this stage (e.g. dedup: the last stage with work on the engine)"
+    )
     args = parser.parse_args()
+    if args.out is None:
+        args.out = ROOT / "reports" / ("bench.json" if args.engine == "local" else "bench-ray.json")
 
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir()
@@ -342,14 +374,29 @@ def main() -> None:
     # The stage commands come from dvc.yaml, so the benchmark runs exactly what `dvc repro` runs.
     dvc_stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     stages = {name: shlex.split(dvc_stages[name]["cmd"]) for name in run_order(dvc_stages)}
+    if args.until:
+        if args.until not in stages:
+            sys.exit(f"bench: --until {args.until}: no such stage; dvc.yaml has {', '.join(stages)}")
+        names = list(stages)
+        stages = {name: stages[name] for name in names[: names.index(args.until) + 1]}
     results: dict[str, Any] = {}
     gate_passed = True
+    cluster = None
+    if args.engine == "ray":
+        # Imported here: psutil and Ray come with the `ray` extra (`make bench ENGINE=ray`).
+        from benchmarks.ray_cluster import LoopbackCluster
+
+        started = time.perf_counter()
+        cluster = LoopbackCluster(args.ray_cpus, object_store_mb=2048).__enter__()
+        cluster_start_s = time.perf_counter() - started
+        cluster.reset_peak()
+        print(f"bench: Ray cluster of {args.ray_cpus} CPUs up in {cluster_start_s:.1f} s", file=sys.stderr)
     for name, command in stages.items():
         if name == "release" and not gate_passed:
             continue  # nothing to release: the gate's failure is in the report
         # A critical check that fails on the generated corpus is a finding, not a reason to
         # lose the timings: the gate is measured either way.
-        seconds, rss, cpu = run_measured(command, may_fail=name == "gate")
+        seconds, rss, cpu = run_measured(command, may_fail=name == "gate", cluster=cluster)
         if name == "gate":
             gate_passed = (WORK / "reports" / "gate.json").is_file()
         results[name] = {
@@ -358,11 +405,19 @@ def main() -> None:
             "docs_per_s": round(args.docs / seconds),
             "peak_rss_mb": round(rss),
         }
+        if cluster is not None:
+            # Summed over the driver and every process of the cluster (workers, raylet, GCS,
+            # object store), sampled every 0.2 s.
+            results[name]["ray_peak_rss_mb"] = round(cluster.reset_peak() / 2**20)
         print(
             f"bench: {name:<12} {seconds:8.2f} s {cpu:8.2f} CPU-s {args.docs / seconds:12,.0f} docs/s "
-            f"{rss:8.0f} MB",
+            f"{rss:8.0f} MB" + (f" {results[name]['ray_peak_rss_mb']:8d} MB on Ray" if cluster else ""),
             file=sys.stderr,
         )
+    if cluster is not None:
+        cluster.__exit__(None, None, None)
+        if cluster.leftovers:
+            sys.exit(f"bench: Ray processes outlived the cluster: {cluster.leftovers}")
     # The floor is short and its time varies from run to run (page cache, the neighbour's
     # load): the median of three runs.
     floors = [
@@ -383,34 +438,48 @@ def main() -> None:
         "stages": results,
         "gate_passed": gate_passed,
         "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "engine": args.engine,
         "outputs": {
-            name: json.loads((WORK / "reports" / f"{name}.json").read_text()) for name in ("dedup", "split")
+            name: json.loads((WORK / "reports" / f"{name}.json").read_text())
+            for name in ("dedup", "split")
+            if (WORK / "reports" / f"{name}.json").is_file()
         },
     }
-    if gate_passed:
-        report["row_index"] = row_index_cost(WORK)
-    report["clean_cpu_s_by_step"] = clean_time_on_one_core(WORK / "build" / "ingested.parquet")
-    language = filter_language_cost(WORK / "build" / "clean.parquet")
-    # An upper bound on the language check's share of the pipeline: the whole counting pass
-    # (the function words and every other measure) and the identifier, at this corpus's size,
-    # in the filter on every row and in validate again on every `language_sample_every`-th.
-    per_corpus = args.docs / 100_000 * (1 + 1 / params["validate"]["language_sample_every"])
-    language_cpu_s = (
-        language["counting_pass_cpu_s_per_100k"] + language["identifier_cpu_s_per_100k"]
-    ) * per_corpus
-    language["pipeline_cpu_s_upper_bound"] = round(language_cpu_s, 2)
-    language["share_of_pipeline_cpu_upper_bound"] = round(
-        language_cpu_s / max(report["total_cpu_s"], 1e-9), 4
-    )
-    report["filter_language"] = language
-    print(
-        f"bench: language check at most {language_cpu_s:.1f} CPU-s, "
-        f"{language['share_of_pipeline_cpu_upper_bound']:.1%} of the pipeline's CPU-s",
-        file=sys.stderr,
-    )
-    print("bench: dedup precision/recall on labelled pairs ...", file=sys.stderr)
-    report["dedup_quality"] = dedup_quality(WORK / "quality")
-    report["leaked_pairs"] = len(report["outputs"]["split"].get("leaked_pairs", []))
+    if cluster is not None:
+        report["ray"] = {
+            "cpus": args.ray_cpus,
+            "cluster_start_s": round(cluster_start_s, 2),
+            "peak_rss_mb": max(r["ray_peak_rss_mb"] for r in results.values()),
+        }
+        report["output_hashes"] = output_hashes(WORK)
+    elif not args.until:
+        report["output_hashes"] = output_hashes(WORK)
+        # Measurements of the stages' own code, the same on any engine: on the local run only.
+        if gate_passed:
+            report["row_index"] = row_index_cost(WORK)
+        report["clean_cpu_s_by_step"] = clean_time_on_one_core(WORK / "build" / "ingested.parquet")
+        language = filter_language_cost(WORK / "build" / "clean.parquet")
+        # An upper bound on the language check's share of the pipeline: the whole counting pass
+        # (the function words and every other measure) and the identifier, at this corpus's size,
+        # in the filter on every row and in validate again on every `language_sample_every`-th.
+        per_corpus = args.docs / 100_000 * (1 + 1 / params["validate"]["language_sample_every"])
+        language_cpu_s = (
+            language["counting_pass_cpu_s_per_100k"] + language["identifier_cpu_s_per_100k"]
+        ) * per_corpus
+        language["pipeline_cpu_s_upper_bound"] = round(language_cpu_s, 2)
+        language["share_of_pipeline_cpu_upper_bound"] = round(
+            language_cpu_s / max(report["total_cpu_s"], 1e-9), 4
+        )
+        report["filter_language"] = language
+        print(
+            f"bench: language check at most {language_cpu_s:.1f} CPU-s, "
+            f"{language['share_of_pipeline_cpu_upper_bound']:.1%} of the pipeline's CPU-s",
+            file=sys.stderr,
+        )
+        print("bench: dedup precision/recall on labelled pairs ...", file=sys.stderr)
+        report["dedup_quality"] = dedup_quality(WORK / "quality")
+    if "split" in report["outputs"]:
+        report["leaked_pairs"] = len(report["outputs"]["split"].get("leaked_pairs", []))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     print(

@@ -15,6 +15,10 @@ A stage whose function spends its time in code that releases the GIL (polars, Ar
 `nogil` loops) can run its batches on threads of the main process instead (`threads=True`):
 no worker starts (imports, word lists, compiled loops loaded once per process) and no result
 makes the trip through shared memory (`clean` runs so; its A/B is in benchmarks/RESULTS.md).
+
+This is the embedded (local) engine. `engine()` returns the one the environment selects
+(`pipeline.engines`: `ABSTRACTS_ENGINE=ray` runs the same functions as Ray tasks); the stages
+call `map_batches` and `map_slices` here and never see which one ran.
 """
 
 from __future__ import annotations
@@ -27,18 +31,23 @@ import shutil
 import sys
 import tempfile
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.engines import LOCAL, RAY, Engine, engine_name
+from pipeline.errors import ConfigError
 from pipeline.io.writers import PARQUET_OPTIONS, parquet_writer
 
 BatchFunction = Callable[[pa.RecordBatch], pa.RecordBatch]
+Item = TypeVar("Item")
+Part = TypeVar("Part")
+Result = TypeVar("Result")
 
 # A RAM-backed file system: a batch written there and memory-mapped back is never on disk.
 _SHARED_MEMORY = Path("/dev/shm")
@@ -168,14 +177,131 @@ def map_batches(
     options: Mapping[str, Any] = PARQUET_OPTIONS,
     threads: bool = False,
 ) -> int:
-    """Apply `function` to every batch of `source`, writing the results to `target` in order.
+    """Apply `function` to every batch of `source`, writing the results to `target` in order,
+    on the selected engine (`engine()`).
 
     `function` must be picklable (a module-level function or a `functools.partial` of one)
-    unless `threads` runs the `workers` on threads of this process. `columns` limits what is
-    read from `source` (default: every column); `options` are the parquet writer's settings
-    for `target`.
+    unless `threads` runs the `workers` on threads of this process (the local engine; Ray
+    always pickles it). `columns` limits what is read from `source` (default: every column);
+    `options` are the parquet writer's settings for `target`.
     Returns the number of rows written.
     """
+    return engine().map_batches(
+        source, target, function, schema, workers, batch_rows, label, columns, options, threads
+    )
+
+
+def map_slices(
+    source: Path,
+    columns: list[str] | None,
+    batch_rows: int,
+    function: Callable[[pa.RecordBatch], Result],
+    workers: int,
+) -> Iterator[Result]:
+    """`function` of every batch of `source` (`batch_slices`), in order, on the selected engine:
+    for stages whose batches give more than rows (counts, a second table). `function` and its
+    results must be picklable."""
+    return engine().map_slices(
+        source, columns, batch_slices(pq.ParquetFile(source), batch_rows), function, workers
+    )
+
+
+def _ordered_in_threads(
+    slices: Sequence[BatchSlice], compute: Callable[[BatchSlice], Result], threads: int
+) -> Iterator[Result]:
+    """`compute` of every slice on `threads` threads, yielded in order; at most `threads + 1`
+    results wait, which bounds memory."""
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        pending: deque[Future[Result]] = deque()
+        try:
+            for part in slices:
+                pending.append(pool.submit(compute, part))
+                if len(pending) > threads:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            # A failed batch or a consumer that stopped: the batches not started are dropped.
+            for future in pending:
+                future.cancel()
+
+
+class LocalEngine:
+    """The embedded engine: threads or processes of this machine (`pipeline.engines.Engine`)."""
+
+    name = LOCAL
+
+    def map_slices(
+        self,
+        source: Path,
+        columns: list[str] | None,
+        slices: Sequence[BatchSlice],
+        function: Callable[[pa.RecordBatch], Result],
+        workers: int,
+    ) -> Iterator[Result]:
+        # The slice functions run in polars, numba and regexes that release the GIL for most
+        # of their time: threads, no worker start-up.
+        return _ordered_in_threads(slices, lambda part: function(read_slice(source, columns, part)), workers)
+
+    def map_batches(
+        self,
+        source: Path,
+        target: Path,
+        function: BatchFunction,
+        schema: pa.Schema,
+        workers: int,
+        batch_rows: int,
+        label: str,
+        columns: list[str] | None,
+        options: Mapping[str, Any],
+        threads: bool,
+    ) -> int:
+        return _map_batches_here(
+            source, target, function, schema, workers, batch_rows, label, columns, options, threads
+        )
+
+    def shuffle(
+        self,
+        map_function: Callable[[Item], list[Part]],
+        items: Sequence[Item],
+        reduce_function: Callable[[list[Part]], Result],
+        partitions: int | None = None,
+    ) -> list[Result]:
+        mapped = [map_function(item) for item in items]
+        return [reduce_function([parts[p] for parts in mapped]) for p in range(partitions or 1)]
+
+
+def engine() -> Engine:
+    """The engine `ABSTRACTS_ENGINE` selects (`pipeline.engines`).
+
+    Raises:
+        ConfigError: an unknown engine, or Ray selected but not installed.
+    """
+    if engine_name() != RAY:
+        return LocalEngine()
+    try:
+        from pipeline.engines.ray_engine import RayEngine
+    except ImportError as exc:
+        raise ConfigError(
+            f"ABSTRACTS_ENGINE=ray, but Ray cannot be imported ({exc}): install the extra "
+            "(`pip install -e '.[ray]'`) or unset ABSTRACTS_ENGINE"
+        ) from None
+    return RayEngine()
+
+
+def _map_batches_here(
+    source: Path,
+    target: Path,
+    function: BatchFunction,
+    schema: pa.Schema,
+    workers: int,
+    batch_rows: int,
+    label: str,
+    columns: list[str] | None = None,
+    options: Mapping[str, Any] = PARQUET_OPTIONS,
+    threads: bool = False,
+) -> int:
+    """`map_batches` on the local engine."""
     parquet = pq.ParquetFile(source)
     total_rows = parquet.metadata.num_rows
     slices = batch_slices(parquet, batch_rows)

@@ -266,6 +266,43 @@ def candidate_pairs(rows: I64, keys: U64) -> I64:
     return pairs
 
 
+# One shuffle partition's share of the band keys: (band, row, key), flat and aligned.
+BandKeyPart: TypeAlias = tuple[npt.NDArray[np.int16], I64, U64]
+
+
+def partition_band_keys(keys: U64, rows: I64, partitions: int) -> list[BandKeyPart]:
+    """The map side of `candidate_pairs` as a shuffle: each (band, row, key) of `rows` (whose
+    band keys are `keys`, one row each) to partition `key % partitions`. Equal keys of a band
+    meet in one partition, so each partition finds its buckets on its own."""
+    bands = keys.shape[1]
+    flat_keys = keys.reshape(-1)
+    flat_rows = np.repeat(np.asarray(rows, dtype=np.int64), bands)
+    flat_bands = np.tile(np.arange(bands, dtype=np.int16), len(rows))
+    target = flat_keys % np.uint64(partitions)
+    parts: list[BandKeyPart] = []
+    for partition in range(partitions):
+        mine = target == np.uint64(partition)
+        parts.append((flat_bands[mine], flat_rows[mine], flat_keys[mine]))
+    return parts
+
+
+def bucket_pairs(parts: list[BandKeyPart]) -> I64:
+    """The reduce side: the star pairs (smallest row, other row) of every bucket of equal
+    (band, key) in the parts of one partition; unique and sorted. The union over the
+    partitions, made unique, is `candidate_pairs` of the same rows."""
+    bands = np.concatenate([part[0] for part in parts]) if parts else np.zeros(0, np.int16)
+    rows = np.concatenate([part[1] for part in parts]) if parts else np.zeros(0, np.int64)
+    keys = np.concatenate([part[2] for part in parts]) if parts else np.zeros(0, np.uint64)
+    order = np.lexsort((rows, keys, bands))
+    bands, rows, keys = bands[order], rows[order], keys[order]
+    first = np.ones(len(rows), dtype=np.bool_)
+    first[1:] = (bands[1:] != bands[:-1]) | (keys[1:] != keys[:-1])
+    smallest = rows[first][np.cumsum(first) - 1]
+    found = np.stack([smallest[~first], rows[~first]], axis=1)
+    pairs: I64 = np.unique(np.concatenate([np.zeros((0, 2), dtype=np.int64), found]), axis=0)
+    return pairs
+
+
 @numba.njit(cache=True, nogil=True)
 def _distinct_sorted_kernel(shingles: U64, offsets: I64) -> tuple[U64, I64]:  # pragma: no cover - compiled
     distinct = np.empty_like(shingles)

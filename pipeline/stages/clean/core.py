@@ -35,10 +35,11 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from pipeline.contracts import CLEAN_SCHEMA
-from pipeline.executor import map_batches
-from pipeline.io.writers import build_file_options, write_json
+from pipeline.executor import map_slices
+from pipeline.io.writers import build_file_options, parquet_writer, write_json
 from pipeline.kernels.fingerprint import blake2b_64, hex_digests
 from pipeline.kernels.text import Pieces, fold_plain_texts
 from pipeline.params import CleanParams
@@ -1732,6 +1733,28 @@ class Tally:
             for name, count in fields.items():
                 self.fields[name] = self.fields.get(name, 0) + count
 
+    def merge(self, other: Tally) -> None:
+        """Add the counts and examples of `other` (a batch's tally from any engine's worker):
+        the result is the same in any order of merging."""
+        with self.lock:
+            for name, count in other.skipped.items():
+                self.skipped[name] = self.skipped.get(name, 0) + count
+            for name, hits in other.skipped_sources.items():
+                known = self.skipped_sources.setdefault(name, [])
+                known.extend(hits)
+                known.sort()
+                del known[EXAMPLES_PER_RULE:]
+            for name, count in other.fields.items():
+                self.fields[name] = self.fields.get(name, 0) + count
+
+    # A tally travels back from a worker process (the Ray engine); its lock does not.
+    def __getstate__(self) -> dict[str, Any]:
+        return {name: value for name, value in self.__dict__.items() if name != "lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.lock = threading.Lock()
+
 
 def _names_column(frame: pl.DataFrame) -> pl.Series | None:
     """Per row, the title and author names as one text (evidence of names), if the frame has them."""
@@ -1799,24 +1822,35 @@ def clean_batch(batch: pa.RecordBatch, params: CleanParams, tally: Tally | None 
     return batches[0] if batches else pa.RecordBatch.from_pylist([], schema=CLEAN_SCHEMA)
 
 
+def clean_counted_batch(batch: pa.RecordBatch, params: CleanParams) -> tuple[pa.RecordBatch, Tally]:
+    """`clean_batch` with the batch's own tally, for an engine that runs it in another process."""
+    tally = Tally()
+    return clean_batch(batch, params, tally), tally
+
+
 def run_clean(ingested: Path, out: Path, report_out: Path, params: CleanParams) -> dict[str, Any]:
     """Clean every record of `ingested` into `out`; write the rule report to `report_out`."""
     from pipeline.stages.clean.report import summarise  # the report replays this module's rules
 
     _zipf_table()  # loaded once here: the worker threads would each load it at their start
     tally = Tally()
-    rows = map_batches(
-        ingested,
-        out,
-        functools.partial(clean_batch, params=params, tally=tally),
-        CLEAN_SCHEMA,
-        workers=params.workers,
-        batch_rows=params.batch_rows,
-        label="clean",
-        options=build_file_options(CLEAN_SCHEMA, repeated=("file", "format")),
-        # Nearly all of cleaning runs in polars and compiled loops, outside the GIL.
-        threads=True,
-    )
+    total = pq.ParquetFile(ingested).metadata.num_rows
+    rows = 0
+    options = build_file_options(CLEAN_SCHEMA, repeated=("file", "format"))
+    # The local engine runs the batches on `workers` threads (nearly all of cleaning runs in
+    # polars and compiled loops, outside the GIL); results come back in input order.
+    with parquet_writer(out, CLEAN_SCHEMA, options) as writer:
+        for batch, counted in map_slices(
+            ingested,
+            None,
+            params.batch_rows,
+            functools.partial(clean_counted_batch, params=params),
+            params.workers,
+        ):
+            writer.write_batch(batch.cast(CLEAN_SCHEMA))
+            tally.merge(counted)
+            rows += batch.num_rows
+            print(f"clean: {rows:,}/{total:,} rows", file=sys.stderr)
     report = summarise(out, ingested, params, tally)
     write_json(report, report_out)
     print(f"clean: {rows:,} rows, {report['rows_changed']:,} changed", file=sys.stderr)

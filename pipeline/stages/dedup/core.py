@@ -59,15 +59,20 @@ from pipeline.contracts import (
     PAPER_METADATA_NAMES,
     SOURCE_ID_KINDS,
 )
+from pipeline.engines import LOCAL, Engine
 from pipeline.errors import PipelineError
-from pipeline.executor import map_batches
+from pipeline.executor import BatchSlice, batch_slices, engine, map_batches, read_slice
 from pipeline.io.writers import build_file_options, parquet_writer, write_json, write_parquet
 from pipeline.kernels.fingerprint import I64
 from pipeline.kernels.minhash import (
+    BandKeyPart,
     ShingleSets,
     band_keys,
+    bucket_pairs,
     candidate_pairs,
+    keys_from_arrow,
     keys_to_arrow,
+    partition_band_keys,
     read_band_keys,
 )
 from pipeline.params import DedupParams
@@ -354,11 +359,61 @@ def read_shingle_sets(cleaned: Path, rows: npt.NDArray[np.int64], shingle_words:
         return ShingleSets.concat(list(pool.map(shingle_group, groups)))
 
 
+def _band_key_parts(
+    item: tuple[str, BatchSlice, int, npt.NDArray[np.int64]], bands: int, partitions: int
+) -> list[BandKeyPart]:
+    """Map side of the candidate shuffle: the band keys of the survivors `rows` of one slice of
+    the band-key file, by partition (`minhash.partition_band_keys`)."""
+    path, part, first_row, rows = item
+    keys = keys_from_arrow(read_slice(Path(path), ["band_keys"], part).column(0), bands)
+    return partition_band_keys(keys[rows - first_row], rows, partitions)
+
+
+def shuffled_candidate_pairs(
+    minhash: Path, survivors: npt.NDArray[np.int64], params: DedupParams, engine: Engine
+) -> npt.NDArray[np.int64]:
+    """`candidate_pairs` of `survivors` as a shuffle by band-key hash on `engine`: map tasks
+    read their slice of the band-key file, reduce tasks pair the buckets of their partition;
+    the union is made unique here, so the pairs are the same for any partitioning."""
+    slices = batch_slices(pq.ParquetFile(minhash), params.batch_rows)
+    starts = np.cumsum([0] + [part.rows for part in slices])
+    # Slices are in file order: the row groups, each cut into consecutive parts.
+    survivors = np.sort(survivors)
+    bounds = np.searchsorted(survivors, starts)
+    path = str(minhash.resolve())
+    items = [
+        (path, part, int(starts[i]), survivors[bounds[i] : bounds[i + 1]]) for i, part in enumerate(slices)
+    ]
+    partitions = max(2, 2 * len(slices))
+    found = engine.shuffle(
+        functools.partial(_band_key_parts, bands=params.bands, partitions=partitions),
+        items,
+        bucket_pairs,
+        partitions,
+    )
+    pairs: npt.NDArray[np.int64] = np.unique(
+        np.concatenate([np.zeros((0, 2), dtype=np.int64), *found]), axis=0
+    )
+    return pairs
+
+
 def near_duplicate_pairs(
-    cleaned: Path, all_keys: npt.NDArray[np.uint64], survivors: npt.NDArray[np.int64], params: DedupParams
+    cleaned: Path,
+    all_keys: npt.NDArray[np.uint64],
+    survivors: npt.NDArray[np.int64],
+    params: DedupParams,
+    minhash: Path | None = None,
 ) -> tuple[npt.NDArray[np.int64], ShingleSets]:
-    """Verified near-duplicate pairs among `survivors`, and the shingle sets of their rows."""
-    candidates = candidate_pairs(survivors, all_keys)
+    """Verified near-duplicate pairs among `survivors`, and the shingle sets of their rows.
+
+    On a distributed engine the candidates come from a shuffle of the band-key file
+    `minhash` (`shuffled_candidate_pairs`); locally from the keys in memory.
+    """
+    chosen = engine()
+    if minhash is not None and chosen.name != LOCAL:
+        candidates = shuffled_candidate_pairs(minhash, survivors, params, chosen)
+    else:
+        candidates = candidate_pairs(survivors, all_keys)
     sets = read_shingle_sets(cleaned, candidates.reshape(-1), params.shingle_words)
     similarity = sets.similarity(candidates)
     print(
@@ -627,7 +682,7 @@ def run_dedup(
         n_rows = folded.height
         exact_winner = folded["exact_winner"].to_numpy().astype(np.int64)
         survivors = np.flatnonzero(np.arange(n_rows) == exact_winner).astype(np.int64)
-        verified, sets = near_duplicate_pairs(cleaned, all_keys, survivors, params)
+        verified, sets = near_duplicate_pairs(cleaned, all_keys, survivors, params, minhash_out)
         del survivors
         links = record_keys(cleaned)
         linked_ids = id_links(links, exact_winner)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 import sys
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,7 @@ import pyarrow.parquet as pq
 
 from pipeline.contracts import FILTERED_SCHEMA
 from pipeline.errors import BadInputError
-from pipeline.executor import BatchSlice, batch_slices, read_slice
+from pipeline.executor import map_slices
 from pipeline.io.writers import build_file_options, parquet_writer, write_json, write_parquet
 from pipeline.params import FilterParams
 from pipeline.stages.filter.core import Verdicts, filtered_rows, judge, kept_rows
@@ -60,24 +59,15 @@ def run_filter(
     the dropped ones to `filtered_out` and the counts to `report_out`."""
     schema = _schema(cleaned)
     parquet = pq.ParquetFile(cleaned)
-    slices = batch_slices(parquet, params.batch_rows)
     tally = Tally()
     dropped: list[pa.Table] = []
-
-    def compute(part: BatchSlice) -> Judged:
-        return _judge_batch(read_slice(cleaned, None, part), params)
-
     options = build_file_options(schema, repeated=("file", "format"))
-    # Batches are judged on `workers` threads (the rules run in polars, numba and regexes that
-    # release the GIL for most of their time) and written in input order.
-    with (
-        parquet_writer(out, schema, options) as writer,
-        ThreadPoolExecutor(max_workers=params.workers) as pool,
-    ):
-        pending: deque[Future[Judged]] = deque()
-
-        def collect() -> None:
-            files, kept, gone, verdicts = pending.popleft().result()
+    # The local engine judges the batches on `workers` threads (the rules run in polars, numba
+    # and regexes that release the GIL for most of their time); results come in input order.
+    with parquet_writer(out, schema, options) as writer:
+        for files, kept, gone, verdicts in map_slices(
+            cleaned, None, params.batch_rows, functools.partial(_judge_batch, params=params), params.workers
+        ):
             writer.write_batch(kept.cast(schema))
             dropped.append(gone)
             tally.add(pl.Series(files), pl.Series(kept.column("file")), pl.Series(kept.column("flags")))
@@ -85,18 +75,6 @@ def run_filter(
             tally.language_unsure += verdicts.language_unsure
             tally.add_flags(verdicts.flags_cleared, verdicts.flags_added)
             print(f"filter: {tally.rows:,}/{parquet.metadata.num_rows:,} rows", file=sys.stderr)
-
-        try:
-            for part in slices:
-                pending.append(pool.submit(compute, part))
-                if len(pending) > params.workers:
-                    collect()
-            while pending:
-                collect()
-        except BaseException:
-            for future in pending:
-                future.cancel()
-            raise
     table = pa.concat_tables(dropped) if dropped else FILTERED_SCHEMA.empty_table()
     write_parquet(table.cast(FILTERED_SCHEMA), filtered_out)
     frame = pl.from_arrow(table)
