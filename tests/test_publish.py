@@ -25,8 +25,7 @@ import pyarrow.parquet as pq
 import pytest
 from hub_server import HubServer
 
-from pipeline.publish.core import strip_changelog
-from pipeline.releases import ReleaseDiff, diff_releases, propose_version
+from pipeline.releases import ReleaseDiff, diff_releases, propose_version, strip_changelog
 
 TOKEN = "hf_publish_test_token_5f0c1d2e3a"
 REPO = "test-org/ml-abstracts"
