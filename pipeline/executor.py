@@ -24,7 +24,6 @@ import math
 import multiprocessing
 import os
 import shutil
-import sys
 import tempfile
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -36,6 +35,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.io import progress
 from pipeline.io.writers import PARQUET_OPTIONS, parquet_writer
 
 BatchFunction = Callable[[pa.RecordBatch], pa.RecordBatch]
@@ -185,9 +185,9 @@ def map_batches(
         nonlocal done
         done += batch.num_rows
         writer.write_batch(batch)
-        print(f"{label}: {done:,}/{total_rows:,} rows", file=sys.stderr)
+        advance(batch.num_rows)
 
-    with parquet_writer(target, schema, options) as writer:
+    with parquet_writer(target, schema, options) as writer, progress.rows(label, total_rows) as advance:
         # One batch gains nothing from worker processes but their start-up time.
         if threads or workers == 1 or len(slices) <= 1:
 

@@ -989,25 +989,34 @@ def run_card(
         ConfigError / BadInputError: as `render_card`; also a release diff against another
             release than the last published one.
     """
+    from pipeline.io.progress import phases
+
     changelog = load_changelog(releases)
     last = _last_published(releases)
     status, version, date = "new", None, (today or datetime.date.today()).isoformat()
     card = croissant = None
-    if last is not None:
-        # Rendered as the last published version: the same bytes as published, if nothing changed.
-        previous, record = last
-        card = render_card(release, card_dir, reports, params, repo_id, format_version(previous), changelog)
-        croissant = build_croissant(
-            release, card_dir, reports, params, repo_id, format_version(previous), record.get("date")
-        )
-        if record.get("content_key") == content_key(card_files(release, card, croissant)):
-            status, version, date = "unchanged", previous, str(record.get("date") or date)
-    if version is None:
-        version = _proposed(reports, None if last is None else last[0])
-        card = render_card(release, card_dir, reports, params, repo_id, format_version(version), changelog)
-        croissant = build_croissant(
-            release, card_dir, reports, params, repo_id, format_version(version), date
-        )
+    with phases("card", 2) as step:
+        if last is not None:
+            # Rendered as the last published version: the same bytes as published, if nothing changed.
+            step(f"comparing with {tag_name(last[0])}")
+            previous, record = last
+            card = render_card(
+                release, card_dir, reports, params, repo_id, format_version(previous), changelog
+            )
+            croissant = build_croissant(
+                release, card_dir, reports, params, repo_id, format_version(previous), record.get("date")
+            )
+            if record.get("content_key") == content_key(card_files(release, card, croissant)):
+                status, version, date = "unchanged", previous, str(record.get("date") or date)
+        if version is None:
+            step("rendering")
+            version = _proposed(reports, None if last is None else last[0])
+            card = render_card(
+                release, card_dir, reports, params, repo_id, format_version(version), changelog
+            )
+            croissant = build_croissant(
+                release, card_dir, reports, params, repo_id, format_version(version), date
+            )
     assert card is not None and croissant is not None
     target = release / "README.md"
     with atomic_path(target) as tmp:

@@ -612,18 +612,23 @@ def run_review(
     Raises:
         BadInputError: a required report or table is missing or unreadable.
     """
-    review = load_review(
-        reports,
-        clean,
-        ingested,
-        release_data,
-        out,
-        params,
-        previous_data,
-        releases,
-        publish_params,
-    )
-    page = render_html(review, params)
+    from pipeline.io.progress import phases
+
+    with phases("review", 2) as step:
+        step("reading and sampling the build")
+        review = load_review(
+            reports,
+            clean,
+            ingested,
+            release_data,
+            out,
+            params,
+            previous_data,
+            releases,
+            publish_params,
+        )
+        step("rendering the page")
+        page = render_html(review, params)
     with atomic_path(out) as tmp:
         tmp.write_text(page, encoding="utf-8")
         # A page to open and share: readable by all, unlike the private temporary file.
