@@ -665,3 +665,46 @@ def test_the_card_passes_the_hubs_card_validation(seed_release: Path, tmp_path: 
     assert '"task_categories[0]" must be one of [biology, text-classification,' in problems
     assert '"annotations_creators[0]" must be one of [found, crowdsourced,' in problems
     assert "POST /api/validate-yaml" in server.state.routes
+
+
+def test_progress_is_a_bar_on_a_terminal_and_quiet_in_a_log(
+    seed_build: Path, repo_root_path: Path, tmp_path: Path
+) -> None:
+    """The card stage (over 2 s at scale) draws a tqdm bar on a terminal's stderr, and prints
+    no bar into a log."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    release = tmp_path / "release"
+    shutil.copytree(seed_build / "release" / "data", release / "data")
+    command = [str(Path(sys.executable).parent / "abstracts")]
+    command += ["--params", str(repo_root_path / "params.yaml")]
+    command += ["card", "--release", str(release), "--card-dir", str(repo_root_path / "dataset_card")]
+    command += ["--reports", str(seed_build / "reports")]
+    logged = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert logged.returncode == 0, logged.stderr
+    assert "\r" not in logged.stderr and "step" not in logged.stderr
+    leader, follower = pty.openpty()
+    # A terminal 100 columns wide (a new pty has none, and tqdm draws to the width).
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
+    drawn = b""
+    try:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=follower)
+        os.close(follower)
+        # Read while it runs: a pty's buffer is dropped once its last writer is closed.
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            drawn += chunk
+        process.wait(timeout=300)
+    finally:
+        os.close(leader)
+    assert process.returncode == 0
+    text = drawn.decode("utf-8", "replace")
+    assert "card:" in text and "step" in text and "rendering" in text and "\r" in text
