@@ -15,7 +15,8 @@ The version is not a param. With no published release it is 1.0.0; otherwise the
 rendered as the last published version and keyed like `abstracts publish` keys a Hub revision
 (`releases.content_key`): equal to that release's recorded key, the build *is* that release;
 else it is the version `release_diff` proposes from the row diff (removed, merged, changed or
-moved rows: major; only added: minor; same rows: patch).
+moved rows: major; only added: minor; same rows: patch). The comparison renders for the
+repository the record names (`publish --repo-id` may have overridden `publish.repo_id`).
 
 Nothing in either output is typed by hand per release: prose comes verbatim from
 `dataset_card/sections/`, numbers from the data and reports, so regenerating loses nothing.
@@ -1000,11 +1001,13 @@ def run_card(
             # Rendered as the last published version: the same bytes as published, if nothing changed.
             step(f"comparing with {tag_name(last[0])}")
             previous, record = last
+            # As published: to the repository the record names (publish --repo-id may differ).
+            published_to = str(record.get("repo_id") or repo_id)
             card = render_card(
-                release, card_dir, reports, params, repo_id, format_version(previous), changelog
+                release, card_dir, reports, params, published_to, format_version(previous), changelog
             )
             croissant = build_croissant(
-                release, card_dir, reports, params, repo_id, format_version(previous), record.get("date")
+                release, card_dir, reports, params, published_to, format_version(previous), record.get("date")
             )
             if record.get("content_key") == content_key(card_files(release, card, croissant)):
                 status, version, date = "unchanged", previous, str(record.get("date") or date)
