@@ -499,7 +499,11 @@ def test_dvc_stage_declares_what_the_command_reads_and_writes() -> None:
     assert {str(args.clean), str(args.release_data), "pipeline/stages/review"} <= deps
     reports = {d for d in deps if d.startswith(f"{args.reports}/")}
     assert {f"{args.reports}/{name}" for name in ("ingest.json", "dedup.json", "split.json")} <= reports
-    assert [next(iter(o)) if isinstance(o, dict) else o for o in stage["outs"]] == [str(args.out)]
+    outs = [next(iter(o)) if isinstance(o, dict) else o for o in stage["outs"]]
+    assert outs == [str(args.out), str(args.summary)]
+    # What the page and the summary read beyond the stage reports: the card stage's version and
+    # the metrics stage's funnel.
+    assert {f"{args.reports}/card.json", f"{args.reports}/plots/funnel.csv"} <= reports
     assert stage["params"] == ["review", "publish.repo_id"]
 
 
