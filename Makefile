@@ -35,11 +35,14 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 data: $(VENV)/.installed
 	$(BIN)/dvc repro
 
-## lint: ruff and mypy
+## lint: ruff, mypy and the CI workflow (its schema; actionlint too where installed)
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check pipeline tests benchmarks tools
 	$(BIN)/ruff format --check pipeline tests benchmarks tools
 	$(BIN)/mypy
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	@if command -v actionlint >/dev/null; then actionlint .github/workflows/*.yml; \
+	else echo "lint: actionlint not installed (pip install '.[actionlint]' where GitHub is reachable); schema checked only"; fi
 
 ## test: lint, then every test, one worker per core (pytest-xdist; tests/conftest.py groups the modules)
 test: lint

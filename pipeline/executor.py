@@ -28,7 +28,6 @@ import math
 import multiprocessing
 import os
 import shutil
-import sys
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -42,6 +41,7 @@ import pyarrow.parquet as pq
 
 from pipeline.engines import LOCAL, RAY, Engine, engine_name
 from pipeline.errors import ConfigError
+from pipeline.io import progress
 from pipeline.io.writers import PARQUET_OPTIONS, parquet_writer
 
 BatchFunction = Callable[[pa.RecordBatch], pa.RecordBatch]
@@ -311,9 +311,9 @@ def _map_batches_here(
         nonlocal done
         done += batch.num_rows
         writer.write_batch(batch)
-        print(f"{label}: {done:,}/{total_rows:,} rows", file=sys.stderr)
+        advance(batch.num_rows)
 
-    with parquet_writer(target, schema, options) as writer:
+    with parquet_writer(target, schema, options) as writer, progress.rows(label, total_rows) as advance:
         # One batch gains nothing from worker processes but their start-up time.
         if threads or workers == 1 or len(slices) <= 1:
 

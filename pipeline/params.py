@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -267,9 +266,10 @@ class CardParams:
     license: str = "cc-by-4.0"
     # Project homepage shown in the card and as the Croissant `url`; the card stage requires it.
     homepage: str = ""
-    # Version of the release this card describes (MAJOR.MINOR.PATCH); the card's load line pins
-    # revision="v<version>", so bump it before publishing. Publish tags the Hub revision with it.
-    version: str = "0.1.0"
+    # Who answers questions about the dataset (an address or an issue tracker URL): the card's
+    # "Dataset Card Contact" and the Croissant creator's contact point. The release version is
+    # not a param: it follows from the diff against the last published release (releases/).
+    contact: str = ""
     # Published rows gone in this release (removed or merged) listed by id in the changelog;
     # past that, the card gives the count and points to reports/release_diff.json.
     removals_listed: int = 100
@@ -279,8 +279,6 @@ class CardParams:
             if not getattr(self, key).strip():
                 raise ConfigError(f"card.{key} is required and must not be empty")
         _check_range("card.removals_listed", self.removals_listed, 0, 100_000)
-        if not re.fullmatch(r"\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?", self.version):
-            raise ConfigError(f"card.version must be a semantic version like 1.2.0, got {self.version!r}")
 
 
 @dataclass(frozen=True)
@@ -411,6 +409,11 @@ def _build(cls: type[T], data: Any, section: str) -> T:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - names)
+    if section == "card" and "version" in unknown:
+        raise ConfigError(
+            "card.version: no longer a param; the next version is computed from the diff against the "
+            "last published release (reports/card.json, `abstracts publish --dry-run`): delete the key"
+        )
     if unknown:
         raise ConfigError(f"{section}.{unknown[0]}: unknown key; known keys are {', '.join(sorted(names))}")
     kwargs = {name: _coerce(f"{section}.{name}", hints[name], value) for name, value in data.items()}

@@ -13,7 +13,9 @@ compare equal after a polars upgrade.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections import deque
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -39,7 +41,7 @@ from pipeline.contracts import (
     SPLITS,
 )
 from pipeline.errors import BadInputError
-from pipeline.io.writers import write_parquet
+from pipeline.io.writers import sha256_file, write_parquet
 from pipeline.kernels.fingerprint import blake2b_64
 from pipeline.versions import Version, format_version, next_version, release_version, sort_key, tag_name
 
@@ -559,11 +561,67 @@ def load_changelog(releases: Path | None) -> list[ChangelogEntry]:
         return []
     entries = []
     for path in sorted(releases.glob("*.json")):
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise BadInputError(f"{path}: cannot read release record ({exc})") from None
-        if not isinstance(record, dict):
-            raise BadInputError(f"{path}: a release record must be a JSON object")
+        record = read_record(path)
         entries.append(parse_changelog_entry(record, str(path)))
     return entries
+
+
+# -- "is this the published release?" ------------------------------------------------------
+
+# Files the Hub manages itself; never compared, deleted or uploaded by publish.
+HUB_MANAGED = frozenset({".gitattributes"})
+# The card's changelog section differs between two renderings of the same release (it lists
+# the releases published so far), so "same release" compares cards without it.
+_CHANGELOG_SECTION = re.compile(r"^## Changelog\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
+# Croissant's `datePublished` is the day of the publish, not a property of the release.
+_UNKEYED_CROISSANT = ("datePublished",)
+
+
+def strip_changelog(card: str) -> str:
+    """The card text without its `## Changelog` section body (see `_CHANGELOG_SECTION`)."""
+    return _CHANGELOG_SECTION.sub("## Changelog\n", card)
+
+
+def content_key(files: Mapping[str, bytes | Path]) -> dict[str, str]:
+    """path -> sha256 of what makes a release: every file, the card without its changelog and
+    croissant.json without its publication date.
+
+    The card stage (is this build the last published release?) and `abstracts publish` (is the
+    Hub's last tag this release?) both decide with this one key, so they cannot disagree.
+    """
+    key = {}
+    for path, source in files.items():
+        if path in HUB_MANAGED:
+            continue
+        if isinstance(source, Path) and path not in ("README.md", "croissant.json"):
+            key[path] = sha256_file(source)
+            continue
+        data = source if isinstance(source, bytes) else source.read_bytes()
+        if path == "README.md":
+            data = strip_changelog(data.decode("utf-8")).encode("utf-8")
+        elif path == "croissant.json":
+            try:
+                document = json.loads(data)
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                document = None
+            if isinstance(document, dict):
+                for name in _UNKEYED_CROISSANT:
+                    document.pop(name, None)
+                data = json.dumps(document, sort_keys=True, ensure_ascii=False).encode("utf-8")
+        key[path] = hashlib.sha256(data).hexdigest()
+    return key
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """One `releases/<version>.json` record.
+
+    Raises:
+        BadInputError: it cannot be read or is not a JSON object.
+    """
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise BadInputError(f"{path}: cannot read release record ({exc})") from None
+    if not isinstance(record, dict):
+        raise BadInputError(f"{path}: a release record must be a JSON object")
+    return record

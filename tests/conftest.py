@@ -240,7 +240,6 @@ def seed_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
         root / "releases",
         reports / "release_diff.json",
         params.release_diff,
-        params.card,
         build / "dedup.parquet",
         reports / "filtered.parquet",
     )

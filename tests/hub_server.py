@@ -4,8 +4,16 @@ It speaks the subset of the Hub's HTTP API that `huggingface_hub` 2.x and `datas
 create a dataset repo, commit to it (regular and git-LFS files), tag it and read it back at a
 revision, so the tests run the real clients against it through `HF_ENDPOINT`. Like the Hub it
 enforces the token on writes (and rejects a wrong one everywhere), keeps every commit immutable,
-resolves branches and tags to commits, and answers errors with the `X-Error-Code` header the
-client maps to its exception classes. Binds to 127.0.0.1 only.
+resolves branches, tags and pull-request refs (`refs/pr/N`) to commits, and answers errors with
+the `X-Error-Code` header the client maps to its exception classes. Binds to 127.0.0.1 only.
+
+Pull requests work as on the Hub: a commit with `?create_pr=1` opens discussion N whose ref
+`refs/pr/N` holds the commit (on the given parent, or on the branch head) and leaves the branch
+alone; later commits to `refs/pr/N` extend it; `.../discussions/N/merge` applies the PR's
+changes onto its base branch as one new commit (409 when the branch changed the same files
+since), then the PR is `merged`. `/api/validate-yaml` checks card metadata against the Hub's
+vocabularies (tests/data/hub/README.md names their sources) and answers 400 with the Hub's
+message when a value is not allowed.
 
 Every request is recorded as a route template (`POST /api/{type}s/{repo}/commit/{rev}`), so a
 test can fail loudly when a client upgrade needs a route this server does not know.
@@ -22,6 +30,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -71,11 +80,18 @@ class Repo:
     commits: dict[str, Commit] = field(default_factory=dict)
     branches: dict[str, str] = field(default_factory=dict)
     tags: dict[str, str] = field(default_factory=dict)
+    # Discussion number -> pull request (numbers are shared with discussions on the Hub).
+    pulls: dict[int, PullRequest] = field(default_factory=dict)
 
     def resolve(self, revision: str) -> Commit | None:
         oid = self.branches.get(revision) or self.tags.get(revision)
         if oid is None and revision.startswith("refs/tags/"):
             oid = self.tags.get(revision.removeprefix("refs/tags/"))
+        if oid is None and revision.startswith("refs/heads/"):
+            oid = self.branches.get(revision.removeprefix("refs/heads/"))
+        pr = re.fullmatch(r"refs/pr/(\d+)", revision)
+        if oid is None and pr and int(pr.group(1)) in self.pulls:
+            oid = self.pulls[int(pr.group(1))].head
         if oid is None and revision in self.commits:
             oid = revision
         return self.commits.get(oid) if oid else None
@@ -88,6 +104,19 @@ class Repo:
         commit = Commit(digest, parent.oid if parent else None, message, dict(files))
         self.commits[digest] = commit
         return commit
+
+
+@dataclass
+class PullRequest:
+    num: int
+    title: str
+    base_branch: str
+    # The commit the PR was opened on and its newest commit (`refs/pr/N`).
+    base: str
+    head: str
+    status: str = "open"
+    merge_commit: str | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)
 
 
 class HubError(Exception):
@@ -269,11 +298,94 @@ def create_repo(h: HubRequestHandler, _: dict[str, str]) -> None:
 
 @route("POST", r"/api/validate-yaml", "/api/validate-yaml")
 def validate_yaml(h: HubRequestHandler, _: dict[str, str]) -> None:
-    content = json.loads(h.body).get("content", "")
-    if not content.startswith("---\n"):
-        h._json({"errors": [], "warnings": [{"message": "empty or missing yaml metadata"}]})
+    payload = json.loads(h.body)
+    content = payload.get("content", "")
+    metadata, problem = _front_matter(content)
+    if problem is not None:
+        h._send(400, f"Invalid metadata in README.md.\n- {problem}".encode(), "text/plain; charset=utf-8")
+        return
+    if metadata is None:
+        h._json({"errors": [], "warnings": [{"message": "empty or missing yaml metadata in repo card"}]})
+        return
+    errors = card_metadata_errors(metadata, payload.get("repoType") or "model")
+    if errors:
+        message = "Invalid metadata in README.md.\n" + "\n".join(f"- {e}" for e in errors)
+        h._send(400, message.encode(), "text/plain; charset=utf-8")
         return
     h._json({"errors": [], "warnings": []})
+
+
+def _front_matter(content: str) -> tuple[dict[str, Any] | None, str | None]:
+    """(metadata, None), (None, None) without a YAML block, or (None, problem) when it is not YAML."""
+    import yaml
+
+    match = re.match(r"^---\s*\n(.*?)\n---\s*(?:\n|$)", content, re.DOTALL)
+    if match is None:
+        return None, None
+    try:
+        data = yaml.safe_load(match.group(1))
+    except yaml.YAMLError as exc:
+        return None, f"YAML metadata is not valid YAML: {exc}"
+    if data is None:
+        return None, None
+    if not isinstance(data, dict):
+        return None, '"value" must be of type object'
+    return data, None
+
+
+def card_metadata_errors(metadata: dict[str, Any], repo_type: str) -> list[str]:
+    """What the Hub's metadata schema refuses, in its Joi-style messages (`"license" must be one
+    of [...]`). Keys outside the vocabularies (tags, configs, dataset_info) are free-form."""
+    vocab = json.loads((Path(__file__).parent / "data" / "hub" / "card_vocabularies.json").read_text())
+    errors: list[str] = []
+
+    def one_of(key: str, value: Any, allowed: list[str]) -> None:
+        values = value if isinstance(value, list) else [value]
+        for i, item in enumerate(values):
+            label = f"{key}[{i}]" if isinstance(value, list) else key
+            if not isinstance(item, str):
+                errors.append(f'"{label}" must be a string')
+            elif item not in allowed:
+                errors.append(f'"{label}" must be one of [{", ".join(allowed)}]')
+
+    def string_list(key: str) -> Any:
+        value = metadata.get(key)
+        if value is not None and not isinstance(value, list | str):
+            errors.append(f'"{key}" must be an array')
+            return None
+        return value
+
+    if "license" in metadata:
+        one_of("license", metadata["license"], vocab["licenses"])
+        licenses = metadata["license"] if isinstance(metadata["license"], list) else [metadata["license"]]
+        if "other" in licenses:
+            name = metadata.get("license_name")
+            if name is not None and not (isinstance(name, str) and re.fullmatch(r"[a-z0-9.-]+", name)):
+                errors.append('"license_name" must only contain lowercase characters, numbers, "." and "-"')
+    if repo_type != "dataset":
+        return errors
+    for key, allowed in (
+        ("task_categories", vocab["task_categories"]),
+        ("task_ids", vocab["task_ids"]),
+        ("size_categories", vocab["size_categories"]),
+        ("language_creators", vocab["creators"]["language"]),
+        ("annotations_creators", vocab["creators"]["annotations"]),
+        ("multilinguality", vocab["multilinguality"]),
+    ):
+        value = string_list(key)
+        if value is not None:
+            one_of(key, value, allowed)
+    languages = string_list("language")
+    for i, code in enumerate(languages if isinstance(languages, list) else [languages] if languages else []):
+        if not (isinstance(code, str) and re.fullmatch(r"[a-z]{2,3}(?:-[A-Za-z0-9]{2,8})*|code", code)):
+            errors.append(f'"language[{i}]" must be a valid language code (ISO 639-1, 639-2 or 639-3)')
+    pwc = metadata.get("paperswithcode_id")
+    if pwc is not None and not isinstance(pwc, str):
+        errors.append('"paperswithcode_id" must be a string or null')
+    for key in ("pretty_name", "license_details"):
+        if key in metadata and not isinstance(metadata[key], str):
+            errors.append(f'"{key}" must be a string')
+    return errors
 
 
 @route("GET", rf"/api/{_REPO}(?:/revision/(?P<rev>[^/]+))?", "/api/{type}s/{repo}/revision/{rev}")
@@ -309,7 +421,16 @@ def refs(h: HubRequestHandler, p: dict[str, str]) -> None:
             ],
             "tags": [{"name": n, "ref": f"refs/tags/{n}", "targetCommit": o} for n, o in repo.tags.items()],
             "converts": [],
-            "pullRequests": [],
+            **(
+                {
+                    "pullRequests": [
+                        {"name": f"refs/pr/{n}", "ref": f"refs/pr/{n}", "targetCommit": pr.head}
+                        for n, pr in sorted(repo.pulls.items())
+                    ]
+                }
+                if h.query.get("include_prs", ["0"])[0] in ("1", "true")
+                else {}
+            ),
         }
     )
 
@@ -388,23 +509,40 @@ def lfs_upload(h: HubRequestHandler, p: dict[str, str]) -> None:
 def commit(h: HubRequestHandler, p: dict[str, str]) -> None:
     h._require_token()
     repo = h.state.repo(p["type"], p["repo"])
-    branch = p["rev"]
-    if branch not in repo.branches:
-        raise HubError(404, f"Invalid rev id: {branch}", "RevisionNotFound")
-    parent = repo.commits[repo.branches[branch]]
+    revision = p["rev"]
+    create_pr = h.query.get("create_pr", ["0"])[0] in ("1", "true")
+    pr_ref = re.fullmatch(r"refs/pr/(\d+)", revision)
+    lines = [json.loads(line) for line in h.body.decode().splitlines() if line.strip()]
+    header = next((item["value"] for item in lines if item["key"] == "header"), {})
+    expected = header.get("parentCommit")
+    pull: PullRequest | None = None
+    if pr_ref is not None:
+        # A commit pushed to an open pull request's ref extends that pull request.
+        pull = repo.pulls.get(int(pr_ref.group(1)))
+        if pull is None:
+            raise HubError(404, f"Invalid rev id: {revision}", "RevisionNotFound")
+        if pull.status != "open":
+            raise HubError(403, f"Pull request #{pull.num} is {pull.status}; open a new one")
+        parent = repo.commits[pull.head]
+    else:
+        branch = revision.removeprefix("refs/heads/")
+        if branch not in repo.branches:
+            raise HubError(404, f"Invalid rev id: {revision}", "RevisionNotFound")
+        parent = repo.commits[repo.branches[branch]]
+        if create_pr and expected:
+            # The Hub opens the pull request on the given parent, wherever the branch is now.
+            if expected not in repo.commits:
+                raise HubError(404, f"Invalid rev id: {expected}", "RevisionNotFound")
+            parent = repo.commits[expected]
+    if expected and not create_pr and expected != parent.oid:
+        raise HubError(412, "A commit has happened since. Please refresh and try again.")
     files = dict(parent.files)
-    message = ""
-    for line in h.body.decode().splitlines():
-        if not line.strip():
-            continue
-        item = json.loads(line)
+    message = header.get("summary", "")
+    for item in lines:
         key, value = item["key"], item["value"]
         if key == "header":
-            message = value["summary"]
-            expected = value.get("parentCommit")
-            if expected and expected != parent.oid:
-                raise HubError(412, "A commit has happened since. Please refresh and try again.")
-        elif key == "file":
+            continue
+        if key == "file":
             files[value["path"]] = Blob(base64.b64decode(value["content"]))
         elif key == "lfsFile":
             data = h.state.lfs_objects.get(value["oid"])
@@ -421,15 +559,133 @@ def commit(h: HubRequestHandler, p: dict[str, str]) -> None:
         else:
             raise HubError(400, f"unknown commit operation {key!r}")
     new = repo.add_commit(parent, message, files)
-    repo.branches[branch] = new.oid
+    base = f"{h.state.base_url}/{p['type']}/{repo.repo_id}"
+    if pull is not None:
+        pull.head = new.oid
+        pull.events.append(_event("commit", {"subject": message, "oid": new.oid}))
+    elif create_pr:
+        num = max(repo.pulls, default=0) + 1
+        pull = PullRequest(num, message, revision.removeprefix("refs/heads/"), parent.oid, new.oid)
+        pull.events.append(_event("commit", {"subject": message, "oid": new.oid}))
+        repo.pulls[num] = pull
+    else:
+        repo.branches[revision.removeprefix("refs/heads/")] = new.oid
     h._json(
         {
             "success": True,
             "commitOid": new.oid,
-            "commitUrl": f"{h.state.base_url}/{p['type']}/{repo.repo_id}/commit/{new.oid}",
-            "pullRequestUrl": None,
+            "commitUrl": f"{base}/commit/{new.oid}",
+            "pullRequestUrl": f"{base}/discussions/{pull.num}" if pull is not None else None,
         }
     )
+
+
+def _event(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": hashlib.sha1(json.dumps([kind, data]).encode()).hexdigest()[:24],
+        "type": kind,
+        "createdAt": "2026-01-01T00:00:00.000Z",
+        "author": {"name": "test-user"},
+        "data": data,
+    }
+
+
+def _discussion(repo: Repo, repo_type: str, pull: PullRequest) -> dict[str, Any]:
+    return {
+        "num": pull.num,
+        "title": pull.title,
+        "status": pull.status,
+        "isPullRequest": True,
+        "createdAt": "2026-01-01T00:00:00.000Z",
+        "author": {"name": "test-user"},
+        "repo": {"name": repo.repo_id, "type": repo_type.removesuffix("s")},
+        "pinned": False,
+        "numComments": 0,
+    }
+
+
+@route("GET", rf"/api/{_REPO}/discussions", "/api/{type}s/{repo}/discussions")
+def discussions(h: HubRequestHandler, p: dict[str, str]) -> None:
+    repo = h._readable(p)
+    kind = h.query.get("type", ["all"])[0]
+    status = h.query.get("status", ["all"])[0]
+    page = int(h.query.get("p", ["0"])[0])
+    found = [
+        _discussion(repo, p["type"], pull)
+        for pull in sorted(repo.pulls.values(), key=lambda pr: -pr.num)
+        if kind in ("all", "pull_request") and status in ("all", pull.status)
+    ]
+    per_page = 50
+    h._json(
+        {
+            "discussions": found[page * per_page : (page + 1) * per_page],
+            "count": len(found),
+            "start": page * per_page,
+            "numItemsPerPage": per_page,
+        }
+    )
+
+
+def _pull(h: HubRequestHandler, p: dict[str, str], repo: Repo) -> PullRequest:
+    pull = repo.pulls.get(int(p["num"]))
+    if pull is None:
+        raise HubError(404, f"Discussion #{p['num']} not found", "EntryNotFound")
+    return pull
+
+
+def _conflicts(repo: Repo, pull: PullRequest) -> list[str]:
+    """Files both the base branch (since the PR's base) and the PR changed, differently."""
+    base, head = repo.commits[pull.base].files, repo.commits[pull.head].files
+    tip = repo.commits[repo.branches[pull.base_branch]].files
+
+    def changed(files: dict[str, Blob]) -> set[str]:
+        return {path for path in set(base) | set(files) if base.get(path) != files.get(path)}
+
+    both = changed(head) & changed(tip)
+    return sorted(path for path in both if head.get(path) != tip.get(path))
+
+
+@route("GET", rf"/api/{_REPO}/discussions/(?P<num>\d+)", "/api/{type}s/{repo}/discussions/{num}")
+def discussion_details(h: HubRequestHandler, p: dict[str, str]) -> None:
+    repo = h._readable(p)
+    pull = _pull(h, p, repo)
+    changes: dict[str, Any] = {"base": f"refs/heads/{pull.base_branch}"}
+    if pull.merge_commit:
+        changes["mergeCommitId"] = pull.merge_commit
+    h._json(
+        {
+            **_discussion(repo, p["type"], pull),
+            "events": pull.events,
+            "changes": changes,
+            "filesWithConflicts": _conflicts(repo, pull) if pull.status == "open" else [],
+            "diff": None,
+        }
+    )
+
+
+@route("POST", rf"/api/{_REPO}/discussions/(?P<num>\d+)/merge", "/api/{type}s/{repo}/discussions/{num}/merge")
+def merge(h: HubRequestHandler, p: dict[str, str]) -> None:
+    h._require_token()
+    repo = h.state.repo(p["type"], p["repo"])
+    pull = _pull(h, p, repo)
+    if pull.status != "open":
+        raise HubError(400, f"Pull request #{pull.num} is already {pull.status}")
+    conflicts = _conflicts(repo, pull)
+    if conflicts:
+        raise HubError(409, f"Pull request #{pull.num} has conflicts in {', '.join(conflicts)}")
+    base, head = repo.commits[pull.base].files, repo.commits[pull.head].files
+    tip = repo.commits[repo.branches[pull.base_branch]]
+    files = dict(tip.files)
+    for path in set(base) | set(head):
+        if path not in head:
+            files.pop(path, None)
+        elif base.get(path) != head[path]:
+            files[path] = head[path]
+    merged = repo.add_commit(tip, pull.title, files)
+    repo.branches[pull.base_branch] = merged.oid
+    pull.status, pull.merge_commit = "merged", merged.oid
+    pull.events.append(_event("status-change", {"status": "merged"}))
+    h._json({"newStatus": pull.events[-1]})
 
 
 @route("POST", rf"/api/{_REPO}/tag/(?P<rev>[^/]+)", "/api/{type}s/{repo}/tag/{rev}")

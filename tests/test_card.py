@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import hashlib
 import json
 import os
@@ -19,7 +20,7 @@ import pytest
 from pipeline.cli import main
 from pipeline.contracts import DUPLICATES_SCHEMA, RELEASE_SCHEMA, SPLITS
 from pipeline.errors import BadInputError, ConfigError, ValidationFailed
-from pipeline.params import CardParams, Params, PublishParams, load_params
+from pipeline.params import CardParams, Params, PublishParams, load_params, parse_params
 from pipeline.stages.card.core import (
     ChangelogEntry,
     check_card,
@@ -32,6 +33,10 @@ from pipeline.stages.card.core import (
 GOLDEN = Path(__file__).resolve().parent / "data" / "card"
 # `UPDATE_GOLDEN=1 pytest tests/test_card.py` rewrites the golden card after a reviewed change.
 UPDATE_GOLDEN = os.environ.get("UPDATE_GOLDEN") == "1"
+# Nothing is published in these builds: the card describes the first version.
+VERSION = "1.0.0"
+# The day the seed release's Croissant says it is published (run_card's clock, fixed).
+TODAY = datetime.date(2026, 12, 7)
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +57,12 @@ def seed_release(
     release = tmp_path_factory.mktemp("card") / "release"
     shutil.copytree(seed_build / "release" / "data", release / "data")
     run_card(
-        release, repo_root_path / "dataset_card", seed_build / "reports", params.card, params.publish.repo_id
+        release,
+        repo_root_path / "dataset_card",
+        seed_build / "reports",
+        params.card,
+        params.publish.repo_id,
+        today=TODAY,
     )
     return release
 
@@ -92,7 +102,12 @@ def test_regenerating_gives_byte_identical_outputs(
     again = tmp_path / "release"
     shutil.copytree(seed_release / "data", again / "data")
     run_card(
-        again, repo_root_path / "dataset_card", seed_build / "reports", params.card, params.publish.repo_id
+        again,
+        repo_root_path / "dataset_card",
+        seed_build / "reports",
+        params.card,
+        params.publish.repo_id,
+        today=TODAY,
     )
     for name in ("README.md", "croissant.json"):
         assert (again / name).read_bytes() == (seed_release / name).read_bytes(), name
@@ -114,7 +129,7 @@ def test_card_has_every_section_and_the_pinned_load_line(seed_release: Path, par
         "## Changelog",
     ):
         assert f"\n{heading}\n" in card, heading
-    assert f'load_dataset("{params.publish.repo_id}", revision="v{params.card.version}")' in card
+    assert f'load_dataset("{params.publish.repo_id}", revision="v{VERSION}")' in card
     # Funnel and per-rule counts come from the seed reports, not from the template.
     assert re.search(r"\| raw records parsed \| \d+ \|", card)
     assert re.search(r"\| `strip_prefix` \| \d+ \|", card)
@@ -188,7 +203,9 @@ def test_example_row_and_file_names_are_escaped(
     rows = [row(abstract=nasty, source="we|ird<b>.txt:3")]
     write_release(release, rows)
     reports = reports_for(seed_build / "reports", tmp_path / "reports", rows)
-    card = render_card(release, repo_root_path / "dataset_card", reports, params.card, params.publish.repo_id)
+    card = render_card(
+        release, repo_root_path / "dataset_card", reports, params.card, params.publish.repo_id, VERSION
+    )
     assert "<script>" not in card and "<b>" not in card
     example = card.split("Example row", 1)[1].splitlines()
     abstract_line = next(line for line in example if line.startswith("| `abstract` |"))
@@ -277,6 +294,7 @@ def test_filtered_rows_are_counted_by_rule_in_the_funnel_and_per_source(
         root / "reports",
         params.card,
         params.publish.repo_id,
+        VERSION,
     )
     assert "| rows filtered: `placeholder` | 2 |" in card
     assert "| rows filtered: `too_short` | 0 |" in card
@@ -303,7 +321,12 @@ def test_licence_header_says_when_rows_come_under_several_licences(
 
     release = with_licenses(seed_build, tmp_path / "mixed", ["CC-BY-4.0", "MIT", None])
     run_card(
-        release, repo_root_path / "dataset_card", seed_build / "reports", params.card, params.publish.repo_id
+        release,
+        repo_root_path / "dataset_card",
+        seed_build / "reports",
+        params.card,
+        params.publish.repo_id,
+        today=TODAY,
     )
     data = DatasetCard.load(release / "README.md").data.to_dict()
     assert data["license"] == "other" and data["license_name"] == "per-row-licenses"
@@ -344,7 +367,12 @@ def test_changelog_lists_published_rows_that_are_gone_capped_with_a_count(
     (reports / "release_diff.json").write_text(json.dumps(diff), encoding="utf-8")
     card_params = dataclasses.replace(params.card, removals_listed=2)
     card = render_card(
-        seed_build / "release", repo_root_path / "dataset_card", reports, card_params, params.publish.repo_id
+        seed_build / "release",
+        repo_root_path / "dataset_card",
+        reports,
+        card_params,
+        params.publish.repo_id,
+        VERSION,
     )
     changelog = card.split("## Changelog\n", 1)[1].split("\n## ", 1)[0]
     assert "Published rows gone in this release (against v1.0.0): 3." in changelog
@@ -353,7 +381,12 @@ def test_changelog_lists_published_rows_that_are_gone_capped_with_a_count(
     assert "txt-0123456789abcdef" not in changelog
     assert "And 1 more; `reports/release_diff.json` lists every one." in changelog
     card = render_card(
-        seed_build / "release", repo_root_path / "dataset_card", reports, params.card, params.publish.repo_id
+        seed_build / "release",
+        repo_root_path / "dataset_card",
+        reports,
+        params.card,
+        params.publish.repo_id,
+        VERSION,
     )
     assert r"| `txt-0123456789abcdef` | removed | not in this build &lt;b&gt;x&lt;/b&gt; |" in card
     assert "And 1 more" not in card
@@ -395,6 +428,7 @@ def test_changelog_is_sorted_by_semantic_version_and_takes_a_pending_entry(
         seed_build / "reports",
         params.card,
         params.publish.repo_id,
+        VERSION,
         [*load_changelog(releases), pending],
     )
     rows = re.findall(r"^\| (\d+\.\d+\.\d+\S*) \| (\d+) \|", card, flags=re.MULTILINE)
@@ -421,13 +455,14 @@ def test_missing_required_card_inputs_are_named(
             reports,
             dataclasses.replace(params.card, homepage=""),
             repo_id,
+            VERSION,
         )
     with pytest.raises(ConfigError, match=r"card\.pretty_name is required"):
         CardParams(pretty_name=" ")
     with pytest.raises(ConfigError, match=r"card\.license is required"):
         CardParams(license="")
-    with pytest.raises(ConfigError, match=r"card\.version must be a semantic version"):
-        CardParams(version="1.0")
+    with pytest.raises(ConfigError, match=r"card\.version: no longer a param; the next version is computed"):
+        parse_params({"card": {"version": "1.0.0"}})
     with pytest.raises(ConfigError, match=r"publish\.repo_id must look like ORG/NAME"):
         PublishParams(repo_id="")
 
@@ -436,11 +471,11 @@ def test_missing_required_card_inputs_are_named(
     metadata = (card_dir / "metadata.yaml").read_text(encoding="utf-8")
     (card_dir / "metadata.yaml").write_text(metadata.split("citation:")[0] + "fields: {}\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"metadata\.yaml: required field 'citation' is missing"):
-        render_card(release, card_dir, reports, params.card, repo_id)
+        render_card(release, card_dir, reports, params.card, repo_id, VERSION)
     (card_dir / "metadata.yaml").write_text(metadata, encoding="utf-8")
     (card_dir / "sections" / "source_data.md").unlink()
     with pytest.raises(ConfigError, match=r"source_data\.md: required card section 'source_data'"):
-        render_card(release, card_dir, reports, params.card, repo_id)
+        render_card(release, card_dir, reports, params.card, repo_id, VERSION)
 
 
 def test_croissant_passes_the_mlcroissant_validator_and_loads_every_record(seed_release: Path) -> None:
@@ -476,7 +511,7 @@ def test_croissant_passes_the_mlcroissant_validator_and_loads_every_record(seed_
 def test_croissant_describes_files_license_version_and_rai(seed_release: Path, params: Params) -> None:
     croissant = json.loads((seed_release / "croissant.json").read_text(encoding="utf-8"))
     assert croissant["conformsTo"] == "http://mlcommons.org/croissant/1.1"
-    assert croissant["version"] == params.card.version
+    assert croissant["version"] == VERSION
     assert croissant["license"] == "https://creativecommons.org/licenses/by/4.0/"
     files = {d["contentUrl"]: d for d in croissant["distribution"] if d["@type"] == "cr:FileObject"}
     shards = sorted(p.name for p in (seed_release / "data").glob("*.parquet"))
@@ -523,7 +558,10 @@ def test_cli_reports_a_missing_report_without_traceback(
     args = ["--params", str(repo_root_path / "params.yaml"), "card", "--release", str(release)]
     args += ["--card-dir", str(repo_root_path / "dataset_card"), "--reports", str(tmp_path / "none")]
     assert main(args) == BadInputError.exit_code
-    assert re.search(r"ingest\.json: cannot read report .*run `dvc repro` first", capsys.readouterr().err)
+    # The version comes first (release_diff's proposal), then the reports the card shows.
+    err = capsys.readouterr().err
+    assert re.search(r"release_diff\.json: cannot read report .*run `dvc repro` first", err)
+    assert "Traceback" not in err
 
 
 def test_data_quality_lists_warnings_with_counts(
@@ -546,7 +584,12 @@ def test_data_quality_lists_warnings_with_counts(
     validation["warnings"] = 1
     (reports / "validation.json").write_text(json.dumps(validation), encoding="utf-8")
     card = render_card(
-        seed_build / "release", repo_root_path / "dataset_card", reports, params.card, params.publish.repo_id
+        seed_build / "release",
+        repo_root_path / "dataset_card",
+        reports,
+        params.card,
+        params.publish.repo_id,
+        VERSION,
     )
     line = (
         r"- text\_quality / `long_abstracts` (`expect_column_value_lengths_to_be_between`) "
@@ -572,3 +615,96 @@ def test_dataset_info_counts_the_bytes_of_each_whole_file_decoded(seed_release: 
     for split in info["splits"]:
         files = sorted((release / "data").glob(f"{split['name']}-*.parquet"))
         assert split["num_bytes"] == sum(pq.read_table(f).nbytes for f in files)
+
+
+VALIDATE_CARD = """
+import sys
+from huggingface_hub import DatasetCard
+for path in sys.argv[1:]:
+    try:
+        DatasetCard.load(path).validate()
+    except ValueError as exc:
+        print(f"{path}: invalid: {exc}")
+    else:
+        print(f"{path}: valid")
+"""
+
+
+def test_the_card_passes_the_hubs_card_validation(seed_release: Path, tmp_path: Path) -> None:
+    """`DatasetCard.validate` (the Hub's /api/validate-yaml) against the test Hub server, which
+    checks the metadata against the Hub's vocabularies; a card with a task id given as a task
+    category and a licence outside the Hub's list is refused with the Hub's messages."""
+    from hub_server import HubServer
+
+    card = (seed_release / "README.md").read_text(encoding="utf-8")
+    broken = tmp_path / "broken.md"
+    broken.write_text(
+        card.replace("task_categories:\n- text-generation", "task_categories:\n- topic-classification")
+        .replace("license: cc-by-4.0", "license: cc-by-4")
+        .replace("annotations_creators:\n- no-annotation", "annotations_creators:\n- labelled"),
+        encoding="utf-8",
+    )
+    server = HubServer("hf_card_validation_token").start()
+    try:
+        env = {**os.environ, "HF_ENDPOINT": server.url, "HF_HUB_OFFLINE": "0"}
+        result = subprocess.run(
+            [sys.executable, "-c", VALIDATE_CARD, str(seed_release / "README.md"), str(broken)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    finally:
+        server.stop()
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"{seed_release / 'README.md'}: valid"
+    assert lines[1].startswith(f"{broken}: invalid: Invalid metadata in README.md.")
+    problems = result.stdout.split("Invalid metadata in README.md.")[1]
+    assert '"license" must be one of [apache-2.0, mit,' in problems
+    assert '"task_categories[0]" must be one of [biology, text-classification,' in problems
+    assert '"annotations_creators[0]" must be one of [found, crowdsourced,' in problems
+    assert "POST /api/validate-yaml" in server.state.routes
+
+
+def test_progress_is_a_bar_on_a_terminal_and_quiet_in_a_log(
+    seed_build: Path, repo_root_path: Path, tmp_path: Path
+) -> None:
+    """The card stage (over 2 s at scale) draws a tqdm bar on a terminal's stderr, and prints
+    no bar into a log."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    release = tmp_path / "release"
+    shutil.copytree(seed_build / "release" / "data", release / "data")
+    command = [str(Path(sys.executable).parent / "abstracts")]
+    command += ["--params", str(repo_root_path / "params.yaml")]
+    command += ["card", "--release", str(release), "--card-dir", str(repo_root_path / "dataset_card")]
+    command += ["--reports", str(seed_build / "reports")]
+    logged = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert logged.returncode == 0, logged.stderr
+    assert "\r" not in logged.stderr and "step" not in logged.stderr
+    leader, follower = pty.openpty()
+    # A terminal 100 columns wide (a new pty has none, and tqdm draws to the width).
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
+    drawn = b""
+    try:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=follower)
+        os.close(follower)
+        # Read while it runs: a pty's buffer is dropped once its last writer is closed.
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            drawn += chunk
+        process.wait(timeout=300)
+    finally:
+        os.close(leader)
+    assert process.returncode == 0
+    text = drawn.decode("utf-8", "replace")
+    assert "card:" in text and "step" in text and "rendering" in text and "\r" in text

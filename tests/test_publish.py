@@ -8,9 +8,11 @@ this working tree built with the real `dvc repro`, as in test_e2e.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pty
+import re
 import shutil
 import subprocess
 import sys
@@ -25,8 +27,7 @@ import pyarrow.parquet as pq
 import pytest
 from hub_server import HubServer
 
-from pipeline.publish.core import strip_changelog
-from pipeline.releases import ReleaseDiff, diff_releases, propose_version
+from pipeline.releases import ReleaseDiff, diff_releases, propose_version, strip_changelog
 
 TOKEN = "hf_publish_test_token_5f0c1d2e3a"
 REPO = "test-org/ml-abstracts"
@@ -305,11 +306,72 @@ def test_the_next_build_diffs_against_the_published_row_index(grown_project: Pat
     repro = run(["dvc", "repro"], grown_project)
     assert repro.returncode == 0, repro.stdout[-3000:]
     diff = json.loads((grown_project / "reports" / "release_diff.json").read_text())
-    assert diff["previous"] == "v1.1.0" and diff["proposed_version"] == "1.1.1"
+    assert diff["previous"] == "v1.1.0"
     assert diff["counts"] == {"added": 0, "removed": 0, "merged": 0, "changed": 0, "moved": 0}
     page = (grown_project / "reports" / "review.html").read_text(encoding="utf-8")
     assert "Diff against v1.1.0" in page
     assert f"is the previous release ({index.height:,} rows)" in page
+
+
+def test_after_a_publish_and_a_rebuild_review_and_publish_both_say_nothing_to_publish(
+    hub: HubServer, grown_project: Path, published_v2: Any, loaded: Any
+) -> None:
+    """The release cycle end to end: publish --yes (published_v2), load_dataset(revision=tag)
+    (loaded), rebuild; the card stage, the review page, its Markdown summary and publish agree."""
+    if json.loads(run(["dvc", "status", "--json"], grown_project).stdout or "{}"):
+        repro = run(["dvc", "repro"], grown_project)
+        assert repro.returncode == 0, repro.stdout[-3000:]
+    card = json.loads((grown_project / "reports" / "card.json").read_text())
+    assert card == {
+        "status": "unchanged",
+        "version": "1.1.0",
+        "tag": "v1.1.0",
+        "previous": "v1.1.0",
+        "date_published": card["date_published"],
+    }
+    record = json.loads((grown_project / "releases" / "1.1.0.json").read_text())
+    assert card["date_published"] == record["date"]
+    page = (grown_project / "reports" / "review.html").read_text(encoding="utf-8")
+    assert 'Nothing to publish: this build is <strong id="version">1.1.0</strong> as published.' in page
+    assert 'already published as <code id="publish-tag">v1.1.0</code>' in page
+    # The summary command (the CI job summary and PR comment) says the same.
+    summary = grown_project / "summary.md"
+    review = run(
+        [
+            "abstracts",
+            "review",
+            "--reports",
+            "reports",
+            "--clean",
+            "build/clean.parquet",
+            "--ingested",
+            "build/ingested.parquet",
+            "--release-data",
+            "build/release/data",
+            "--releases",
+            "releases",
+            "--out",
+            str(grown_project / "page.html"),
+            "--summary",
+            str(summary),
+        ],
+        grown_project,
+    )
+    assert review.returncode == 0, review.stderr[-2000:]
+    text = summary.read_text(encoding="utf-8")
+    assert text == (grown_project / "reports" / "review.md").read_text(encoding="utf-8")
+    assert "Nothing to publish: this build is **v1.1.0** as published." in text
+    assert "| raw records | " in text and "| released | " in text
+    assert "Diff against v1.1.0: 0 added, 0 removed, 0 merged, 0 changed, 0 moved." in text
+    assert re.search(r"Checks: \d+ of \d+ expectations passed \(0 critical", text)
+    summary.unlink()
+    (grown_project / "page.html").unlink()
+    commits = hub.state.commit_count("datasets", REPO)
+    again = publish(grown_project)
+    assert again.returncode == 0, again.stderr
+    assert "release already published as v1.1.0" in again.stdout and "nothing to do" in again.stdout
+    assert "not in step" not in again.stdout
+    assert hub.state.commit_count("datasets", REPO) == commits
 
 
 def test_the_server_saw_every_route_the_clients_need(hub: HubServer, loaded: Any) -> None:
@@ -446,6 +508,59 @@ def test_asks_on_a_terminal_and_refuses_without_yes_elsewhere(
     assert f"Publish v1.0.0 to {repo_id} on {hub.url}? [y/N]" in stdout and "files:" in stdout
     assert "not confirmed: nothing was uploaded or written" in stderr
     assert f"datasets/{repo_id}" not in hub.state.repos
+
+
+def test_create_pr_opens_a_hub_pull_request_and_a_rerun_after_the_merge_tags_it(
+    hub: HubServer, seed_project: Path, tmp_path: Path
+) -> None:
+    """--create-pr: one commit on refs/pr/N, main, tags and releases/ untouched; the same PR is
+    not opened twice; once merged, publish --yes tags the merge commit and writes the record."""
+    project = _copy(seed_project, tmp_path)
+    drop_publish_records(project)
+    repo_id = "test-org/reviewed"
+    opened = run(["abstracts", "publish", "--repo-id", repo_id, "--yes", "--create-pr"], project)
+    assert opened.returncode == 0, opened.stderr
+    assert f"opened pull request #1 with v1.0.0: {hub.url}/datasets/{repo_id}/discussions/1" in opened.stdout
+    repo = hub.state.repos[f"datasets/{repo_id}"]
+    initial = repo.branches["main"]
+    assert repo.tags == {} and list(repo.pulls) == [1] and repo.pulls[1].status == "open"
+    assert "README.md" in repo.commits[repo.pulls[1].head].files
+    assert set(repo.commits[initial].files) == {".gitattributes"}
+    assert not (project / "releases" / "1.0.0.json").exists()
+    assert "CHANGELOG.md" not in run(["git", "status", "--porcelain"], project).stdout
+    again = run(["abstracts", "publish", "--repo-id", repo_id, "--yes", "--create-pr"], project)
+    assert again.returncode == 0, again.stderr
+    assert "pull request #1 already holds v1.0.0" in again.stdout and list(repo.pulls) == [1]
+    merge = run(
+        [
+            sys.executable,
+            "-c",
+            "import sys\nfrom huggingface_hub import HfApi\n"
+            "api = HfApi()\n"
+            "pr = api.get_discussion_details(sys.argv[1], 1, repo_type='dataset')\n"
+            "print(pr.status, pr.target_branch, pr.conflicting_files)\n"
+            "api.merge_pull_request(sys.argv[1], 1, repo_type='dataset')\n"
+            "print(api.get_discussion_details(sys.argv[1], 1, repo_type='dataset').status)\n",
+            repo_id,
+        ],
+        project,
+    )
+    assert merge.returncode == 0, merge.stderr[-2000:]
+    assert merge.stdout.split() == ["open", "refs/heads/main", "[]", "merged"]
+    assert repo.branches["main"] != initial and repo.tags == {}
+    tagged = run(["abstracts", "publish", "--repo-id", repo_id, "--yes"], project)
+    assert tagged.returncode == 0, tagged.stderr
+    assert "main already holds this release" in tagged.stdout and "tagging it" in tagged.stdout
+    assert repo.tags == {"v1.0.0": repo.branches["main"]}
+    record = json.loads((project / "releases" / "1.0.0.json").read_text())
+    assert record["commit"] == repo.branches["main"]
+    published = repo.commits[record["commit"]].files
+    # The record describes the files exactly as they are on the Hub.
+    for path, digest in record["files"].items():
+        blob = published[path]
+        assert (blob.lfs_oid or hashlib.sha256(blob.data).hexdigest()) == digest, path
+    assert "GET /api/{type}s/{repo}/discussions" in hub.state.routes
+    assert "POST /api/{type}s/{repo}/discussions/{num}/merge" in hub.state.routes
 
 
 # -- faults -------------------------------------------------------------------------------------

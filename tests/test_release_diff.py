@@ -15,7 +15,7 @@ from conftest import REPO_ROOT
 from pipeline.cli import main
 from pipeline.contracts import FILTERED_SCHEMA
 from pipeline.errors import BadInputError
-from pipeline.params import CardParams, ReleaseDiffParams
+from pipeline.params import ReleaseDiffParams
 from pipeline.releases import REMOVED_REASON, row_index, write_row_index
 from pipeline.stages.release_diff.core import run_release_diff
 
@@ -88,9 +88,7 @@ def test_diff_against_the_published_index_classifies_every_change(release: Path,
     shards[test] = pl.concat([shards[test], moved_row, added])
     _write_release(release, shards)
 
-    report = run_release_diff(
-        release, releases, out, ReleaseDiffParams(examples=5), CardParams(version="2.0.0")
-    )
+    report = run_release_diff(release, releases, out, ReleaseDiffParams(examples=5))
     assert report == json.loads(out.read_text())
     assert report["previous"] == "v1.0.0"
     assert report["counts"] == {"added": 1, "removed": 1, "merged": 0, "changed": 2, "moved": 1}
@@ -120,9 +118,7 @@ def test_a_removed_row_the_filter_dropped_says_which_rule(release: Path, tmp_pat
         "abstract": "This paper has been withdrawn.",
     }
     pq.write_table(pa.Table.from_pylist([row], schema=FILTERED_SCHEMA), filtered)
-    report = run_release_diff(
-        release, releases, out, ReleaseDiffParams(), CardParams(version="2.0.0"), None, filtered
-    )
+    report = run_release_diff(release, releases, out, ReleaseDiffParams(), None, filtered)
     assert report["removals"] == sorted(
         [
             {"id": dropped, "reason": "filtered: placeholder (withdrawal notice)", "into": None},
@@ -134,18 +130,15 @@ def test_a_removed_row_the_filter_dropped_says_which_rule(release: Path, tmp_pat
 
 def test_versions_follow_the_croissant_rules(release: Path, tmp_path: Path) -> None:
     releases, out = tmp_path / "releases", tmp_path / "release_diff.json"
-    first = run_release_diff(release, releases, out, ReleaseDiffParams(), CardParams(version="0.1.0"))
+    first = run_release_diff(release, releases, out, ReleaseDiffParams())
     rows = sum(pq.ParquetFile(p).metadata.num_rows for p in release.glob("*.parquet"))
     assert first["previous"] is None and first["proposed_version"] == "1.0.0"
     assert first["counts"]["added"] == rows == first["rows"]
     assert len(first["diff"]["added"]["examples"]) == 20
-    assert first["notes"] == [
-        "params.yaml card.version is 0.1.0 but this release would be 1.0.0: set card.version: 1.0.0 "
-        "and run `dvc repro` before publishing"
-    ]
+    assert first["notes"] == []
 
     _publish_locally(release, releases, "1.0.0")
-    same = run_release_diff(release, releases, out, ReleaseDiffParams(), CardParams(version="1.0.1"))
+    same = run_release_diff(release, releases, out, ReleaseDiffParams())
     assert same["counts"] == {"added": 0, "removed": 0, "merged": 0, "changed": 0, "moved": 0}
     assert same["proposed_version"] == "1.0.1"
 
@@ -157,7 +150,7 @@ def test_versions_follow_the_croissant_rules(release: Path, tmp_path: Path) -> N
         [shards[name], shards[name].head(1).with_columns(pl.lit("2999.00002").alias("id"))]
     )
     _write_release(release, shards)
-    grown = run_release_diff(release, releases, out, ReleaseDiffParams(), CardParams(version="1.3.0"))
+    grown = run_release_diff(release, releases, out, ReleaseDiffParams())
     assert grown["previous"] == "v1.2.0" and grown["proposed_version"] == "1.3.0"
     assert grown["counts"]["added"] == 1
 
@@ -187,4 +180,4 @@ def test_a_record_without_its_index_is_one_clear_error(
     assert "1.0.0.json: published release v1.0.0 has no row index 1.0.0.rows.parquet beside it" in err
     assert "Traceback" not in err and not out.exists()
     with pytest.raises(BadInputError, match=r"no release shards"):
-        run_release_diff(tmp_path / "none", releases, out, ReleaseDiffParams(), CardParams())
+        run_release_diff(tmp_path / "none", releases, out, ReleaseDiffParams())

@@ -499,7 +499,11 @@ def test_dvc_stage_declares_what_the_command_reads_and_writes() -> None:
     assert {str(args.clean), str(args.release_data), "pipeline/stages/review"} <= deps
     reports = {d for d in deps if d.startswith(f"{args.reports}/")}
     assert {f"{args.reports}/{name}" for name in ("ingest.json", "dedup.json", "split.json")} <= reports
-    assert [next(iter(o)) if isinstance(o, dict) else o for o in stage["outs"]] == [str(args.out)]
+    outs = [next(iter(o)) if isinstance(o, dict) else o for o in stage["outs"]]
+    assert outs == [str(args.out), str(args.summary)]
+    # What the page and the summary read beyond the stage reports: the card stage's version and
+    # the metrics stage's funnel.
+    assert {f"{args.reports}/card.json", f"{args.reports}/plots/funnel.csv"} <= reports
     assert stage["params"] == ["review", "publish.repo_id"]
 
 
@@ -614,3 +618,38 @@ def test_templates_ship_as_package_data() -> None:
     templates = sorted(p.relative_to(package) for p in (package / "templates").iterdir())
     assert [t.name for t in templates] == ["diff.html.j2", "review.html.j2"]
     assert all(any(t.match(pattern) for pattern in patterns) for t in templates)
+
+
+def test_summary_command_writes_the_markdown_of_the_page(build_copy: Path) -> None:
+    """`abstracts review --summary` (the CI job summary and PR comment): the funnel, the checks,
+    the diff counts and the next version, from the data the page is rendered from; and with the
+    card stage's "unchanged" (a build equal to the last published release), nothing to publish
+    on both."""
+    reports = build_copy / "reports"
+    (reports / "plots").mkdir(exist_ok=True)
+    (reports / "plots" / "funnel.csv").write_text(
+        "step,rows\nraw records,121\nafter filter,121\nafter dedup,118\nreleased,118\n", encoding="utf-8"
+    )
+    summary = build_copy / "summary.md"
+    command = ["--params", str(REPO_ROOT / "params.yaml"), "review", *review_paths(build_copy)]
+    assert main([*command, "--summary", str(summary)]) == 0
+    text = summary.read_text(encoding="utf-8")
+    validation = json.loads((reports / "validation.json").read_text(encoding="utf-8"))
+    passed = sum(1 for r in validation["results"] if r["success"])
+    assert text.startswith("### ") and "Next version: **1.0.0**." in text
+    assert "| raw records | 121 |\n| after filter | 121 |\n| after dedup | 118 |\n| released | 118 |" in text
+    assert f"Checks: {passed} of {len(validation['results'])} expectations passed (0 critical" in text
+    assert "Diff: first release, nothing published before: 118 added, 0 removed" in text
+    page = (reports / "review.html").read_text(encoding="utf-8")
+    assert 'Next version: <strong id="version">1.0.0</strong>' in page
+
+    card = {"status": "unchanged", "version": "1.0.0", "tag": "v1.0.0", "previous": "v1.0.0"}
+    (reports / "card.json").write_text(json.dumps(card), encoding="utf-8")
+    assert main([*command, "--summary", str(summary)]) == 0
+    text = summary.read_text(encoding="utf-8")
+    assert "Nothing to publish: this build is **v1.0.0** as published." in text
+    assert "Next version" not in text
+    page = (reports / "review.html").read_text(encoding="utf-8")
+    assert 'Nothing to publish: this build is <strong id="version">1.0.0</strong> as published.' in page
+    box = "".join(parse(publish_box(page)).text)
+    assert "Nothing: this build is already published as v1.0.0 on " in box

@@ -62,7 +62,6 @@ def build(root: Path, dumps: dict[str, list[dict[str, str]]], releases: Path) ->
         releases,
         r / "release_diff.json",
         PARAMS.release_diff,
-        PARAMS.card,
         b / "dedup.parquet",
     )
     return {"dedup": dedup, "split": split, "diff": diff}

@@ -28,6 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--yes", action="store_true", help="publish without asking (CI); on a terminal publish asks first"
     )
+    parser.add_argument(
+        "--create-pr",
+        action="store_true",
+        help="open a Hub pull request with the release instead of committing to main; after it is "
+        "merged, run publish again to tag it and write releases/",
+    )
 
 
 def run(args: argparse.Namespace, params: Params) -> None:
@@ -35,4 +41,14 @@ def run(args: argparse.Namespace, params: Params) -> None:
 
     paths = PublishPaths(params=args.params)
     ask = input if sys.stdin.isatty() else None
-    run_publish(paths, params, args.repo_id, args.version, args.private, args.dry_run, yes=args.yes, ask=ask)
+    run_publish(
+        paths,
+        params,
+        args.repo_id,
+        args.version,
+        args.private,
+        args.dry_run,
+        yes=args.yes,
+        ask=ask,
+        create_pr=args.create_pr,
+    )

@@ -15,12 +15,23 @@ local preconditions -> refs of the repo -> "already published?" -> row diff agai
 tag -> version -> one commit (skipped when `main` already holds exactly this release, which is
 how a run whose tag call failed is resumed) -> tag on that commit's oid -> local records.
 The token is handed to the client and never printed.
+
+The version is publish's to decide, with the rules the card stage uses (`releases.content_key`
+and the row diff): the Hub's last tag holding this release means nothing to do; otherwise the
+row diff against that tag gives the version. The card stage decides the same from the local
+record of that tag (`reports/card.json`); publish says so when the two disagree (a `releases/`
+out of step with the Hub).
+
+`--create-pr` opens a Hub pull request (`create_commit(create_pr=True)`, ref `refs/pr/N`)
+instead of committing to `main`, and stops there: no tag and no `releases/` record, because
+nothing is published until a maintainer merges it. After the merge, `abstracts publish --yes`
+finds `main` holding exactly this release and only tags the merge commit and writes the
+record (the resume path), so the record is still written only after the tag succeeded.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime
 import hashlib
 import json
@@ -39,7 +50,14 @@ from pipeline.contracts import ROW_INDEX_SUFFIX
 from pipeline.errors import BadInputError, PipelineError, PublishError
 from pipeline.io.writers import atomic_path, sha256_file, write_json
 from pipeline.params import Params
-from pipeline.releases import ReleaseDiff, diff_releases, propose_version, write_row_index
+from pipeline.releases import (
+    HUB_MANAGED,
+    ReleaseDiff,
+    content_key,
+    diff_releases,
+    propose_version,
+    write_row_index,
+)
 from pipeline.versions import Version, format_version, is_release_tag, tag_name
 from pipeline.versions import parse_version as semver
 
@@ -49,11 +67,6 @@ if TYPE_CHECKING:
 REPO_TYPE = "dataset"
 # Example ids per kind of change kept in a release record (the counts are always complete).
 DIFF_EXAMPLES = 20
-# Files the Hub manages itself; never compared, deleted or uploaded by publish.
-HUB_MANAGED = frozenset({".gitattributes"})
-# The card's changelog section differs between two renderings of the same release (it lists
-# the releases published so far), so "same release" compares cards without it.
-_CHANGELOG_SECTION = re.compile(r"^## Changelog\n.*?(?=^## |\Z)", re.MULTILINE | re.DOTALL)
 CHANGELOG_HEADER = (
     "# Changelog\n\n"
     "Published dataset versions, newest first: Hub commit, row diff against the previous version,\n"
@@ -105,27 +118,6 @@ def parse_version(text: str) -> Version:
         raise PublishError(
             f"--version {text!r} is not a semantic version; use MAJOR.MINOR.PATCH, e.g. 1.2.0"
         ) from None
-
-
-def strip_changelog(card: str) -> str:
-    """The card text without its `## Changelog` section body (see `_CHANGELOG_SECTION`)."""
-    return _CHANGELOG_SECTION.sub("## Changelog\n", card)
-
-
-def content_key(files: Mapping[str, bytes | Path]) -> dict[str, str]:
-    """path -> sha256 of what makes a release: every file, the card without its changelog."""
-    key = {}
-    for path, source in files.items():
-        if path in HUB_MANAGED:
-            continue
-        if isinstance(source, Path) and path != "README.md":
-            key[path] = sha256_file(source)
-            continue
-        data = source if isinstance(source, bytes) else source.read_bytes()
-        if path == "README.md":
-            data = strip_changelog(data.decode("utf-8")).encode("utf-8")
-        key[path] = hashlib.sha256(data).hexdigest()
-    return key
 
 
 def read_release_rows(files: dict[str, Path]) -> pl.DataFrame:
@@ -330,6 +322,17 @@ class Hub:
             key.update(content_key({path: downloaded[path] for path in small}))
         return key
 
+    def date_published(self, commit: str) -> str | None:
+        """`datePublished` of croissant.json at `commit` (None without one)."""
+        croissant = self._download(commit, ["croissant.json"]).get("croissant.json")
+        if croissant is None:
+            return None
+        try:
+            date = json.loads(croissant.read_text(encoding="utf-8")).get("datePublished")
+        except (OSError, json.JSONDecodeError, AttributeError):
+            return None
+        return date if isinstance(date, str) else None
+
     def rows(self, commit: str) -> pl.DataFrame:
         return read_release_rows(self._download(commit, ["data/*.parquet"]))
 
@@ -347,21 +350,26 @@ def local_files(release: Path) -> dict[str, Path]:
 
 
 def render_published(
-    paths: PublishPaths, params: Params, repo_id: str, version: Version, diff: ReleaseDiff | None
+    paths: PublishPaths,
+    params: Params,
+    repo_id: str,
+    version: Version,
+    diff: ReleaseDiff | None,
+    date_published: str | None = None,
 ) -> dict[str, bytes]:
-    """README.md and croissant.json as published: this version, this repo, this changelog entry."""
+    """README.md and croissant.json as published: this version, this repo, this changelog entry,
+    published on `date_published` (default today)."""
     from pipeline.releases import ChangelogEntry, load_changelog
-    from pipeline.stages.card.core import build_croissant, render_card
+    from pipeline.stages.card.core import build_croissant, croissant_bytes, render_card
 
-    card_params = dataclasses.replace(params.card, version=format_version(version))
     changelog = load_changelog(paths.at(paths.releases))
     if diff is not None:
         changelog.append(ChangelogEntry(version=format_version(version), **diff.counts()))
     release, card_dir, reports = paths.at(paths.release), paths.at(paths.card_dir), paths.at(paths.reports)
-    card = render_card(release, card_dir, reports, card_params, repo_id, changelog)
-    croissant = build_croissant(release, card_dir, reports, card_params, repo_id)
-    croissant_text = json.dumps(croissant, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-    return {"README.md": card.encode("utf-8"), "croissant.json": croissant_text.encode("utf-8")}
+    text = format_version(version)
+    card = render_card(release, card_dir, reports, params.card, repo_id, text, changelog)
+    croissant = build_croissant(release, card_dir, reports, params.card, repo_id, text, date_published)
+    return {"README.md": card.encode("utf-8"), "croissant.json": croissant_bytes(croissant)}
 
 
 def uncommitted_changes(root: Path) -> list[str]:
@@ -411,6 +419,14 @@ def _git_commit(root: Path) -> str:
     return result.stdout.strip() if result.returncode == 0 else "unknown"
 
 
+def date_published_of(planned: Mapping[str, bytes | Path]) -> str | None:
+    croissant = planned.get("croissant.json")
+    if not isinstance(croissant, bytes):
+        return None
+    date = json.loads(croissant).get("datePublished")
+    return date if isinstance(date, str) else None
+
+
 def write_records(
     paths: PublishPaths,
     repo_id: str,
@@ -444,6 +460,9 @@ def write_records(
         "diff_examples": diff.examples(DIFF_EXAMPLES),
         "row_index": index.name,
         "row_index_sha256": sha256_file(index),
+        # What the card stage compares the next build with (releases.content_key).
+        "content_key": content_key(planned),
+        "date": date_published_of(planned),
         "code_commit": code,
         "params_sha256": params_sha,
     }
@@ -490,6 +509,80 @@ def print_plan(
         out(f"  {path}  (delete: no longer in release/)")
 
 
+def agree(out: Callable[[str], None], paths: PublishPaths, version: Version, unchanged: bool) -> None:
+    """Say so when the card stage's decision (`reports/card.json`) differs from the Hub's."""
+    report = paths.at(paths.reports) / "card.json"
+    try:
+        local = json.loads(report.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        out(f"note: {report} is missing or unreadable; run `dvc repro` so the review shows this version")
+        return
+    same = (
+        local.get("version") == format_version(version) and (local.get("status") == "unchanged") == unchanged
+    )
+    if not same:
+        hub_says = (
+            f"{tag_name(version)} is already published"
+            if unchanged
+            else f"the next version is {tag_name(version)}"
+        )
+        out(
+            f"note: the Hub says {hub_says}, but the local build ({report}) says "
+            f"{local.get('tag')} ({local.get('status')}): releases/ is not in step with the Hub; pull the "
+            "commit that recorded the last publish (releases/, CHANGELOG.md) and run `dvc repro`"
+        )
+
+
+def open_pull_request(
+    api: HfApi,
+    hub: Hub,
+    paths: PublishPaths,
+    repo_id: str,
+    endpoint: str,
+    token: str,
+    tag: str,
+    diff: ReleaseDiff,
+    planned: dict[str, bytes | Path],
+    deletions: list[str],
+    head: str | None,
+    out: Callable[[str], None],
+) -> PublishResult:
+    """One commit on a new Hub pull request (`refs/pr/N`), or the open one that holds it already."""
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
+    wanted = content_key(planned)
+    with hub_errors("listing the open pull requests", endpoint, token):
+        for pull in api.get_repo_discussions(
+            repo_id, repo_type=REPO_TYPE, discussion_type="pull_request", discussion_status="open"
+        ):
+            if hub.content_key(pull.git_reference or f"refs/pr/{pull.num}") == wanted:
+                out(
+                    f"pull request #{pull.num} already holds {tag}: {pull.url}; "
+                    "merge it, then run publish again"
+                )
+                return PublishResult("pull_request", repo_id, tag.removeprefix("v"), None, diff)
+    operations: list[CommitOperationAdd | CommitOperationDelete] = [
+        CommitOperationAdd(path_in_repo=path, path_or_fileobj=src) for path, src in planned.items()
+    ]
+    operations += [CommitOperationDelete(path_in_repo=path) for path in deletions]
+    with hub_errors("opening the pull request", endpoint, token):
+        info = api.create_commit(
+            repo_id,
+            operations,
+            repo_type=REPO_TYPE,
+            commit_message=f"Release {tag}",
+            commit_description=diff.summary(),
+            parent_commit=head,
+            create_pr=True,
+        )
+    out(f"opened pull request #{info.pr_num} with {tag}: {info.pr_url} (commit {info.oid})")
+    out(
+        f"nothing is tagged or recorded yet: merge the pull request on the Hub, then run "
+        f"`abstracts publish --yes` to tag the merge commit {tag} and write releases/"
+    )
+    return PublishResult("pull_request", repo_id, tag.removeprefix("v"), info.oid, diff)
+
+
 def run_publish(
     paths: PublishPaths,
     params: Params,
@@ -500,6 +593,7 @@ def run_publish(
     out: Callable[[str], None] = print,
     yes: bool = False,
     ask: Callable[[str], str] | None = None,
+    create_pr: bool = False,
 ) -> PublishResult:
     """Publish `release/` as one commit tagged `v<version>` on the Hub (`HF_ENDPOINT`).
 
@@ -514,6 +608,8 @@ def run_publish(
         yes: publish without asking (CI).
         ask: asks the user a question and returns the answer (a terminal's `input`); without
             it and without `yes`, publish refuses after printing the plan.
+        create_pr: open a Hub pull request with the release instead of committing to main;
+            no tag and no record until it is merged and publish runs again.
 
     Raises:
         PublishError: a precondition failed or the Hub refused or failed; the message says which.
@@ -556,6 +652,7 @@ def run_publish(
                         f"release already published as {prev_tag} ({repo_id} commit {prev_commit[:12]}); "
                         "nothing to do"
                     )
+                    agree(out, paths, prev_version, unchanged=True)
                     return PublishResult(
                         "already_published", repo_id, format_version(prev_version), prev_commit, None
                     )
@@ -578,9 +675,10 @@ def run_publish(
                 f"({diff.summary()}); a version may only be raised"
             )
 
+        today = datetime.date.today().isoformat()
         planned: dict[str, bytes | Path] = {
             **files,
-            **render_published(paths, params, repo_id, chosen, diff),
+            **render_published(paths, params, repo_id, chosen, diff, today),
         }
         head = branches.get("main")
         with hub_errors("listing the files on main", endpoint, token):
@@ -595,12 +693,7 @@ def run_publish(
             )
         deletions = sorted(p for p in head_files if p not in planned and p not in HUB_MANAGED)
         print_plan(out, repo_id, endpoint, private, chosen, proposed, diff, planned, deletions)
-        if params.card.version != format_version(chosen):
-            out(
-                f"note: params.yaml card.version is {params.card.version}; the published card and "
-                f"croissant.json say {format_version(chosen)}. Set card.version: {format_version(chosen)} "
-                "and run `dvc repro` so that the local card matches"
-            )
+        agree(out, paths, chosen, unchanged=False)
         if dry_run:
             changed = uncommitted_changes(paths.root)
             if changed:
@@ -611,7 +704,10 @@ def run_publish(
             out("dry run: nothing was uploaded or written")
             return PublishResult("planned", repo_id, format_version(chosen), None, diff)
         check_git_clean(paths.root)
-        confirm(f"Publish {tag} to {repo_id} on {endpoint}?", yes, ask)
+        if create_pr:
+            confirm(f"Open a pull request with {tag} on {repo_id} at {endpoint}?", yes, ask)
+        else:
+            confirm(f"Publish {tag} to {repo_id} on {endpoint}?", yes, ask)
 
         with hub_errors("creating the repository", endpoint, token):
             api.create_repo(repo_id, repo_type=REPO_TYPE, private=private, exist_ok=True)
@@ -624,9 +720,18 @@ def run_publish(
                 if hub.content_key(head) == content_key(planned) and head != (
                     tags[previous[1]] if previous else None
                 ):
-                    # An earlier run's commit landed but its tag did not: only tag it.
+                    # An earlier run's commit (or a merged pull request) landed but its tag did not:
+                    # only tag it, with the files exactly as they are on main.
                     commit = head
+                    planned = {
+                        **files,
+                        **render_published(paths, params, repo_id, chosen, diff, hub.date_published(head)),
+                    }
                     out(f"main already holds this release (commit {head[:12]}); tagging it")
+        if commit is None and create_pr:
+            return open_pull_request(
+                api, hub, paths, repo_id, endpoint, token, tag, diff, planned, deletions, head, out
+            )
         action = "tagged" if commit else "published"
         if commit is None:
             operations: list[CommitOperationAdd | CommitOperationDelete] = [

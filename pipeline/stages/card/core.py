@@ -7,8 +7,16 @@ published-release records `releases/*.json` (the changelog). The per-source tabl
 (records read = rejected + filtered + folded + released, per source) or the stage fails.
 Writes: the card, whose YAML front matter (built with huggingface_hub's `DatasetCardData`) holds
 `configs` and a `dataset_info` computed from the parquet files, and an MLCommons Croissant 1.1
-JSON-LD description of the same files. Params: `card` (pretty name, license, homepage, version)
-and `publish.repo_id`.
+JSON-LD description of the same files, and `reports/card.json`: the version the card describes
+and whether this build is the last published release (`unchanged`: nothing to publish) or a
+new one. Params: `card` (pretty name, license, homepage, contact) and `publish.repo_id`.
+
+The version is not a param. With no published release it is 1.0.0; otherwise the card is
+rendered as the last published version and keyed like `abstracts publish` keys a Hub revision
+(`releases.content_key`): equal to that release's recorded key, the build *is* that release;
+else it is the version `release_diff` proposes from the row diff (removed, merged, changed or
+moved rows: major; only added: minor; same rows: patch). The comparison renders for the
+repository the record names (`publish --repo-id` may have overridden `publish.repo_id`).
 
 Nothing in either output is typed by hand per release: prose comes verbatim from
 `dataset_card/sections/`, numbers from the data and reports, so regenerating loses nothing.
@@ -17,6 +25,7 @@ Nothing in either output is typed by hand per release: prose comes verbatim from
 
 from __future__ import annotations
 
+import datetime
 import html
 import json
 import re
@@ -44,8 +53,14 @@ from pipeline.contracts import (
 from pipeline.errors import BadInputError, ConfigError, ValidationFailed
 from pipeline.io.writers import atomic_path, sha256_file, write_json
 from pipeline.params import CardParams
-from pipeline.releases import ChangelogEntry, load_changelog
-from pipeline.versions import sort_key
+from pipeline.releases import (
+    ChangelogEntry,
+    content_key,
+    load_changelog,
+    published_versions,
+    read_record,
+)
+from pipeline.versions import Version, format_version, parse_version, sort_key, tag_name
 
 _ARROW_TO_HF = {pa.string(): "string", pa.int64(): "int64", pa.date32(): "date32"}
 _ARROW_TO_CROISSANT = {pa.string(): "sc:Text", pa.int64(): "sc:Integer", pa.date32(): "sc:Date"}
@@ -313,7 +328,7 @@ def load_sections(card_dir: Path) -> dict[str, str]:
 
 def _check_params(params: CardParams, repo_id: str) -> None:
     # CardParams/PublishParams defaults must stay constructible, so emptiness is checked here.
-    for key in ("pretty_name", "license", "homepage", "version"):
+    for key in ("pretty_name", "license", "homepage", "contact"):
         if not str(getattr(params, key)).strip():
             raise ConfigError(f"params.yaml: card.{key} is required for the card; set it")
     if not repo_id.strip():
@@ -618,6 +633,9 @@ def _card_data(
         **license_data,
         pretty_name=params.pretty_name,
         language=metadata.get("language", ["en"]),
+        language_creators=metadata.get("language_creators"),
+        annotations_creators=metadata.get("annotations_creators"),
+        multilinguality=metadata.get("multilinguality"),
         task_categories=metadata.get("task_categories"),
         task_ids=metadata.get("task_ids"),
         size_categories=[size_category(total)],
@@ -640,6 +658,7 @@ def render_card(
     reports: Path,
     params: CardParams,
     repo_id: str,
+    version: str,
     changelog: Sequence[ChangelogEntry] = (),
 ) -> str:
     """The full text of `release/README.md`.
@@ -650,6 +669,7 @@ def render_card(
         reports: directory of the stage reports.
         params: the `card` params section.
         repo_id: `publish.repo_id`, used in the `load_dataset` line.
+        version: the release version the card describes (MAJOR.MINOR.PATCH).
         changelog: published releases (`load_changelog`) plus, from publish, the pending one;
             rendered newest first; a later entry replaces an earlier one of the same version.
 
@@ -685,7 +705,7 @@ def render_card(
     files = _files(release)
     try:
         content = template.render(
-            card_data=_card_data(params, metadata, info, license_data).to_yaml(),
+            card_data=_front_matter(_card_data(params, metadata, info, license_data)),
             pretty_name=escape_markdown(params.pretty_name),
             sections=sections,
             curators=escape_markdown(str(metadata.get("curators", "the maintainers"))),
@@ -695,7 +715,8 @@ def render_card(
                 if "license_details" in license_data
                 else license_data["license"]
             ),
-            version=params.version,
+            version=version,
+            contact=params.contact,
             hub_url=f"https://huggingface.co/datasets/{repo_id}",
             homepage=params.homepage,
             repo_id=repo_id,
@@ -730,9 +751,16 @@ def render_card(
 
 
 def build_croissant(
-    release: Path, card_dir: Path, reports: Path, params: CardParams, repo_id: str
+    release: Path,
+    card_dir: Path,
+    reports: Path,
+    params: CardParams,
+    repo_id: str,
+    version: str,
+    date_published: str | None = None,
 ) -> dict[str, Any]:
-    """The Croissant 1.1 JSON-LD document describing the release files and their records.
+    """The Croissant 1.1 JSON-LD document describing the release files and their records;
+    `date_published` (ISO date) is the day the version was (or, published today, would be) published.
 
     Raises:
         ConfigError / BadInputError: as `render_card`.
@@ -810,9 +838,14 @@ def build_croissant(
         "license": _LICENSE_URLS.get(params.license.lower(), params.license),
         "url": params.homepage,
         "sameAs": f"https://huggingface.co/datasets/{repo_id}",
-        "version": params.version,
+        "version": version,
+        "datePublished": date_published or datetime.date.today().isoformat(),
         "citeAs": str(metadata["citation"]).strip(),
-        "creator": {"@type": "sc:Organization", "name": str(metadata.get("curators", "the maintainers"))},
+        "creator": {
+            "@type": "sc:Organization",
+            "name": str(metadata.get("curators", "the maintainers")),
+            **_contact_point(params.contact),
+        },
         "keywords": list(metadata.get("tags") or []),
         "inLanguage": list(metadata.get("language") or ["en"]),
         "rai:dataCollection": sections["source_data"],
@@ -887,6 +920,59 @@ def check_card(release: Path) -> None:
         )
 
 
+def _front_matter(card_data: DatasetCardData) -> str:
+    """The card's YAML; `paperswithcode_id: null` kept, because the Hub's dataset card spec
+    (hub-docs `datasetcard.md`) asks for the key even without a Papers with Code entry and
+    `DatasetCardData.to_yaml` drops keys whose value is None."""
+    text = card_data.to_yaml()
+    return text if "paperswithcode_id:" in text else text + "\npaperswithcode_id: null"
+
+
+def _contact_point(contact: str) -> dict[str, Any]:
+    """schema.org `contactPoint` of the creator: an email address or a URL."""
+    kind = "email" if re.fullmatch(r"[^@\s/]+@[^@\s/]+", contact.strip()) else "url"
+    return {"contactPoint": {"@type": "sc:ContactPoint", kind: contact.strip()}} if contact.strip() else {}
+
+
+def card_files(release: Path, card: str, croissant: Mapping[str, Any]) -> dict[str, bytes | Path]:
+    """Every file of a release as publish uploads it (repo path -> local file or bytes), the card
+    and Croissant as rendered; the input of `releases.content_key`."""
+    files: dict[str, bytes | Path] = {f["path"]: release / f["path"] for f in _files(release)}
+    files["README.md"] = card.encode("utf-8")
+    files["croissant.json"] = croissant_bytes(croissant)
+    return files
+
+
+def croissant_bytes(croissant: Mapping[str, Any]) -> bytes:
+    return (json.dumps(croissant, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+def _last_published(releases: Path | None) -> tuple[Version, dict[str, Any]] | None:
+    versions = published_versions(releases) if releases is not None else []
+    if not versions:
+        return None
+    version, path = versions[-1]
+    return version, read_record(path)
+
+
+def _proposed(reports: Path, previous: Version | None) -> Version:
+    """`release_diff`'s proposal, checked to be against the same last release as the card's."""
+    diff = _read_report(reports, RELEASE_DIFF_REPORT)
+    expected = None if previous is None else tag_name(previous)
+    if diff.get("previous") != expected:
+        raise BadInputError(
+            f"{reports / RELEASE_DIFF_REPORT}: diffed against {diff.get('previous')} but the last published "
+            f"release is {expected}; run `dvc repro release_diff card`"
+        )
+    try:
+        return parse_version(str(diff.get("proposed_version")))
+    except BadInputError:
+        raise BadInputError(
+            f"{reports / RELEASE_DIFF_REPORT}: proposed_version {diff.get('proposed_version')!r} is not a "
+            "version; run `dvc repro release_diff`"
+        ) from None
+
+
 def run_card(
     release: Path,
     card_dir: Path,
@@ -894,12 +980,60 @@ def run_card(
     params: CardParams,
     repo_id: str,
     releases: Path | None = None,
+    report: Path | None = None,
+    today: datetime.date | None = None,
 ) -> Path:
-    """Write `release/README.md` and `release/croissant.json`; return the card's path."""
-    content = render_card(release, card_dir, reports, params, repo_id, load_changelog(releases))
-    croissant = build_croissant(release, card_dir, reports, params, repo_id)
+    """Write `release/README.md`, `release/croissant.json` and (when `report` is given) the
+    version report; return the card's path.
+
+    Raises:
+        ConfigError / BadInputError: as `render_card`; also a release diff against another
+            release than the last published one.
+    """
+    from pipeline.io.progress import phases
+
+    changelog = load_changelog(releases)
+    last = _last_published(releases)
+    status, version, date = "new", None, (today or datetime.date.today()).isoformat()
+    card = croissant = None
+    with phases("card", 2) as step:
+        if last is not None:
+            # Rendered as the last published version: the same bytes as published, if nothing changed.
+            step(f"comparing with {tag_name(last[0])}")
+            previous, record = last
+            # As published: to the repository the record names (publish --repo-id may differ).
+            published_to = str(record.get("repo_id") or repo_id)
+            card = render_card(
+                release, card_dir, reports, params, published_to, format_version(previous), changelog
+            )
+            croissant = build_croissant(
+                release, card_dir, reports, params, published_to, format_version(previous), record.get("date")
+            )
+            if record.get("content_key") == content_key(card_files(release, card, croissant)):
+                status, version, date = "unchanged", previous, str(record.get("date") or date)
+        if version is None:
+            step("rendering")
+            version = _proposed(reports, None if last is None else last[0])
+            card = render_card(
+                release, card_dir, reports, params, repo_id, format_version(version), changelog
+            )
+            croissant = build_croissant(
+                release, card_dir, reports, params, repo_id, format_version(version), date
+            )
+    assert card is not None and croissant is not None
     target = release / "README.md"
     with atomic_path(target) as tmp:
-        tmp.write_text(content, encoding="utf-8")
+        tmp.write_text(card, encoding="utf-8")
     write_json(croissant, release / "croissant.json")
+    if report is not None:
+        write_json(
+            {
+                "status": status,
+                "version": format_version(version),
+                "tag": tag_name(version),
+                "previous": None if last is None else tag_name(last[0]),
+                "date_published": date,
+            },
+            report,
+        )
     return target

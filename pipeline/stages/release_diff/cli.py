@@ -38,7 +38,6 @@ def run(args: argparse.Namespace, params: Params) -> None:
         args.releases,
         args.out,
         params.release_diff,
-        params.card,
         args.dedup,
         args.filtered,
     )

@@ -5,8 +5,11 @@ Reads: the release data directory, the deduplicated parquet (the rows' member ke
 the version the Croissant bump rules propose, counts per kind (added / removed / merged /
 changed / moved), a few example ids of each, and every published row that is gone
 (`removals`: id, reason, and for a merge the row it went into; with the filtered rows, a row the
-filter dropped says by which rule). Params: `release_diff`
-(examples per kind) and `card.version` (compared with the proposal).
+filter dropped says by which rule). Params: `release_diff` (examples per kind).
+
+`proposed_version` is the version a release with these row changes gets; the card stage
+decides whether the build is a new release at all (`reports/card.json`: a build whose rows,
+card and Croissant equal the last published release is that release, nothing to publish).
 
 The same diff and version rules serve `abstracts publish`, which diffs against the Hub's
 previous tag; this stage diffs against the local record of it, so that a maintainer sees the
@@ -23,7 +26,7 @@ import polars as pl
 from pipeline.contracts import ROW_INDEX_META_COLUMNS
 from pipeline.errors import BadInputError
 from pipeline.io.writers import write_json
-from pipeline.params import CardParams, ReleaseDiffParams
+from pipeline.params import ReleaseDiffParams
 from pipeline.releases import ReleaseDiff, diff_releases, latest_index, propose_version, read_index, row_index
 from pipeline.versions import format_version, tag_name
 
@@ -84,7 +87,6 @@ def run_release_diff(
     releases: Path,
     out: Path,
     params: ReleaseDiffParams,
-    card: CardParams,
     deduped: Path | None = None,
     filtered: Path | None = None,
 ) -> dict[str, Any]:
@@ -100,12 +102,7 @@ def run_release_diff(
     old = new.clear() if latest is None else read_index(latest[1])
     diff = diff_releases(old, new, previous)
     proposed = format_version(propose_version(None if latest is None else latest[0], diff))
-    notes = []
-    if card.version != proposed:
-        notes.append(
-            f"params.yaml card.version is {card.version} but this release would be {proposed}: "
-            f"set card.version: {proposed} and run `dvc repro` before publishing"
-        )
+    notes: list[str] = []
     removals = diff.removals()
     if filtered is not None:
         # A removed row whose paper the filter dropped says which rule and why.
@@ -114,7 +111,6 @@ def run_release_diff(
     report = {
         "previous": previous,
         "proposed_version": proposed,
-        "card_version": card.version,
         "rows": new.height,
         "counts": diff.counts(),
         "diff": {

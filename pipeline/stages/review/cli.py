@@ -40,6 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--markdown", action="store_true", help="also print a short Markdown summary for a PR comment"
     )
+    parser.add_argument(
+        "--summary",
+        type=Path,
+        help="also write the Markdown summary (a CI job summary or PR comment) to this file",
+    )
 
 
 def run(args: argparse.Namespace, params: Params) -> None:
@@ -57,5 +62,11 @@ def run(args: argparse.Namespace, params: Params) -> None:
         args.releases,
         params.publish,
     )
+    summary = render_markdown(review)
+    if args.summary is not None:
+        from pipeline.io.writers import atomic_path
+
+        with atomic_path(args.summary) as tmp:
+            tmp.write_text(summary, encoding="utf-8")
     if args.markdown:
-        print(render_markdown(review), end="")
+        print(summary, end="")

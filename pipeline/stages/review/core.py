@@ -375,7 +375,29 @@ def data_docs_links(data_docs: Path, out: Path, suites: Iterable[str]) -> dict[s
     return links
 
 
-def publish_plan(release_data: Path, version: str, params: PublishParams) -> PublishPlan:
+def read_card_version(path: Path) -> tuple[str, bool] | None:
+    """(version, unchanged) from the card stage's `card.json`; None when there is none yet."""
+    data = _read_json(path, required=False)
+    if not isinstance(data, dict) or not isinstance(data.get("version"), str):
+        return None
+    return str(data["version"]), data.get("status") == "unchanged"
+
+
+def read_funnel(reports: Path) -> list[tuple[str, int]]:
+    """(step, rows) of `plots/funnel.csv` (the metrics stage's funnel), or [] before it ran."""
+    import csv
+
+    path = reports / "plots" / "funnel.csv"
+    try:
+        with path.open(encoding="utf-8", newline="") as handle:
+            return [(str(row["step"]), int(row["rows"])) for row in csv.DictReader(handle)]
+    except (OSError, KeyError, ValueError):
+        return []
+
+
+def publish_plan(
+    release_data: Path, version: str, params: PublishParams, unchanged: bool = False
+) -> PublishPlan:
     """The version, tag, data files (size, sha256) and Hub repo `abstracts publish` would use.
 
     Paths are as the command line names them (`release_data` as given), so a reviewer can
@@ -389,6 +411,7 @@ def publish_plan(release_data: Path, version: str, params: PublishParams) -> Pub
         repo_id=params.repo_id,
         files=tuple((path.as_posix(), path.stat().st_size, sha256_file(path)) for path in files),
         command="abstracts publish --dry-run",
+        unchanged=unchanged,
     )
 
 
@@ -419,6 +442,11 @@ def load_review(
     validation = _read_json(reports / "validation.json", required=False)
     verdict, reason = verdict_of(validation)
     diff, version, previous_version = read_diff(reports / "release_diff.json", params.diff_examples)
+    # The card stage decides the version (and "nothing to publish") as publish does.
+    card_version = read_card_version(reports / "card.json")
+    unchanged = False
+    if card_version is not None:
+        version, unchanged = card_version
     release_diff = _read_json(reports / "release_diff.json", required=False)
     latest = latest_index(releases) if releases is not None else None
     # The release's lengths are read on another thread (decoding gigabytes of text) while this
@@ -427,7 +455,7 @@ def load_review(
     try:
         # Hashing the release files runs beside the length scan (hashlib releases the GIL).
         plan = (
-            background.submit(publish_plan, release_data, version, publish_params)
+            background.submit(publish_plan, release_data, version, publish_params, unchanged)
             if publish_params is not None
             else None
         )
@@ -561,6 +589,8 @@ def load_review(
             filtered_samples=filtered_samples,
             removals=removals[: params.removed_rows],
             removals_total=len(removals),
+            unchanged=unchanged,
+            funnel=read_funnel(reports),
         )
     finally:
         background.shutdown(wait=True, cancel_futures=True)
@@ -582,18 +612,23 @@ def run_review(
     Raises:
         BadInputError: a required report or table is missing or unreadable.
     """
-    review = load_review(
-        reports,
-        clean,
-        ingested,
-        release_data,
-        out,
-        params,
-        previous_data,
-        releases,
-        publish_params,
-    )
-    page = render_html(review, params)
+    from pipeline.io.progress import phases
+
+    with phases("review", 2) as step:
+        step("reading and sampling the build")
+        review = load_review(
+            reports,
+            clean,
+            ingested,
+            release_data,
+            out,
+            params,
+            previous_data,
+            releases,
+            publish_params,
+        )
+        step("rendering the page")
+        page = render_html(review, params)
     with atomic_path(out) as tmp:
         tmp.write_text(page, encoding="utf-8")
         # A page to open and share: readable by all, unlike the private temporary file.

@@ -46,11 +46,13 @@ class Distributions:
 class PublishPlan:
     """What `abstracts publish` would put on the Hub for this build."""
 
-    version: str  # as proposed by `release_diff.json`
+    version: str  # the card stage's (`card.json`), else as proposed by `release_diff.json`
     tag: str | None  # None when the proposed version is not a release version
     repo_id: str
     files: tuple[tuple[str, int, str], ...]  # (path, bytes, sha256) of each release data file
     command: str  # the command to check the plan with
+    # The build is the last published release (card.json `unchanged`): publish has nothing to do.
+    unchanged: bool = False
 
 
 @dataclass
@@ -83,6 +85,10 @@ class Review:
     # and how many there are in all.
     removals: list[dict[str, Any]] = field(default_factory=list)
     removals_total: int = 0
+    # The card stage found this build equal to the last published release: nothing to publish.
+    unchanged: bool = False
+    # Rows per step from raw records to released rows (metrics' funnel), for the summary.
+    funnel: list[tuple[str, int]] = field(default_factory=list)
 
 
 def docs_key(result: dict[str, Any]) -> str:

@@ -402,12 +402,17 @@ def _md(text: Any) -> str:
 
 
 def render_markdown(review: Review) -> str:
-    """A short pull-request comment: verdict, counts, diff and failed expectations."""
+    """A short pull-request comment from the page's data: verdict, next version (or nothing to
+    publish), funnel, split rows, diff counts and the checks."""
     icon = {"PASS": "✅", "WARN": "⚠️", "FAIL": "❌"}[review.verdict]
+    if review.unchanged:
+        version = f"Nothing to publish: this build is **v{_md(review.version)}** as published."
+    else:
+        version = f"Next version: **{_md(review.version)}**."
     lines = [
         f"### {icon} Release review: {review.verdict}",
         "",
-        f"{_md(review.verdict_reason)}. Proposed version: **{_md(review.version)}**.",
+        f"{_md(review.verdict_reason)}. {version}",
         *(f"\n**Note:** {_md(note)}" for note in review.notes),
         "",
         "| split | rows |",
@@ -416,12 +421,22 @@ def render_markdown(review: Review) -> str:
         f"| **total** | **{sum(review.split_rows.values()):,}** |",
         "",
     ]
+    if review.funnel:
+        lines += ["| funnel step | rows |", "| --- | ---: |"]
+        lines += [f"| {_md(step)} | {rows:,} |" for step, rows in review.funnel]
+        lines.append("")
     if review.diff is None:
         lines.append("Diff: no previous release.")
     else:
         counts = ", ".join(f"{review.diff[k][0]:,} {k}" for k in DIFF_KINDS)
         lines.append(f"{_md(diff_heading(review))}: {counts}.")
     failed = [r for r in review.validation if not r.get("success")]
+    lines.append("")
+    critical = sum(1 for r in failed if r.get("severity") == "critical")
+    lines.append(
+        f"Checks: {len(review.validation) - len(failed):,} of {len(review.validation):,} expectations passed"
+        f" ({critical:,} critical and {len(failed) - critical:,} other failed)."
+    )
     lines.append("")
     if failed:
         lines += [

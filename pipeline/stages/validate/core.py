@@ -935,27 +935,34 @@ def run_validate(
     Raises:
         BadInputError: a suite, the GX project or an input table cannot be read.
     """
+    from pipeline.io.progress import phases
     from pipeline.stages.validate import project, report
 
     policy = policy or FilterParams()
-    checkpoint, specs = project.load_checkpoint(gx_dir)
-    paths = stage_tables(
-        release_data,
-        dedup,
-        split_report,
-        clean,
-        project.artifact_patterns(specs),
-        project.tables_directory(checkpoint),
-        policy,
-        dedup_params or DedupParams(),
-        params.language_sample_every,
-        releases,
-    )
-    outcomes = project.run_checkpoint(checkpoint, expectation_parameters(params, split_params, policy))
-    results = report.plain_results(specs, outcomes, paths)
-    validation = report.build_report(pq.ParquetFile(paths["release"]).metadata.num_rows, results)
-    write_json(validation, report_out)
-    if text_lengths is not None:
-        report.write_text_lengths(paths["rows"], text_lengths)
+    with phases("validate", 4) as step:
+        step("staging the tables")
+        checkpoint, specs = project.load_checkpoint(gx_dir)
+        paths = stage_tables(
+            release_data,
+            dedup,
+            split_report,
+            clean,
+            project.artifact_patterns(specs),
+            project.tables_directory(checkpoint),
+            policy,
+            dedup_params or DedupParams(),
+            params.language_sample_every,
+            releases,
+        )
+        # The checkpoint's action writes the Data Docs pages after the suites.
+        step(f"running {len(specs)} suites and writing Data Docs")
+        outcomes = project.run_checkpoint(checkpoint, expectation_parameters(params, split_params, policy))
+        step("report")
+        results = report.plain_results(specs, outcomes, paths)
+        validation = report.build_report(pq.ParquetFile(paths["release"]).metadata.num_rows, results)
+        write_json(validation, report_out)
+        step("text lengths")
+        if text_lengths is not None:
+            report.write_text_lengths(paths["rows"], text_lengths)
     report.print_summary(validation)
     return validation
