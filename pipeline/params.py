@@ -287,11 +287,15 @@ class CardParams:
 class PublishParams:
     # Hub repository the release is published to (`ORG/NAME`).
     repo_id: str = "ml-abstracts/ml-abstracts"
+    # Seconds a Hub request may wait to connect or for the next bytes of an answer: a stalled
+    # server then fails the publish with a message (the HF client waits forever by default).
+    timeout_seconds: float = 60.0
 
     def __post_init__(self) -> None:
         parts = self.repo_id.split("/")
         if len(parts) != 2 or not all(parts):
             raise ConfigError(f"publish.repo_id must look like ORG/NAME, got {self.repo_id!r}")
+        _check_range("publish.timeout_seconds", self.timeout_seconds, 0.1, 3600)
 
 
 @dataclass(frozen=True)
