@@ -150,4 +150,3 @@ def test_dvc_repro_with_a_key_removed_names_it_and_leaves_the_build(
     assert "Traceback" not in output
     assert "dedup.near_threshold" in output and "missing" in output, output[-2000:]
     assert (root / "release" / "README.md").read_bytes() == before
-    assert (root / "build" / "dedup.parquet").exists()

@@ -238,7 +238,8 @@ def test_the_token_appears_in_no_output_record_or_file(
     hits = []
     for place in places:
         for path in place.rglob("*"):
-            if path.is_file() and not path.is_symlink():
+            # The copies of this test module hold the token literal; nothing else may.
+            if path.is_file() and not path.is_symlink() and path.name != Path(__file__).name:
                 try:
                     if TOKEN.encode() in path.read_bytes():
                         hits.append(path)
