@@ -42,7 +42,7 @@ import pyarrow.parquet as pq
 from pipeline.engines import LOCAL, RAY, Engine, engine_name
 from pipeline.errors import ConfigError
 from pipeline.io import progress
-from pipeline.io.writers import PARQUET_OPTIONS, parquet_writer
+from pipeline.io.writers import PARQUET_OPTIONS, parquet_writer, remove_stale_temporaries, temp_name
 
 BatchFunction = Callable[[pa.RecordBatch], pa.RecordBatch]
 Item = TypeVar("Item")
@@ -51,6 +51,8 @@ Result = TypeVar("Result")
 
 # A RAM-backed file system: a batch written there and memory-mapped back is never on disk.
 _SHARED_MEMORY = Path("/dev/shm")
+# Name of the batch results' scratch directories (`.abstracts-batches.<pid>.<random>.tmp<random>`).
+_SCRATCH = "abstracts-batches"
 
 
 def _scratch_dir(parquet: pq.ParquetFile, batch_rows: int, workers: int) -> Path | None:
@@ -324,9 +326,12 @@ def _map_batches_here(
             return done
         # spawn, not fork: polars and Arrow thread pools deadlock in forked children.
         context = multiprocessing.get_context("spawn")
-        scratch = _scratch_dir(parquet, batch_rows, workers)
+        scratch = Path(_scratch_dir(parquet, batch_rows, workers) or tempfile.gettempdir())
+        # Named for this process (io.writers.temp_name): a killed run's batches, left in shared
+        # memory, are removed by the next run here.
+        remove_stale_temporaries(scratch, _SCRATCH)
         with (
-            tempfile.TemporaryDirectory(prefix=f"{label}-", dir=scratch) as tmp,
+            tempfile.TemporaryDirectory(prefix=temp_name(_SCRATCH, "tmp"), dir=scratch) as tmp,
             ProcessPoolExecutor(
                 max_workers=workers,
                 mp_context=context,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -285,11 +286,15 @@ class CardParams:
 class PublishParams:
     # Hub repository the release is published to (`ORG/NAME`).
     repo_id: str = "ml-abstracts/ml-abstracts"
+    # Seconds a Hub request may wait to connect or for the next bytes of an answer: a stalled
+    # server then fails the publish with a message (the HF client waits forever by default).
+    timeout_seconds: float = 60.0
 
     def __post_init__(self) -> None:
         parts = self.repo_id.split("/")
         if len(parts) != 2 or not all(parts):
             raise ConfigError(f"publish.repo_id must look like ORG/NAME, got {self.repo_id!r}")
+        _check_range("publish.timeout_seconds", self.timeout_seconds, 0.1, 3600)
 
 
 @dataclass(frozen=True)
@@ -401,13 +406,14 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
     raise TypeError(f"unsupported type hint {hint!r} for {key}")
 
 
-def _build(cls: type[T], data: Any, section: str) -> T:
+def _build(cls: type[T], data: Any, section: str, complete: bool = False) -> T:
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{section} must be a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    fields = dataclasses.fields(cls)  # type: ignore[arg-type]
+    names = {f.name for f in fields}
     unknown = sorted(set(data) - names)
     if section == "card" and "version" in unknown:
         raise ConfigError(
@@ -416,12 +422,35 @@ def _build(cls: type[T], data: Any, section: str) -> T:
         )
     if unknown:
         raise ConfigError(f"{section}.{unknown[0]}: unknown key; known keys are {', '.join(sorted(names))}")
+    if complete:
+        for f in fields:
+            if f.name not in data:
+                raise ConfigError(
+                    f"{section}.{f.name} is missing; add `{f.name}: {_yaml_value(_default(f))}` under "
+                    f"`{section}:` (the default)"
+                )
     kwargs = {name: _coerce(f"{section}.{name}", hints[name], value) for name, value in data.items()}
     return cls(**kwargs)
 
 
-def parse_params(data: Any, origin: str = "params.yaml") -> Params:
-    """Build `Params` from already-parsed YAML data; `origin` only names the file in errors."""
+def _default(f: dataclasses.Field[Any]) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
+
+
+def _yaml_value(value: Any) -> str:
+    if isinstance(value, tuple):
+        value = list(value)
+    return yaml.safe_dump(value, default_flow_style=True, width=10**6).strip().removesuffix("\n...").strip()
+
+
+def parse_params(data: Any, origin: str = "params.yaml", complete: bool = False) -> Params:
+    """Build `Params` from already-parsed YAML data; `origin` only names the file in errors.
+
+    `complete` requires every section and key (a params file); otherwise a missing one takes its
+    default (params built in code).
+    """
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -432,9 +461,64 @@ def parse_params(data: Any, origin: str = "params.yaml") -> Params:
         raise ConfigError(
             f"{origin}: unknown section {unknown[0]!r}; known sections are {', '.join(sorted(names))}"
         )
+    if complete:
+        for name in sorted(names - set(data)):
+            raise ConfigError(f"section `{name}:` is missing; every section and key is required")
     hints = typing.get_type_hints(Params)
-    sections = {name: _build(hints[name], value, name) for name, value in data.items()}
+    sections = {name: _build(hints[name], value, name, complete) for name, value in data.items()}
     return Params(**sections)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key!r} appears twice (lines {seen[key]} and {line})",
+                    key_node.start_mark,
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+# The key an error message is about: it starts with it, or names a missing or unknown section.
+_KEY_PATH = re.compile(r"(?:section `|unknown section ')?(?P<path>[A-Za-z_]+(?:\.[A-Za-z_]+|\[\d+\])*)")
+
+
+def _key_line(text: str, message: str) -> int | None:
+    """Line (1-based) in the YAML `text` of the key an error message starts with (`a.b[2]`); of
+    its nearest present parent when the key itself is missing."""
+    match = _KEY_PATH.match(message)
+    if match is None:
+        return None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for part in re.findall(r"[A-Za-z_]+|\[\d+\]", match["path"]):
+        if isinstance(node, yaml.SequenceNode) and part.startswith("["):
+            index = int(part[1:-1])
+            if index >= len(node.value):
+                break
+            node = node.value[index]
+            line = node.start_mark.line + 1
+        elif isinstance(node, yaml.MappingNode):
+            found = [(k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == part]
+            if not found:
+                break
+            key_node, node = found[0]
+            line = key_node.start_mark.line + 1
+        else:
+            break
+    return line
 
 
 def load_params(path: Path) -> Params:
@@ -448,10 +532,21 @@ def load_params(path: Path) -> Params:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read params ({exc.strerror})") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         problem = getattr(exc, "problem", None) or "invalid YAML"
+        context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and context_mark is not None and (mark is None or context_mark.line != mark.line):
+            problem += f" ({context} on line {context_mark.line + 1})"
         raise ConfigError(f"{where}: {problem}; fix the YAML syntax") from None
-    return parse_params(data, str(path))
+    try:
+        return parse_params(data, str(path), complete=True)
+    except ConfigError as exc:
+        message = str(exc).removeprefix(f"{path}: ")
+        line = _key_line(text, message)
+        where = f"{path}:{line}" if line is not None else str(path)
+        raise ConfigError(
+            f"{where}: {message}; fix it in {path} (every key is documented in pipeline/params.py)"
+        ) from None

@@ -62,11 +62,16 @@ def test_every_subcommand_has_help() -> None:
 
 def test_bad_params_print_one_message_and_no_traceback(tmp_path: Path) -> None:
     params = tmp_path / "params.yaml"
-    params.write_text("clean:\n  workers: 0\n")
+    text = (REPO_ROOT / "params.yaml").read_text()
+    params.write_text(text.replace("clean:\n  workers: 2\n", "clean:\n  workers: 0\n"))
+    line = text.splitlines().index("clean:") + 2
     result = run_cli("--params", str(params), "clean", "--in", "x", "--out", "y", "--report", "z")
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
-    assert result.stderr.strip() == ("abstracts clean: error: clean.workers must be between 1 and 64, got 0")
+    assert result.stderr.strip() == (
+        f"abstracts clean: error: {params}:{line}: clean.workers must be between 1 and 64, got 0; "
+        f"fix it in {params} (every key is documented in pipeline/params.py)"
+    )
 
 
 def test_bad_input_exit_code(tmp_path: Path) -> None:

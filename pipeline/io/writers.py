@@ -7,12 +7,14 @@ failed stage never leaves a half-written output for DVC or a user to pick up.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
 import functools
 import hashlib
 import json
 import os
+import re
 import shutil
-import tempfile
 from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -72,13 +74,99 @@ def shared_mode(directory: bool = False) -> int:
     return (0o777 if directory else 0o666) & ~_umask()
 
 
+# Temporary names carry the writing process's id (`.<target>.<pid>.<random>.<kind>`), so a
+# later run can tell a leftover of a killed run (its process is gone) from a live writer's file.
+_TEMP_NAME = re.compile(r"\.(?P<target>.+)\.(?P<pid>\d+)\.[^.]+\.(?:tmp|new|old)\w*")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def temp_name(target: str, kind: str = "tmp") -> str:
+    """A fresh name beside `target` for this process's temporary file or tree (`kind`: tmp, new, old)."""
+    return f".{target}.{os.getpid()}.{os.urandom(4).hex()}.{kind}"
+
+
+def remove_stale_temporaries(directory: Path, target: str | None = None) -> list[Path]:
+    """Remove the temporary files and trees in `directory` (of `target` only, when given) that a
+    killed run left behind: those whose writing process no longer exists. Returns what was
+    removed. A SIGKILL runs no cleanup, so the next writer of the same directory does it."""
+    removed: list[Path] = []
+    if not directory.is_dir():
+        return removed
+    for path in directory.iterdir():
+        match = _TEMP_NAME.fullmatch(path.name)
+        if match is None or (target is not None and match["target"] != target):
+            continue
+        if _alive(int(match["pid"])):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+# renameat2(2) flag: swap two paths in one step (Linux 3.15+, glibc 2.28+).
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def _exchange(first: Path, second: Path) -> bool:
+    """Swap two existing paths atomically; False where the system cannot (then nothing changed)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    result = renameat2(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE)
+    if result == 0:
+        return True
+    error = ctypes.get_errno()
+    if error in (errno.ENOSYS, errno.EINVAL, errno.ENOTSUP):
+        return False
+    raise OSError(error, os.strerror(error), str(second))
+
+
+def swap_directory(new: Path, target: Path) -> None:
+    """Put the tree `new` at `target` in one step and remove the tree it replaces.
+
+    Readers see the old tree or the new one, never a mix nor a half-removed one: where the
+    system can, the two are exchanged atomically; elsewhere the old tree is renamed aside first
+    (a crash between the two renames leaves it there, under a temporary name the next run
+    removes, and `target` missing rather than half-written).
+    """
+    if not target.exists():
+        os.replace(new, target)
+        return
+    if _exchange(new, target):
+        shutil.rmtree(new)
+        return
+    aside = target.parent / temp_name(target.name, "old")
+    os.replace(target, aside)
+    os.replace(new, target)
+    shutil.rmtree(aside)
+
+
 @contextlib.contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `target`; rename it onto `target` only on success."""
+    """Yield a temporary path beside `target`; rename it onto `target` only on success.
+
+    Temporary files of `target` that a killed run left behind are removed first.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    remove_stale_temporaries(target.parent, target.name)
+    tmp = target.parent / temp_name(target.name)
+    tmp.touch(mode=0o600, exist_ok=False)
     try:
         yield tmp
         tmp.chmod(shared_mode())
@@ -89,15 +177,16 @@ def atomic_path(target: Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_directory(target: Path) -> Iterator[Path]:
-    """Yield a fresh temporary directory that replaces `target` only if the block succeeds."""
+    """Yield a fresh temporary directory that replaces `target` (`swap_directory`) only if the
+    block succeeds. Temporary trees of `target` that a killed run left behind are removed first."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    remove_stale_temporaries(target.parent, target.name)
+    tmp = target.parent / temp_name(target.name)
+    tmp.mkdir(mode=0o700)
     try:
         yield tmp
         tmp.chmod(shared_mode(directory=True))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+        swap_directory(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -37,8 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, params: Params) -> None:
-    from pipeline.publish.core import PublishPaths, run_publish
+    from pipeline.publish.core import PublishPaths, bounded_client, run_publish
 
+    bounded_client(params.publish.timeout_seconds)
     paths = PublishPaths(params=args.params)
     ask = input if sys.stdin.isatty() else None
     run_publish(

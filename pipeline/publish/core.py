@@ -237,6 +237,23 @@ def find_token() -> str:
 # -- the Hub side ---------------------------------------------------------------------------------
 
 
+def bounded_client(timeout_seconds: float) -> None:
+    """Make this process's HF client requests time out: its default client waits forever for a
+    stalled server. Its own bounded retries (429, 5xx, dropped connections) are kept. Process-wide
+    (the client is shared), so the `publish` command sets it, not `run_publish`."""
+    import httpx2
+    from huggingface_hub.utils._http import hf_request_event_hook, set_client_factory
+
+    def factory() -> httpx2.Client:
+        return httpx2.Client(
+            event_hooks={"request": [hf_request_event_hook]},
+            follow_redirects=True,
+            timeout=httpx2.Timeout(timeout_seconds),
+        )
+
+    set_client_factory(factory)
+
+
 @contextlib.contextmanager
 def hub_errors(action: str, endpoint: str, token: str) -> Iterator[None]:
     """Turn client exceptions into a `PublishError` that says what happened and what to do."""

@@ -3,10 +3,11 @@
 `split` and `card` write the candidate release to `build/release/` (data, card, Croissant);
 `validate`, `review` and `gate` judge it there. This stage runs only after the gate passed (it
 depends on the gate's verdict) and swaps the candidate in as a whole: a new tree is built beside
-`release/` (data files hard-linked, so 3 GB are not copied), then `release/` is renamed aside,
-the new tree renamed into place and the old one removed. A failed check therefore never touches
-`release/`, and a crash inside this stage leaves either the old tree or the new one in place
-(or, between the two renames, the old one under `.release.old-*`).
+`release/` (data files hard-linked, so 3 GB are not copied), then exchanged with `release/` in
+one rename (`io.writers.swap_directory`) and the old tree removed. A failed check therefore
+never touches `release/`, and a crash inside this stage leaves either the old tree or the new
+one in place, never a mix; the temporary trees a killed run leaves beside it are removed by
+the next run.
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from pipeline.errors import BadInputError
-from pipeline.io.writers import shared_mode
+from pipeline.io.writers import remove_stale_temporaries, shared_mode, swap_directory, temp_name
 
 # What the release stage owns inside release/; anything else there (its .gitignore) is kept.
 RELEASE_ENTRIES = ("data", "README.md", "croissant.json")
@@ -57,7 +57,9 @@ def run_release(candidate: Path, gate: Path, release: Path) -> list[str]:
         raise BadInputError(f"{candidate}: missing {', '.join(missing)}; run the split and card stages first")
     parent = release.parent
     parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{release.name}.new-", dir=parent))
+    remove_stale_temporaries(parent, release.name)
+    staging = parent / temp_name(release.name, "new")
+    staging.mkdir(mode=0o700)
     try:
         if release.is_dir():
             for child in sorted(release.iterdir()):
@@ -66,14 +68,8 @@ def run_release(candidate: Path, gate: Path, release: Path) -> list[str]:
         for name in RELEASE_ENTRIES:
             _copy_tree(candidate / name, staging / name)
         staging.chmod(shared_mode(directory=True))
-        old = None
-        if release.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{release.name}.old-", dir=parent))
-            os.replace(release, old / release.name)
-        os.replace(staging, release)
+        swap_directory(staging, release)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
     return list(RELEASE_ENTRIES)

@@ -19,9 +19,10 @@ from __future__ import annotations
 import copy
 import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any
+
+from pipeline.io.writers import atomic_directory
 
 _REMOTE_TAG = re.compile(
     r"<link\b[^>]*\bhref=[\"']https?://[^>]*>|<script\b[^>]*\bsrc=[\"']https?://[^>]*>\s*</script>"
@@ -163,15 +164,17 @@ def write_data_docs(outcomes: dict[str, Any], directory: Path, suites_dir: Path)
     """Render one page per suite (`<suite>.<asset>.html`) and an index into `directory`, from
     GX's suite validation results (`outcomes`: suite name -> result), left unchanged.
 
-    The directory is replaced as a whole, so pages of suites that no longer exist disappear.
+    The directory is replaced as a whole (`io.writers.atomic_directory`), so pages of suites
+    that no longer exist disappear and a killed run leaves the previous pages.
     """
+    with atomic_directory(directory) as staging:
+        _render_pages(outcomes, staging, directory, suites_dir)
+
+
+def _render_pages(outcomes: dict[str, Any], staging: Path, directory: Path, suites_dir: Path) -> None:
     from great_expectations.render.renderer.page_renderer import ValidationResultsPageRenderer
     from great_expectations.render.view.view import DefaultJinjaPageView
 
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = directory.parent / f".{directory.name}.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir()
     links = []
     suites = Path(os.path.relpath(suites_dir.resolve(), directory.resolve())).as_posix()
     # One view for every page: a view compiles each of GX's templates once, on first use.
@@ -199,6 +202,3 @@ def write_data_docs(outcomes: dict[str, Any], directory: Path, suites_dir: Path)
         + "</ul></body></html>\n",
         encoding="utf-8",
     )
-    if directory.exists():
-        shutil.rmtree(directory)
-    os.replace(staging, directory)
