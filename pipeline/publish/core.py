@@ -550,6 +550,35 @@ def agree(out: Callable[[str], None], paths: PublishPaths, version: Version, unc
         )
 
 
+def commit_release(
+    api: Any,
+    repo_id: str,
+    tag: str,
+    diff: ReleaseDiff,
+    planned: dict[str, bytes | Path],
+    deletions: list[str],
+    head: str | None,
+    create_pr: bool = False,
+) -> Any:
+    """The release's one Hub commit (`planned` files added, `deletions` removed) on `head`: to
+    main, or to a new pull request with `create_pr`. Returns the Hub's `CommitInfo`."""
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
+    operations: list[CommitOperationAdd | CommitOperationDelete] = [
+        CommitOperationAdd(path_in_repo=path, path_or_fileobj=src) for path, src in planned.items()
+    ]
+    operations += [CommitOperationDelete(path_in_repo=path) for path in deletions]
+    return api.create_commit(
+        repo_id,
+        operations,
+        repo_type=REPO_TYPE,
+        commit_message=f"Release {tag}",
+        commit_description=diff.summary(),
+        parent_commit=head,
+        create_pr=create_pr,
+    )
+
+
 def open_pull_request(
     api: HfApi,
     hub: Hub,
@@ -565,7 +594,6 @@ def open_pull_request(
     out: Callable[[str], None],
 ) -> PublishResult:
     """One commit on a new Hub pull request (`refs/pr/N`), or the open one that holds it already."""
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
     wanted = content_key(planned)
     with hub_errors("listing the open pull requests", endpoint, token):
@@ -578,20 +606,8 @@ def open_pull_request(
                     "merge it, then run publish again"
                 )
                 return PublishResult("pull_request", repo_id, tag.removeprefix("v"), None, diff)
-    operations: list[CommitOperationAdd | CommitOperationDelete] = [
-        CommitOperationAdd(path_in_repo=path, path_or_fileobj=src) for path, src in planned.items()
-    ]
-    operations += [CommitOperationDelete(path_in_repo=path) for path in deletions]
     with hub_errors("opening the pull request", endpoint, token):
-        info = api.create_commit(
-            repo_id,
-            operations,
-            repo_type=REPO_TYPE,
-            commit_message=f"Release {tag}",
-            commit_description=diff.summary(),
-            parent_commit=head,
-            create_pr=True,
-        )
+        info = commit_release(api, repo_id, tag, diff, planned, deletions, head, create_pr=True)
     out(f"opened pull request #{info.pr_num} with {tag}: {info.pr_url} (commit {info.oid})")
     out(
         f"nothing is tagged or recorded yet: merge the pull request on the Hub, then run "
@@ -631,7 +647,7 @@ def run_publish(
     Raises:
         PublishError: a precondition failed or the Hub refused or failed; the message says which.
     """
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, constants
+    from huggingface_hub import HfApi, constants
     from huggingface_hub.hf_api import RepoFile
 
     repo_id = repo_id or params.publish.repo_id
@@ -751,19 +767,8 @@ def run_publish(
             )
         action = "tagged" if commit else "published"
         if commit is None:
-            operations: list[CommitOperationAdd | CommitOperationDelete] = [
-                CommitOperationAdd(path_in_repo=path, path_or_fileobj=src) for path, src in planned.items()
-            ]
-            operations += [CommitOperationDelete(path_in_repo=path) for path in deletions]
             with hub_errors("uploading the release commit", endpoint, token):
-                info = api.create_commit(
-                    repo_id,
-                    operations,
-                    repo_type=REPO_TYPE,
-                    commit_message=f"Release {tag}",
-                    commit_description=diff.summary(),
-                    parent_commit=head,
-                )
+                info = commit_release(api, repo_id, tag, diff, planned, deletions, head)
             commit = info.oid
             out(f"committed {len(planned)} file(s), {len(deletions)} deletion(s): {commit}")
         with hub_errors(
