@@ -444,6 +444,9 @@ def test_sniffing_every_format() -> None:
         DOCS / "s2_papers.jsonl": "semantic_scholar",
         DOCS / "arxiv_export.csv": "csv",
         DOCS / "papers.tsv": "tsv",
+        DATA / "samples" / "arxiv-oai-pmh" / "arxiv-physics-hep-th.xml": "arxiv_oai",
+        DATA / "samples" / "arxiv-api-atom" / "xiv-arxiv_response.xml": "arxiv_atom",
+        DATA / "samples" / "s2orc-jsonl" / "sample.jsonl.gz": "semantic_scholar",
     }
     assert {path: sniff_format(path, path.name) for path in expected} == expected
 
@@ -540,3 +543,113 @@ def test_the_seven_kinds_of_real_dumps_ingest_with_no_declaration(raw_dir: Path)
     assert len(rejects) == sum(s["rejects"] for s in report["sources"].values())
     assert records["title"].null_count() == 0
     assert {r["source_name"] for r in rejects} <= set(report["sources"])
+
+
+# Real files of the arXiv OAI-PMH, arXiv API Atom and S2ORC formats (tests/data/samples, see its
+# SOURCES.md), each ingested with no declaration.
+SAMPLES = DATA / "samples"
+OAI_SAMPLE = SAMPLES / "arxiv-oai-pmh" / "arxiv-physics-hep-th.xml"
+ATOM_SAMPLES = SAMPLES / "arxiv-api-atom"
+S2ORC_SAMPLE = SAMPLES / "s2orc-jsonl" / "sample.jsonl.gz"
+
+
+def test_a_real_arxiv_oai_pmh_list_records_page(raw_dir: Path) -> None:
+    put(raw_dir, OAI_SAMPLE)
+    records, rejects, report = ingest(raw_dir)
+    assert rejects == [] and report["files"][OAI_SAMPLE.name]["format"] == "arxiv_oai"
+    assert records.select("locator", "arxiv_id", "year", "published", "doi", "venue").rows() == [
+        ("record[1]", "1412.8323", 2014, dt.date(2014, 12, 29), None, None),
+        ("record[2]", "1507.07790", 2015, dt.date(2015, 7, 28), "10.1088/1751-8121/aa9c53",
+         "J. Phys. A: Math. Theor. 51 (2018) 035201"),
+        ("record[3]", "1607.01710", 2016, dt.date(2016, 7, 6), "10.1002/andp.201700188", None),
+    ]  # fmt: skip
+    first, _, third = records.rows(named=True)
+    # arXiv wraps long titles over two lines; the wrap is not part of the title.
+    assert first["title"] == "Toolbox for reconstructing quantum theory from rules on information acquisition"
+    assert first["authors"] == ["Philipp A Hoehn"]
+    assert first["categories"] == ["quant-ph", "gr-qc", "hep-th", "math-ph", "math.MP", "physics.hist-ph"]
+    assert first["raw_text"].startswith("We develop an operational approach for reconstructing")
+    assert first["raw_text"].endswith("yields a novel formulation\nof quantum theory in terms of questions.")
+    assert third["authors"] == [
+        "R. A. C. Correa", "D. M. Dantas", "P. H. R. S. Moraes", "A. de Souza Dutra", "C. A. S. Almeida",
+    ]  # fmt: skip
+    assert (third["url"], third["license"]) == ("https://arxiv.org/abs/1607.01710", "CC0-1.0")
+
+
+def test_real_arxiv_api_atom_responses(raw_dir: Path) -> None:
+    put(raw_dir, ATOM_SAMPLES, "atom")
+    records, rejects, report = ingest(raw_dir)
+    assert rejects == []
+    assert {name: file["format"] for name, file in report["files"].items()} == {
+        "atom/xiv-arxiv_response.xml": "arxiv_atom",
+        "atom/zoia-arxiv_response.xml": "arxiv_atom",
+    }
+    assert records.select("source", "arxiv_id", "arxiv_version", "published", "doi", "venue").rows() == [
+        ("atom/xiv-arxiv_response.xml:10", "2510.14968", 1, dt.date(2025, 10, 16), None, None),
+        ("atom/xiv-arxiv_response.xml:56", "2510.14827", 1, dt.date(2025, 10, 16), None, None),
+        ("atom/zoia-arxiv_response.xml:10", "1601.00001", 1, dt.date(2015, 12, 26), "10.1063/1.4944470",
+         "J. Chem. Phys. 144, 124107 (2016)"),
+    ]  # fmt: skip
+    rdd, _, probe = records.rows(named=True)
+    assert rdd["title"] == (
+        "RDD: Retrieval-Based Demonstration Decomposer for Planner Alignment in Long-Horizon Tasks"
+    )
+    assert rdd["authors"] == ["Mingxuan Yan", "Yuping Wang", "Zechun Liu", "Jiachen Li"]
+    assert rdd["categories"] == ["cs.RO", "cs.AI", "cs.CV", "cs.LG", "cs.SY", "eess.SY"]
+    assert rdd["raw_text"].startswith("To tackle long-horizon tasks, recent hierarchical")
+    # LaTeX escapes stay for clean.
+    assert probe["raw_text"].startswith('We extend the Landauer-B\\"uttiker probe formalism')
+    assert (probe["year"], probe["url"]) == (2015, "http://arxiv.org/abs/1601.00001v1")
+
+
+def test_a_real_s2orc_metadata_sample(raw_dir: Path) -> None:
+    put(raw_dir, S2ORC_SAMPLE)
+    records, rejects, report = ingest(raw_dir)
+    source = report["sources"]["sample.jsonl.gz"]
+    assert (source["format"], source["license"]) == ("semantic_scholar", "ODC-By-1.0")
+    # Half of S2ORC's metadata rows carry `"abstract": null`: each is a reject with its line.
+    assert (source["records_read"], source["records"], source["rejects"]) == (1000, 488, 512)
+    assert {r["reason"] for r in rejects} == {"empty_abstract"}
+    assert rejects[0]["locator"] == "line 1"
+    robust = records.filter(pl.col("line") == 221).row(0, named=True)
+    assert robust["title"] == "Distributionally Robust Counterpart in Markov Decision Processes"
+    assert robust["authors"] == ["Pengqian Yu", "Huan Xu"]
+    assert (robust["arxiv_id"], robust["year"]) == ("1501.07418", 2016)
+    assert robust["doi"] == "10.1109/tac.2015.2495174"
+    assert robust["venue"] == "IEEE Transactions on Automatic Control"
+    assert robust["categories"] == ["Mathematics", "Computer Science"]
+    assert robust["source_ids"]["semantic_scholar"] == "18980380"
+    assert robust["url"] == "https://api.semanticscholar.org/CorpusID:18980380"
+    assert robust["raw_text"].startswith("This technical note studies Markov decision processes")
+    # Old-style arXiv ids as S2ORC gives them.
+    assert records.filter(pl.col("line") == 251)["arxiv_id"].to_list() == ["hep-th/0110182"]
+    assert records["title"].null_count() == 0 and records["source_ids"].null_count() == 0
+
+
+@pytest.mark.parametrize(
+    ("sample", "cut", "message"),
+    [
+        (OAI_SAMPLE, 4000, r"cut.xml:\d+: malformed XML in record\[2\]"),
+        (ATOM_SAMPLES / "xiv-arxiv_response.xml", 3500, r"cut.xml:59: malformed XML in entry\[2\]"),
+    ],
+)
+def test_a_cut_real_arxiv_xml_file_is_one_error_naming_the_record(
+    raw_dir: Path, sample: Path, cut: int, message: str
+) -> None:
+    (raw_dir / "cut.xml").write_bytes(sample.read_bytes()[:cut])
+    with pytest.raises(BadInputError, match=message):
+        ingest(raw_dir)
+    assert not (raw_dir.parent / "out" / "records.parquet").exists()
+
+
+def test_a_cut_line_of_the_real_s2orc_sample_is_a_reject_naming_it(raw_dir: Path) -> None:
+    lines = gzip.decompress(S2ORC_SAMPLE.read_bytes()).splitlines(keepends=True)
+    # Line 22 (a paper with an abstract) cut in half, as a truncated transfer leaves it.
+    (raw_dir / "cut.jsonl").write_bytes(b"".join([*lines[20:21], lines[21][:300] + b"\n", *lines[220:221]]))
+    records, rejects, _ = ingest(raw_dir)
+    assert [(r["locator"], r["reason"]) for r in rejects] == [
+        ("line 1", "empty_abstract"),
+        ("line 2", "invalid_json"),
+    ]
+    assert rejects[1]["content"].startswith('{"paper_id": "77491955"')
+    assert records["arxiv_id"].to_list() == ["1501.07418"]

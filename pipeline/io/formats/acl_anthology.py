@@ -23,7 +23,7 @@ def read_acl_anthology(path: Path, name: str) -> RawItems:
     volume: dict[str, Any] = {}
     collection = ""
     count = 0
-    for element in iter_elements(path, name, {"meta", "paper"}):
+    for element in iter_elements(path, name, {"meta", "paper"}, record="paper"):
         parent = element.getparent()
         volume_element = parent if parent is not None and local(parent.tag) == "volume" else None
         if volume_element is not None:

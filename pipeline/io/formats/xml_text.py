@@ -41,22 +41,31 @@ def children(element: etree._Element, name: str) -> list[etree._Element]:
     return [child for child in element if local(child.tag) == name]
 
 
-def iter_elements(path: Path, name: str, tags: set[str]) -> Iterator[etree._Element]:
+def iter_elements(
+    path: Path, name: str, tags: set[str], record: str | None = None
+) -> Iterator[etree._Element]:
     """The elements whose local name is in `tags`, as each ends; freed after the caller is done
-    with them, so the tree never holds the file whole."""
+    with them, so the tree never holds the file whole. `record` (default: the one tag) is the
+    tag whose ordinal names the record a syntax error is in, as the readers' locators do."""
+    record_tag = record or (next(iter(tags)) if len(tags) == 1 else None)
+    done = 0
     try:
         with open_binary(path) as handle:
             for _event, element in etree.iterparse(
                 handle, events=("end",), resolve_entities=False, huge_tree=True
             ):
-                if local(element.tag) in tags:
+                tag = local(element.tag)
+                if tag in tags:
                     yield element
+                    done += tag == record_tag
                     element.clear(keep_tail=True)
                     parent = element.getparent()
                     while parent is not None and element.getprevious() is not None:
                         del parent[0]
     except etree.XMLSyntaxError as exc:
         line = exc.lineno or (exc.position[0] if exc.position else 0)
+        # A cut or broken file fails inside the record after the last complete one.
+        where = f" in {record_tag}[{done + 1}]" if record_tag else ""
         raise BadInputError(
-            f"{name}:{line}: malformed XML ({exc.msg}); fix or re-download the file"
+            f"{name}:{line}: malformed XML{where} ({exc.msg}); fix or re-download the file"
         ) from None

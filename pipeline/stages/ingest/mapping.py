@@ -174,7 +174,8 @@ DEFAULT_FIELDS: dict[str, dict[str, tuple[tuple[Step, ...], ...]]] = {
             "s2FieldsOfStudy[].category",
             "mag_field_of_study",
         ),
-        url=("url", "s2Url"),
+        # S2ORC's metadata rows name it `s2_url` (the API's CorpusID page).
+        url=("url", "s2Url", "s2_url"),
         source_ids__semantic_scholar=(
             "paperId",
             "corpusid",
