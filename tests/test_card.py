@@ -336,6 +336,13 @@ def test_licence_header_says_when_rows_come_under_several_licences(
     assert "no licence declared (64 rows)" in details
     card = (release / "README.md").read_text(encoding="utf-8")
     assert f"- **License:** {escape_markdown(details)}" in card
+    # Croissant lists every licence the rows carry (its `license` may be a list).
+    croissant = json.loads((release / "croissant.json").read_text(encoding="utf-8"))
+    assert croissant["license"] == [
+        "https://creativecommons.org/licenses/by/4.0/",
+        "https://opensource.org/licenses/MIT",
+        "NOASSERTION",
+    ]
 
     single = with_licenses(seed_build, tmp_path / "single", ["CC-BY-SA-4.0"])
     for split in ("validation", "test"):
@@ -350,6 +357,8 @@ def test_licence_header_says_when_rows_come_under_several_licences(
     )
     data = DatasetCard.load(single / "README.md").data.to_dict()
     assert data["license"] == "cc-by-sa-4.0" and "license_details" not in data
+    croissant = json.loads((single / "croissant.json").read_text(encoding="utf-8"))
+    assert croissant["license"] == "https://creativecommons.org/licenses/by-sa/4.0/"
 
 
 def test_changelog_lists_published_rows_that_are_gone_capped_with_a_count(

@@ -146,6 +146,9 @@ _LICENSE_URLS = {
     "cc-by-4.0": "https://creativecommons.org/licenses/by/4.0/",
     "cc-by-sa-4.0": "https://creativecommons.org/licenses/by-sa/4.0/",
     "cc0-1.0": "https://creativecommons.org/publicdomain/zero/1.0/",
+    "cc-by-nc-4.0": "https://creativecommons.org/licenses/by-nc/4.0/",
+    "cc-by-nc-sa-4.0": "https://creativecommons.org/licenses/by-nc-sa/4.0/",
+    "odc-by-1.0": "https://opendatacommons.org/licenses/by/1-0/",
     "mit": "https://opensource.org/licenses/MIT",
     "apache-2.0": "https://www.apache.org/licenses/LICENSE-2.0",
 }
@@ -590,6 +593,22 @@ def card_license(params: CardParams, licenses: Mapping[str, int]) -> dict[str, A
     }
 
 
+def croissant_license(params: CardParams, licenses: Mapping[str, int]) -> str | list[str]:
+    """Croissant's `license` for the release rows' licences: as `card_license` decides, one
+    licence (URL where known) when the rows carry one or none, else every licence the rows carry,
+    sorted, as Croissant allows a list (undeclared rows as SPDX's `NOASSERTION`, as the card's
+    sources table names them)."""
+
+    def url(name: str) -> str:
+        return _LICENSE_URLS.get(name.lower(), name)
+
+    if set(licenses) <= {UNDECLARED_LICENSE}:
+        return url(params.license)
+    if len(licenses) == 1:
+        return url(next(iter(licenses)))
+    return [url(name) for name in sorted(licenses)]
+
+
 def _removals(diff: Mapping[str, Any], limit: int) -> dict[str, Any]:
     """Every published row this release drops (`release_diff.json` `removals`), at most `limit`
     listed by id, kind and reason."""
@@ -772,6 +791,7 @@ def build_croissant(
     filtered = _read_report(reports, FILTER_REPORT)
     dedup = _read_report(reports, "dedup.json")
     files = _files(release)
+    license_value = croissant_license(params, row_licenses(release))
     rules = ", ".join(f"{name} ({rule['rows_changed']} rows)" for name, rule in clean["rules"].items())
     dropped = ", ".join(
         f"{name} ({rule['filtered']} rows)" for name, rule in sorted(filtered["rules"].items())
@@ -835,7 +855,7 @@ def build_croissant(
         "name": params.pretty_name,
         "alternateName": repo_id,
         "description": sections["summary"],
-        "license": _LICENSE_URLS.get(params.license.lower(), params.license),
+        "license": license_value,
         "url": params.homepage,
         "sameAs": f"https://huggingface.co/datasets/{repo_id}",
         "version": version,
