@@ -45,6 +45,15 @@ _S2_URL = re.compile(
 )
 _S2_ID = re.compile(r"^(?:[0-9a-f]{40}|\d{1,12})$")
 _OPENALEX = re.compile(r"^(?:https?://openalex\.org/)?(?P<id>W\d+)$", re.IGNORECASE)
+# A forum id as openreview.net writes it in `?id=` (letters, digits, `_`, `-`).
+_OPENREVIEW_ID = re.compile(r"^[\w-]{6,}$")
+# A dblp record key is `<type>/<stream>/<key>` (https://dblp.org/faq/17334559.html), bare or in
+# its `dblp.org/rec/` URL; `homepages/` keys name people, not papers, so they are not paper ids.
+_DBLP_KEY = re.compile(
+    r"^(?:https?://dblp\.(?:org|uni-trier\.de)/rec/)?"
+    r"(?P<key>(?:conf|journals|books|series|reference|phd|tr|ms)(?:/[\w.+'-]+?){2,})"
+    r"(?:\.html|\.bib|\.xml)?$"
+)
 
 
 def _split(match: re.Match[str]) -> tuple[str, int | None]:
@@ -97,9 +106,19 @@ def acl_anthology_id(raw: str) -> str | None:
 
 
 def openreview_id(raw: str) -> str | None:
-    """The forum id of an openreview.net forum or pdf URL."""
-    match = _OPENREVIEW_URL.match(raw.strip())
-    return match.group("id") if match else None
+    """The forum id of an openreview.net forum or pdf URL, or a bare forum id."""
+    text = raw.strip()
+    match = _OPENREVIEW_URL.match(text)
+    if match is not None:
+        return match.group("id")
+    return text if _OPENREVIEW_ID.match(text) else None
+
+
+def dblp_key(raw: str) -> str | None:
+    """A dblp publication key (`conf/nips/VaswaniSPUJGKP17`), bare or from its dblp.org URL; a
+    person's key or a list of them (venue lists' per-author `dblp` cells) is None."""
+    match = _DBLP_KEY.match(raw.strip())
+    return match.group("key") if match else None
 
 
 def pmlr_id(raw: str) -> str | None:

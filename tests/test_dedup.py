@@ -325,3 +325,37 @@ def test_conflicting_dois_and_years_are_counted(tmp_path: Path) -> None:
         },
         {"id": "1910.13461", "kind": "year", "values": [2019, 2021], "sources": ["a.jsonl", "b.jsonl"]},
     ]
+
+
+def test_a_real_venue_list_folds_no_two_papers_by_an_id_they_do_not_share(tmp_path: Path) -> None:
+    """The ICLR 2014 list's `dblp` cells hold one (empty) dblp profile per author, `;`-joined:
+    not a paper key, so papers with as many authors must not share it as an id."""
+    import shutil
+
+    from conftest import DATA
+
+    from pipeline.params import CleanParams, IngestParams
+    from pipeline.stages.clean.core import run_clean
+    from pipeline.stages.ingest.core import run_ingest
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    shutil.copy(DATA / "samples" / "papercopilot-json" / "iclr2014.json", raw)
+    out = tmp_path / "out"
+    run_ingest(
+        raw, out / "ingested.parquet", out / "rejects.jsonl", out / "ingest.json", IngestParams(), None
+    )
+    ingested = pl.read_parquet(out / "ingested.parquet")
+    assert ingested["source_ids"].struct.field("dblp").null_count() == 69
+    assert ingested["source_ids"].struct.field("openreview").n_unique() == 69
+    run_clean(out / "ingested.parquet", out / "clean.parquet", out / "clean.json", CleanParams())
+    report = run_dedup(
+        out / "clean.parquet",
+        out / "dedup.parquet",
+        out / "minhash.parquet",
+        out / "duplicates.parquet",
+        out / "dedup.json",
+        DedupParams(),
+    )
+    assert (report["rows_in"], report["rows_out"]) == (69, 69)
+    assert sum(report["folded_by_method"].values()) == 0

@@ -4,6 +4,7 @@ import pytest
 
 from pipeline.ids import (
     acl_anthology_id,
+    dblp_key,
     ids_in_url,
     normalize_doi,
     openalex_id,
@@ -92,3 +93,27 @@ def test_ids_in_url() -> None:
     assert ids_in_url("https://aclanthology.org/2021.conll-1.5") == {"acl_anthology": "2021.conll-1.5"}
     assert ids_in_url("https://doi.org/10.18653/v1/N19-1423") == {"doi": "10.18653/v1/n19-1423"}
     assert ids_in_url("https://example.org/paper") == {}
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("conf/nips/VaswaniSPUJGKP17", "conf/nips/VaswaniSPUJGKP17"),
+        ("journals/corr/abs-1706-03762", "journals/corr/abs-1706-03762"),
+        ("https://dblp.org/rec/conf/iclr/KingmaB14.html", "conf/iclr/KingmaB14"),
+        # A venue list's per-author profile cells, a person's key and free text are not paper keys.
+        (";;", None),
+        ("", None),
+        ("homepages/v/AshishVaswani", None),
+        ("conf/nips", None),
+        ("Ashish Vaswani", None),
+    ],
+)
+def test_dblp_keys(raw: str, expected: str | None) -> None:
+    assert dblp_key(raw) == expected
+
+
+def test_bare_openreview_forum_ids() -> None:
+    assert openreview_id("-_FVMKvxVCQo1") == "-_FVMKvxVCQo1"
+    assert openreview_id("rJXMpikCZ") == "rJXMpikCZ"
+    assert openreview_id(";") is None and openreview_id("a b c d e f") is None

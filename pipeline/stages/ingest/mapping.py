@@ -20,9 +20,11 @@ from typing import Any, TypeAlias
 from pipeline.errors import ConfigError
 from pipeline.ids import (
     acl_anthology_id,
+    dblp_key,
     ids_in_url,
     normalize_doi,
     openalex_id,
+    openreview_id,
     parse_arxiv_id,
     pmlr_id,
     semantic_scholar_id,
@@ -417,8 +419,13 @@ def version(value: Any) -> int | None:
     return int(match.group(1)) if match else None
 
 
+# Every kind has a parser: a value that is not such an id is dropped, since dedup links the
+# records that share an id (a venue list's per-author `dblp` cell, `;;`, would link every
+# paper with as many authors).
 _ID_PARSERS = {
     "acl_anthology": acl_anthology_id,
+    "openreview": openreview_id,
+    "dblp": dblp_key,
     "semantic_scholar": semantic_scholar_id,
     "pmlr": pmlr_id,
     "openalex": openalex_id,
