@@ -653,3 +653,49 @@ def test_a_cut_line_of_the_real_s2orc_sample_is_a_reject_naming_it(raw_dir: Path
     ]
     assert rejects[1]["content"].startswith('{"paper_id": "77491955"')
     assert records["arxiv_id"].to_list() == ["1501.07418"]
+
+
+CSV_SAMPLE = SAMPLES / "arxiv-api-csv" / "arxiv_papers.csv"
+
+
+def test_a_real_arxiv_api_csv_export_with_its_own_header_names(raw_dir: Path) -> None:
+    # `Title,Authors,Summary,PDF Link,Extracted Text`: the default names match whatever the
+    # header's case and separators; quoted cells hold the API's wrapped lines; rows end in CRLF.
+    put(raw_dir, CSV_SAMPLE)
+    records, rejects, report = ingest(raw_dir)
+    assert rejects == [] and report["files"]["arxiv_papers.csv"]["format"] == "csv"
+    assert records.select("locator", "line", "arxiv_id", "arxiv_version").rows() == [
+        ("row 1", 2, "2505.03738", 1),
+        ("row 2", 29, "2505.03725", 1),
+        ("row 3", 54, "2505.03724", 1),
+        ("row 4", 76, "2505.03721", 1),
+        ("row 5", 102, "2505.03717", 1),
+    ]
+    amo = records.row(0, named=True)
+    assert amo["title"] == "AMO: Adaptive Motion Optimization for Hyper-Dexterous Humanoid Whole-Body Control"
+    assert amo["authors"] == [
+        "Jialong Li", "Xuxin Cheng", "Tianshu Huang", "Shiqi Yang", "Ri-Zhao Qiu", "Xiaolong Wang",
+    ]  # fmt: skip
+    assert amo["url"] == "http://arxiv.org/pdf/2505.03738v1"
+    assert amo["raw_text"].startswith("Humanoid robots derive much of their dexterity from hyper-dexterous\n")
+    assert amo["raw_text"].endswith("underscoring the system's\nversatility and robustness.")
+    # The PDF's extracted text is no field of the record's columns.
+    assert all("arXiv:2505" not in text for text in records["raw_text"])
+    assert records["raw_text"][4].startswith("The classical low-rank matrix recovery problem")
+
+
+def test_a_declared_header_name_is_taken_as_written(raw_dir: Path) -> None:
+    put(raw_dir, CSV_SAMPLE)
+    sources = "sources:\n  - {name: export, paths: arxiv_papers.csv, field: {abstract: Extracted Text}}\n"
+    records, _, _ = ingest(raw_dir, sources)
+    assert records["raw_text"][0].startswith("arXiv:2505.03738v1  [cs.RO]")
+
+
+@pytest.mark.parametrize(("cut", "row"), [(3000, "row 2"), (5200, "row 3")])
+def test_a_real_csv_cut_inside_a_quoted_cell_rejects_the_cut_row(raw_dir: Path, cut: int, row: str) -> None:
+    # The csv module would close the cut cell silently and keep a shortened abstract or text.
+    (raw_dir / "cut.csv").write_bytes(CSV_SAMPLE.read_bytes()[:cut])
+    records, rejects, _ = ingest(raw_dir)
+    assert [(r["locator"], r["reason"]) for r in rejects] == [(row, "unclosed_quote")]
+    assert "cut short" in rejects[0]["detail"]
+    assert len(records) == int(row.split()[1]) - 1

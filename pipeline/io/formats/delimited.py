@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO, cast
 
@@ -16,6 +17,7 @@ from pipeline.io.formats.compression import open_binary
 # Abstracts with long LaTeX can pass the csv module's default 128 KiB cell limit.
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 _CANDIDATE_DELIMITERS = ",;\t|"
+_QUOTE = '"'
 
 
 def _delimiter(header: str, default: str) -> str:
@@ -49,14 +51,37 @@ def read_delimited(path: Path, name: str, delimiter: str) -> RawItems:
                 raise BadInputError(
                     f"{name}: header repeats column(s) {', '.join(duplicated)}; rename them so each is unique"
                 )
-            reader = csv.reader(handle, delimiter=delimiter, skipinitialspace=True)
+            # The csv module closes a quoted cell that the file's end cuts short without a word:
+            # a row the reader could only finish at the end of the file, with an odd number of
+            # quotes in its raw lines, is such a cut.
+            row_lines: list[str] = []
+            ended = False
+
+            def lines() -> Iterator[str]:
+                nonlocal ended
+                for text in handle:
+                    row_lines.append(text)
+                    yield text
+                ended = True
+
+            reader = csv.reader(lines(), delimiter=delimiter, skipinitialspace=True)
             line = header_line
             for cells in reader:
                 start, line = line + 1, header_line + reader.line_num
+                raw_row, row_lines[:] = "".join(row_lines), []
                 if not any(cell.strip() for cell in cells):
                     continue
                 row_number += 1
                 locator = f"row {row_number}"
+                if ended and raw_row.count(_QUOTE) % 2:
+                    yield RawReject(
+                        start,
+                        locator,
+                        "unclosed_quote",
+                        raw_row,
+                        "the file ends inside a quoted cell: it was cut short; re-download it",
+                    )
+                    continue
                 if len(cells) != len(header):
                     yield RawReject(
                         start,

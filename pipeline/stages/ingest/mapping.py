@@ -127,7 +127,7 @@ _GENERIC: dict[str, tuple[tuple[Step, ...], ...]] = {
         "categories", "Categories", "category", "fieldsOfStudy", "fields_of_study", "subjects"
     ),
     "doi": _paths("doi", "DOI", "externalIds.DOI", "externalids.DOI"),
-    "url": _paths("url", "URL", "link", "Link", "site", "abs_url", "pdf_url"),
+    "url": _paths("url", "URL", "link", "Link", "site", "abs_url", "pdf_url", "pdf_link"),
     "source_ids.acl_anthology": _paths("acl_id", "externalIds.ACL", "externalids.ACL"),
     "source_ids.openreview": _paths("openreview_id", "forum"),
     "source_ids.semantic_scholar": _paths("externalIds.CorpusId", "externalids.CorpusId"),
@@ -265,14 +265,54 @@ def _getter(candidates: tuple[tuple[Step, ...], ...]) -> Getter:
     return get_path
 
 
+# Tables whose header names are written by people or spreadsheet tools (`Summary`, `PDF Link`).
+_TABULAR_FORMATS = ("csv", "tsv")
+_HEADER_SEPARATORS = re.compile(r"[\s_-]+")
+
+
+def _header_key(name: str) -> str:
+    """A header name as the default names are matched: case, spaces, `_` and `-` ignored."""
+    return _HEADER_SEPARATORS.sub("_", name.strip().lower())
+
+
+def _header_getter(candidates: tuple[tuple[Step, ...], ...]) -> Getter:
+    """`_getter` for a table's rows: a candidate name matches a header name that differs only in
+    case and separators. A file's rows share their header, so each header is matched once."""
+    wanted = tuple(dict.fromkeys(_header_key(steps[0].name) for steps in candidates))
+    matched: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+    def get_header(fields: dict[str, Any]) -> Any:
+        header = tuple(fields)
+        names = matched.get(header)
+        if names is None:
+            by_key: dict[str, str] = {}
+            for name in header:
+                by_key.setdefault(_header_key(name), name)
+            names = matched[header] = tuple(by_key[k] for k in wanted if k in by_key)
+        for name in names:
+            value = fields.get(name)
+            if value is not None and value != "":
+                return value
+        return None
+
+    return get_header
+
+
 def field_paths(fmt: str, overrides: Mapping[str, str], key: str) -> FieldPaths:
-    """The paths tried for each column of a source: its format's defaults, then its overrides."""
+    """The paths tried for each column of a source: its format's defaults, then its overrides.
+    In CSV and TSV tables the names match header names whatever their case and separators."""
     paths = dict(DEFAULT_FIELDS.get(fmt, _GENERIC))
     for column, path in overrides.items():
         if column not in TARGETS:
             raise ConfigError(f"{key}.{column}: unknown column; mappable columns are {', '.join(TARGETS)}")
         paths[column] = (parse_path(path, f"{key}.{column}"),)
-    return FieldPaths(paths, {column: _getter(paths.get(column, ())) for column in TARGETS})
+    getters = {}
+    for column in TARGETS:
+        candidates = paths.get(column, ())
+        flat = all(len(steps) == 1 and steps[0].index is None for steps in candidates)
+        tabular = fmt in _TABULAR_FORMATS and flat and column not in overrides and candidates
+        getters[column] = _header_getter(candidates) if tabular else _getter(candidates)
+    return FieldPaths(paths, getters)
 
 
 def text(value: Any) -> str | None:
