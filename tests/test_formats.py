@@ -525,18 +525,21 @@ def test_the_seven_kinds_of_real_dumps_ingest_with_no_declaration(raw_dir: Path)
     put(raw_dir, REAL / "acl" / "2021.repl4nlp.xml", "acl/2021.repl4nlp.xml")
     put(raw_dir, REAL / "papercopilot" / "colt2014.json", "venues/colt2014.json")
     put(raw_dir, REAL / "pmlr" / "acml17.bib", "pmlr/acml17.bib")
-    put(raw_dir, DOCS / "s2_papers.jsonl", "s2/papers.jsonl")
+    put(raw_dir, DATA / "samples" / "s2orc-jsonl" / "sample.jsonl.gz", "s2/metadata_0.jsonl.gz")
     put(raw_dir, REAL / "arxiv-rss", "rss")
-    put(raw_dir, DOCS / "arxiv_export.csv", "exports/arxiv_api.csv")
-    put(raw_dir, DOCS / "papers.tsv", "exports/padded.tsv")
+    put(raw_dir, DATA / "samples" / "arxiv-api-csv" / "arxiv_papers.csv", "exports/arxiv_api.csv")
+    # No real space-padded CSV was found; this one follows the arXiv API export's columns.
+    put(raw_dir, DOCS / "arxiv_export.csv", "exports/padded.csv")
+    put(raw_dir, DOCS / "papers.tsv", "exports/papers.tsv")
     records, rejects, report = ingest(raw_dir)
     assert {name: (s["format"], s["records"]) for name, s in report["sources"].items()} == {
         "acl/2021.repl4nlp.xml": ("acl_xml", 32),
-        "exports/arxiv_api.csv": ("csv", 2),
-        "exports/padded.tsv": ("tsv", 2),
+        "exports/arxiv_api.csv": ("csv", 5),
+        "exports/padded.csv": ("csv", 2),
+        "exports/papers.tsv": ("tsv", 2),
         "pmlr/acml17.bib": ("bibtex", 41),
         "rss/23/01": ("json_object", 3),
-        "s2/papers.jsonl": ("semantic_scholar", 3),
+        "s2/metadata_0.jsonl.gz": ("semantic_scholar", 488),
         "venues/colt2014.json": ("json_array", 59),
     }
     assert len(records) == sum(s["records"] for s in report["sources"].values())
