@@ -175,6 +175,20 @@ def test_arxiv_oai_pmh_arxiv_and_oai_dc(raw_dir: Path) -> None:
     assert "Comment:" not in dc["raw_text"]
 
 
+def test_arxiv_oai_pmh_arxiv_raw(raw_dir: Path) -> None:
+    put(raw_dir, DOCS / "arxiv_oai_raw.xml")
+    records, rejects, report = ingest(raw_dir)
+    assert rejects == [] and report["files"]["arxiv_oai_raw.xml"]["format"] == "arxiv_oai"
+    raw = records.row(0, named=True)
+    assert (raw["arxiv_id"], raw["arxiv_version"]) == ("1304.4214", 2)
+    assert raw["authors"] == ["Igor A. Zaliznyak", "John M. Tranquada"]
+    # The first version's RFC 2822 date is the published date.
+    assert (raw["published"], raw["year"]) == (dt.date(2013, 4, 15), 2013)
+    assert raw["title"] == "Neutron Scattering and Its Application to Strongly Correlated Systems"
+    assert raw["categories"] == ["cond-mat.str-el"]
+    assert raw["raw_text"].startswith("Neutron scattering is a powerful probe")
+
+
 def test_arxiv_api_atom(raw_dir: Path) -> None:
     put(raw_dir, DOCS / "arxiv_api.atom")
     records, rejects, _ = ingest(raw_dir)
