@@ -30,6 +30,10 @@ RAW_FILES: dict[str, list[Path]] = {
         ]
     ),
     "arxiv-snapshot": [DATA / "filter" / "arxiv_snapshot.jsonl"],
+    "arxiv-oai-pmh": [SAMPLES / "arxiv-oai-pmh" / "arxiv-physics-hep-th.xml"],
+    "arxiv-api-atom": sorted((SAMPLES / "arxiv-api-atom").glob("*.xml")),
+    "arxiv-api-csv": [SAMPLES / "arxiv-api-csv" / "arxiv_papers.csv"],
+    "s2orc": [SAMPLES / "s2orc-jsonl" / "sample.jsonl.gz"],
 }
 SNAPSHOT = "arxiv-snapshot/arxiv_snapshot.jsonl"
 
@@ -71,6 +75,11 @@ def test_dvc_repro_exits_zero_on_every_real_format(
         SNAPSHOT: "arxiv_snapshot",
         "papercopilot-json/iclr2014.json": "json_array",
         "pmlr-bibtex/acml17.bib": "bibtex",
+        "arxiv-oai-pmh/arxiv-physics-hep-th.xml": "arxiv_oai",
+        "arxiv-api-atom/xiv-arxiv_response.xml": "arxiv_atom",
+        "arxiv-api-atom/zoia-arxiv_response.xml": "arxiv_atom",
+        "arxiv-api-csv/arxiv_papers.csv": "csv",
+        "s2orc/sample.jsonl.gz": "semantic_scholar",
     }
     assert {name: source["records_read"] for name, source in report["sources"].items()} == {
         "acl-anthology-xml/2021.conll.xml": 52,
@@ -79,6 +88,11 @@ def test_dvc_repro_exits_zero_on_every_real_format(
         "papercopilot-json/iclr2014.json": 69,
         # 41 papers and the volume's `@Proceedings` header, a reject.
         "pmlr-bibtex/acml17.bib": 42,
+        "arxiv-oai-pmh/arxiv-physics-hep-th.xml": 3,
+        "arxiv-api-atom/xiv-arxiv_response.xml": 2,
+        "arxiv-api-atom/zoia-arxiv_response.xml": 1,
+        "arxiv-api-csv/arxiv_papers.csv": 5,
+        "s2orc/sample.jsonl.gz": 1000,
     }
     assert (target / "release" / "README.md").is_file()
 
@@ -164,3 +178,25 @@ def test_the_release_keeps_the_metadata_each_source_carries(
     for column in columns:
         assert rows[column].null_count() == 0, column
     assert rows.filter(pl.col("title").str.contains(r"\(arXiv:")).is_empty()
+
+
+def test_the_card_and_croissant_list_every_sources_licence(repo: Path) -> None:
+    croissant = json.loads((repo / "release" / "croissant.json").read_text(encoding="utf-8"))
+    release = pl.read_parquet(repo / "release" / "data", columns=["license"])
+    licences = set(release["license"].fill_null("NOASSERTION"))
+    # ACL Anthology CC BY 4.0, arXiv CC0, the undeclared venue lists and CSV, at least.
+    assert {"CC-BY-4.0", "CC0-1.0", "NOASSERTION"} <= licences
+    urls = {
+        "CC-BY-4.0": "https://creativecommons.org/licenses/by/4.0/",
+        "CC0-1.0": "https://creativecommons.org/publicdomain/zero/1.0/",
+        "ODC-By-1.0": "https://opendatacommons.org/licenses/by/1-0/",
+    }
+    assert croissant["license"] == [urls.get(name, name) for name in sorted(licences)]
+    card = (repo / "release" / "README.md").read_text(encoding="utf-8")
+    table = card.split("| source | format | licence |", 1)[1].split("\n\n", 1)[0]
+    ingest = json.loads((repo / "reports" / "ingest.json").read_text())
+    for name, source in ingest["sources"].items():
+        row = next(line for line in table.splitlines() if line.startswith(f"| `{name}` |"))
+        cells = [cell.strip() for cell in row.strip("|").split("|")]
+        licence = source["license"] or "NOASSERTION"
+        assert (cells[2], int(cells[3])) == (licence, source["records_read"]), row
