@@ -4,17 +4,14 @@ The function takes and returns an Arrow record batch, so the same code runs unch
 distributed engine's map-over-Arrow-batches (Spark `mapInArrow`, Ray/Daft `map_batches`).
 Batches are the source's row groups, each cut into equal parts of at most `batch_rows` rows,
 and are written back in input order, so the output file is byte-identical for any worker
-count. A worker reads its batch from the parquet file itself (decoding runs in parallel, and
-the main process never holds the input); results travel back as Arrow IPC files in shared
-memory (`/dev/shm` where it exists and has room), not pickled through a pipe: pickling a
-batch of abstracts costs CPU in both processes, a memory map next to none.
-A batch cut from a row group decodes the whole group, so stages write row groups of their
-batch size.
+count. A batch cut from a row group decodes the whole group, so stages write row groups of
+their batch size.
 
-A stage whose function spends its time in code that releases the GIL (polars, Arrow, numba
-`nogil` loops) can run its batches on threads of the main process instead (`threads=True`):
-no worker starts (imports, word lists, compiled loops loaded once per process) and no result
-makes the trip through shared memory (`clean` runs so; its A/B is in benchmarks/RESULTS.md).
+Batches run on threads of the stage's own process: the stages' functions spend their time in
+code that releases the GIL (polars, Arrow, numba `nogil` loops), so threads use every core
+with nothing started or loaded twice and no result copied between processes. A pool of worker
+processes was measured against threads on dedup's MinHash at full scale and used the same CPU
+time (benchmarks/RESULTS.md), so only the simpler one is kept.
 
 This is the embedded (local) engine. `engine()` returns the one the environment selects
 (`pipeline.engines`: `ABSTRACTS_ENGINE=ray` runs the same functions as Ray tasks); the stages
@@ -25,13 +22,9 @@ from __future__ import annotations
 
 import itertools
 import math
-import multiprocessing
-import os
-import shutil
-import tempfile
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -42,43 +35,12 @@ import pyarrow.parquet as pq
 from pipeline.engines import LOCAL, RAY, Engine, engine_name
 from pipeline.errors import ConfigError
 from pipeline.io import progress
-from pipeline.io.writers import PARQUET_OPTIONS, parquet_writer, remove_stale_temporaries, temp_name
+from pipeline.io.writers import PARQUET_OPTIONS, parquet_writer
 
 BatchFunction = Callable[[pa.RecordBatch], pa.RecordBatch]
 Item = TypeVar("Item")
 Part = TypeVar("Part")
 Result = TypeVar("Result")
-
-# A RAM-backed file system: a batch written there and memory-mapped back is never on disk.
-_SHARED_MEMORY = Path("/dev/shm")
-# Name of the batch results' scratch directories (`.abstracts-batches.<pid>.<random>.tmp<random>`).
-_SCRATCH = "abstracts-batches"
-
-
-def _scratch_dir(parquet: pq.ParquetFile, batch_rows: int, workers: int) -> Path | None:
-    """`/dev/shm` if it has room for every batch in flight, else None (the default temp dir).
-
-    Containers often mount a small `/dev/shm` (Docker: 64 MiB). The estimate allows each of
-    the `2 * workers` batches in flight a result four times its input's size.
-    """
-    if not _SHARED_MEMORY.is_dir():
-        return None
-    meta = parquet.metadata
-    groups = range(meta.num_row_groups)
-    row_bytes = sum(meta.row_group(g).total_byte_size for g in groups) / max(meta.num_rows, 1)
-    needed = 2 * workers * min(batch_rows, meta.num_rows) * row_bytes * 4
-    return _SHARED_MEMORY if shutil.disk_usage(_SHARED_MEMORY).free > needed else None
-
-
-def _write_ipc(batch: pa.RecordBatch, path: Path) -> None:
-    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, batch.schema) as writer:
-        writer.write_batch(batch)
-
-
-def _read_ipc(path: Path) -> pa.RecordBatch:
-    """The one batch of the IPC file at `path`, memory-mapped: no copy is made."""
-    with pa.memory_map(str(path)) as source:
-        return pa.ipc.open_file(source).get_batch(0)
 
 
 @dataclass(frozen=True)
@@ -110,25 +72,6 @@ def read_slice(source: Path, columns: list[str] | None, part: BatchSlice) -> pa.
 
 def _empty(schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_pylist([], schema=schema)
-
-
-def _share_cores(threads: int) -> None:
-    """Worker set-up: at most `threads` compute threads for polars and Arrow in this process.
-
-    Each library otherwise starts a thread per core in every worker, and with one worker per
-    core the threads of all workers contend for the same cores.
-    """
-    # Read by polars when it starts its thread pool: before the first batch imports it.
-    os.environ["POLARS_MAX_THREADS"] = str(threads)
-    pa.set_cpu_count(threads)
-
-
-def _apply_to_slice(
-    function: BatchFunction, source: Path, columns: list[str] | None, part: BatchSlice, result_path: Path
-) -> Path:
-    """Worker side: read `part` of `source`, write `function` of it to `result_path`."""
-    _write_ipc(function(read_slice(source, columns, part)), result_path)
-    return result_path
 
 
 def _in_threads(
@@ -177,19 +120,17 @@ def map_batches(
     label: str,
     columns: list[str] | None = None,
     options: Mapping[str, Any] = PARQUET_OPTIONS,
-    threads: bool = False,
 ) -> int:
     """Apply `function` to every batch of `source`, writing the results to `target` in order,
-    on the selected engine (`engine()`).
+    on the selected engine (`engine()`: `workers` threads of this process, or Ray tasks).
 
     `function` must be picklable (a module-level function or a `functools.partial` of one)
-    unless `threads` runs the `workers` on threads of this process (the local engine; Ray
-    always pickles it). `columns` limits what is read from `source` (default: every column);
-    `options` are the parquet writer's settings for `target`.
+    for Ray, which sends it to its workers. `columns` limits what is read from `source`
+    (default: every column); `options` are the parquet writer's settings for `target`.
     Returns the number of rows written.
     """
     return engine().map_batches(
-        source, target, function, schema, workers, batch_rows, label, columns, options, threads
+        source, target, function, schema, workers, batch_rows, label, columns, options
     )
 
 
@@ -256,10 +197,9 @@ class LocalEngine:
         label: str,
         columns: list[str] | None,
         options: Mapping[str, Any],
-        threads: bool,
     ) -> int:
         return _map_batches_here(
-            source, target, function, schema, workers, batch_rows, label, columns, options, threads
+            source, target, function, schema, workers, batch_rows, label, columns, options
         )
 
     def shuffle(
@@ -301,13 +241,15 @@ def _map_batches_here(
     label: str,
     columns: list[str] | None = None,
     options: Mapping[str, Any] = PARQUET_OPTIONS,
-    threads: bool = False,
 ) -> int:
     """`map_batches` on the local engine."""
     parquet = pq.ParquetFile(source)
     total_rows = parquet.metadata.num_rows
     slices = batch_slices(parquet, batch_rows)
     done = 0
+
+    def compute(part: BatchSlice) -> pa.RecordBatch:
+        return function(read_slice(source, columns, part)).cast(schema)
 
     def report(batch: pa.RecordBatch) -> None:
         nonlocal done
@@ -316,42 +258,5 @@ def _map_batches_here(
         advance(batch.num_rows)
 
     with parquet_writer(target, schema, options) as writer, progress.rows(label, total_rows) as advance:
-        # One batch gains nothing from worker processes but their start-up time.
-        if threads or workers == 1 or len(slices) <= 1:
-
-            def compute(part: BatchSlice) -> pa.RecordBatch:
-                return function(read_slice(source, columns, part)).cast(schema)
-
-            _in_threads(slices, compute, report, workers if threads else 1)
-            return done
-        # spawn, not fork: polars and Arrow thread pools deadlock in forked children.
-        context = multiprocessing.get_context("spawn")
-        scratch = Path(_scratch_dir(parquet, batch_rows, workers) or tempfile.gettempdir())
-        # Named for this process (io.writers.temp_name): a killed run's batches, left in shared
-        # memory, are removed by the next run here.
-        remove_stale_temporaries(scratch, _SCRATCH)
-        with (
-            tempfile.TemporaryDirectory(prefix=temp_name(_SCRATCH, "tmp"), dir=scratch) as tmp,
-            ProcessPoolExecutor(
-                max_workers=workers,
-                mp_context=context,
-                initializer=_share_cores,
-                initargs=(max(1, (os.cpu_count() or 1) // workers),),
-            ) as pool,
-        ):
-
-            def collect(future: Future[Path]) -> None:
-                result_path = future.result()
-                report(_read_ipc(result_path).cast(schema))
-                result_path.unlink()
-
-            # At most 2 batches per worker in flight bounds memory on large inputs.
-            pending: deque[Future[Path]] = deque()
-            for number, part in enumerate(slices):
-                result_path = Path(tmp) / f"{number}.out.arrow"
-                pending.append(pool.submit(_apply_to_slice, function, source, columns, part, result_path))
-                if len(pending) >= 2 * workers:
-                    collect(pending.popleft())
-            while pending:
-                collect(pending.popleft())
+        _in_threads(slices, compute, report, workers)
     return done

@@ -191,7 +191,7 @@ class DedupParams:
     rows_per_band: int = 5
     # MinHash seed: changing it changes which borderline pairs become candidates.
     seed: int = 42
-    # Worker processes and rows per batch for the MinHash pass; output is identical for any value.
+    # Threads and rows per batch for the MinHash pass; output is identical for any value.
     workers: int = 2
     batch_rows: int = 50_000
 

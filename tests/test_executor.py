@@ -1,10 +1,8 @@
 from __future__ import annotations
 
 import functools
-import os
 from pathlib import Path
 
-import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -57,14 +55,14 @@ def test_row_groups_are_cut_into_equal_parts_of_at_most_batch_rows(tmp_path: Pat
 def test_output_is_in_order_and_byte_identical_for_any_worker_count(tmp_path: Path) -> None:
     path = source(tmp_path, [500, 120, 380])
     outputs = []
-    for workers, threads in ((1, False), (2, False), (3, False), (2, True), (3, True)):
-        target = tmp_path / f"out-{workers}-{threads}.parquet"
+    for workers in (1, 2, 3):
+        target = tmp_path / f"out-{workers}.parquet"
         shouting = functools.partial(shout, tag=0)
-        rows = map_batches(path, target, shouting, OUT_SCHEMA, workers, 200, "test", threads=threads)
+        rows = map_batches(path, target, shouting, OUT_SCHEMA, workers, 200, "test")
         assert rows == 1000
         outputs.append(target.read_bytes())
     assert len(set(outputs)) == 1
-    table = pq.read_table(tmp_path / "out-2-False.parquet")
+    table = pq.read_table(tmp_path / "out-2.parquet")
     assert table.column("n").to_pylist() == list(range(1000))
     assert table.column("upper")[999].as_py() == "ROW 999"
     # Batches follow the row groups: 500 -> 3 parts, 120 -> 1, 380 -> 2.
@@ -77,8 +75,7 @@ def fail_on_row_500(batch: pa.RecordBatch) -> pa.RecordBatch:
     return shout(batch, tag=0)
 
 
-@pytest.mark.parametrize("threads", [False, True])
-def test_a_failing_batch_fails_the_map_and_leaves_no_output(tmp_path: Path, threads: bool) -> None:
+def test_a_failing_batch_fails_the_map_and_leaves_no_output(tmp_path: Path) -> None:
     target = tmp_path / "out.parquet"
     with pytest.raises(ValueError, match="row 500 is bad"):
         map_batches(
@@ -89,25 +86,5 @@ def test_a_failing_batch_fails_the_map_and_leaves_no_output(tmp_path: Path, thre
             2,
             200,
             "t",
-            threads=threads,
         )
     assert list(tmp_path.iterdir()) == [tmp_path / "in.parquet"]
-
-
-THREADS_SCHEMA = pa.schema([pa.field("polars_threads", pa.int64()), pa.field("arrow_threads", pa.int64())])
-
-
-def thread_counts(batch: pa.RecordBatch) -> pa.RecordBatch:
-    rows = batch.num_rows
-    return pa.RecordBatch.from_arrays(
-        [pa.array([pl.thread_pool_size()] * rows), pa.array([pa.cpu_count()] * rows)], schema=THREADS_SCHEMA
-    )
-
-
-def test_workers_share_the_cores_instead_of_each_starting_a_thread_per_core(tmp_path: Path) -> None:
-    target = tmp_path / "threads.parquet"
-    map_batches(source(tmp_path, [10, 10, 10, 10]), target, thread_counts, THREADS_SCHEMA, 2, 10, "test")
-    expected = max(1, (os.cpu_count() or 1) // 2)
-    counts = pq.read_table(target).to_pylist()
-    assert {row["polars_threads"] for row in counts} == {expected}
-    assert {row["arrow_threads"] for row in counts} == {expected}

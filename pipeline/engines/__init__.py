@@ -4,8 +4,8 @@ The engine is chosen by the environment, never by `params.yaml`: no stage's outp
 it (the outputs are byte-identical for either engine and any worker count), so it must not be
 a DVC dependency that reruns stages when it changes.
 
-- `ABSTRACTS_ENGINE` unset or `local`: the embedded engine (`pipeline.executor`), threads or
-  processes of this machine; nothing starts beyond them.
+- `ABSTRACTS_ENGINE` unset or `local`: the embedded engine (`pipeline.executor`), threads of
+  the stage's process; nothing starts beyond them.
 - `ABSTRACTS_ENGINE=ray`: Ray tasks (`pipeline.engines.ray_engine`, install the `ray` extra).
   With `RAY_ADDRESS` set each stage joins that cluster; without it each stage starts a Ray
   instance of its own on this machine and stops it at the end.
@@ -71,7 +71,6 @@ class Engine(Protocol):
         label: str,
         columns: list[str] | None,
         options: Mapping[str, Any],
-        threads: bool,
     ) -> int:
         """`function` of every batch of `source` written to `target` in order (see
         `pipeline.executor.map_batches`); returns the rows written."""

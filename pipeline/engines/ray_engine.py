@@ -135,7 +135,6 @@ class RayEngine:
         label: str,
         columns: list[str] | None,
         options: Mapping[str, Any],
-        threads: bool,
     ) -> int:
         parquet = pq.ParquetFile(source)
         total = parquet.metadata.num_rows
