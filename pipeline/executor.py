@@ -170,7 +170,7 @@ def _ordered_in_threads(
 
 
 class LocalEngine:
-    """The embedded engine: threads or processes of this machine (`pipeline.engines.Engine`)."""
+    """The embedded engine: threads of this process (`pipeline.engines.Engine`)."""
 
     name = LOCAL
 
@@ -198,9 +198,23 @@ class LocalEngine:
         columns: list[str] | None,
         options: Mapping[str, Any],
     ) -> int:
-        return _map_batches_here(
-            source, target, function, schema, workers, batch_rows, label, columns, options
-        )
+        parquet = pq.ParquetFile(source)
+        total_rows = parquet.metadata.num_rows
+        slices = batch_slices(parquet, batch_rows)
+        done = 0
+
+        def compute(part: BatchSlice) -> pa.RecordBatch:
+            return function(read_slice(source, columns, part)).cast(schema)
+
+        def report(batch: pa.RecordBatch) -> None:
+            nonlocal done
+            done += batch.num_rows
+            writer.write_batch(batch)
+            advance(batch.num_rows)
+
+        with parquet_writer(target, schema, options) as writer, progress.rows(label, total_rows) as advance:
+            _in_threads(slices, compute, report, workers)
+        return done
 
     def shuffle(
         self,
@@ -229,34 +243,3 @@ def engine() -> Engine:
             "(`pip install -e '.[ray]'`) or unset ABSTRACTS_ENGINE"
         ) from None
     return RayEngine()
-
-
-def _map_batches_here(
-    source: Path,
-    target: Path,
-    function: BatchFunction,
-    schema: pa.Schema,
-    workers: int,
-    batch_rows: int,
-    label: str,
-    columns: list[str] | None = None,
-    options: Mapping[str, Any] = PARQUET_OPTIONS,
-) -> int:
-    """`map_batches` on the local engine."""
-    parquet = pq.ParquetFile(source)
-    total_rows = parquet.metadata.num_rows
-    slices = batch_slices(parquet, batch_rows)
-    done = 0
-
-    def compute(part: BatchSlice) -> pa.RecordBatch:
-        return function(read_slice(source, columns, part)).cast(schema)
-
-    def report(batch: pa.RecordBatch) -> None:
-        nonlocal done
-        done += batch.num_rows
-        writer.write_batch(batch)
-        advance(batch.num_rows)
-
-    with parquet_writer(target, schema, options) as writer, progress.rows(label, total_rows) as advance:
-        _in_threads(slices, compute, report, workers)
-    return done
