@@ -131,21 +131,13 @@ LONGEST_MODULES = (
 )
 
 
-@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Groups for `pytest-xdist --dist loadgroup` (`make test`): each module runs on one worker,
-    so its module fixtures are built once. This must run before xdist's own hook, which turns
-    the `xdist_group` marks into the node ids the scheduler groups by; after it, a mark added
-    here would be ignored and a module's tests spread over every worker."""
-
-    def module(item: pytest.Item) -> str:
-        return item.nodeid.split("::")[0]
-
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(module(item)))
+    """The longest modules first. `make test` runs `pytest-xdist --dist loadscope`, which keeps
+    each module on one worker (its module fixtures are built once) and, with
+    `--no-loadscope-reorder`, hands the modules out in this order."""
 
     def rank(item: pytest.Item) -> int:
-        name = module(item)
+        name = item.nodeid.split("::")[0]
         return LONGEST_MODULES.index(name) if name in LONGEST_MODULES else len(LONGEST_MODULES)
 
     items.sort(key=rank)

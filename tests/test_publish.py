@@ -217,6 +217,16 @@ def test_dry_run_prints_the_plan_and_touches_nothing(
     assert not list((grown_project / "releases").glob("1.*"))
 
 
+def test_publishing_the_same_release_twice_is_a_no_op(
+    hub: HubServer, seed_project: Path, published_v1: Any
+) -> None:
+    commits = hub.state.commit_count("datasets", REPO)
+    again = publish(seed_project)
+    assert again.returncode == 0, again.stderr
+    assert "already published as v1.0.0" in again.stdout
+    assert hub.state.commit_count("datasets", REPO) == commits
+
+
 def test_first_release_is_v1_and_loads_the_same_rows(
     hub: HubServer, seed_project: Path, published_v1: subprocess.CompletedProcess[str], loaded: Any
 ) -> None:
@@ -268,16 +278,6 @@ def test_first_release_is_v1_and_loads_the_same_rows(
     assert 'revision="v1.0.0"' in card
     assert "| 1.0.0 |" in card
     assert "**v1.0.0**" in (seed_project / "CHANGELOG.md").read_text()
-
-
-def test_publishing_the_same_release_twice_is_a_no_op(
-    hub: HubServer, seed_project: Path, published_v1: Any
-) -> None:
-    commits = hub.state.commit_count("datasets", REPO)
-    again = publish(seed_project)
-    assert again.returncode == 0, again.stderr
-    assert "already published as v1.0.0" in again.stdout
-    assert hub.state.commit_count("datasets", REPO) == commits
 
 
 def test_added_dump_is_a_minor_release_and_old_tags_keep_their_rows(
