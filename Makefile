@@ -46,7 +46,7 @@ lint: $(VENV)/.installed-dev
 
 ## test: lint, then every test, one worker per core (pytest-xdist; tests/conftest.py groups the modules)
 test: lint
-	$(BIN)/pytest -n auto --dist loadgroup
+	$(BIN)/pytest -n auto --dist loadscope --no-loadscope-reorder
 
 $(VENV)/.installed-ray: $(VENV)/.installed
 	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[ray]'

@@ -86,28 +86,61 @@ def run_in(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
 def built_seed_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """This working tree as a fresh git repository, built once with the real `dvc repro`.
 
-    Shared by every module that needs a built checkout: use it read-only (a no-op `dvc repro`
-    or `dvc status` is fine); a test that changes files copies it first (`shutil.copytree`).
+    Built once per test run, not once per xdist worker: the first worker to ask builds it in
+    the run's shared temporary directory under a file lock, the others wait and reuse it. Use it
+    read-only (reading files is fine); a test that runs `dvc` in it or changes files copies it
+    first (`shutil.copytree(..., symlinks=True)`), since two workers may read it at once.
     """
-    target = copy_project(tmp_path_factory.mktemp("built") / "ml-abstracts")
-    result = run_in(["dvc", "repro"], target)
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    from filelock import FileLock
+
+    # Under xdist each worker's base temp is <run>/popen-gwN; their parent is the run's own.
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    shared = tmp_path_factory.getbasetemp().parent if worker else tmp_path_factory.getbasetemp()
+    target = shared / "built_seed_project" / "ml-abstracts"
+    done = shared / "built_seed_project" / "built.json"
+    with FileLock(str(shared / "built_seed_project.lock")):
+        if not done.exists():
+            if target.exists():
+                # A worker that failed part-way left this; build again from nothing.
+                shutil.rmtree(target)
+            target.mkdir(parents=True)
+            copy_project(target)
+            result = run_in(["dvc", "repro"], target)
+            assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+            done.write_text(json.dumps({"built_by": worker or "main"}))
     return target
 
 
+# The modules that take longest, first: xdist hands whole modules to the next idle worker in
+# this order, so the long ones start early and the short ones fill in at the end.
+LONGEST_MODULES = (
+    "tests/test_publish.py",
+    "tests/test_e2e.py",
+    "tests/faults/test_publish_faults.py",
+    "tests/test_real_samples.py",
+    "tests/faults/test_concurrency.py",
+    "tests/faults/test_interrupts.py",
+    "tests/faults/test_bad_params.py",
+    "tests/test_validate.py",
+    "tests/faults/test_escaping.py",
+    "tests/test_clean.py",
+    "tests/test_engine_ray.py",
+    "tests/faults/test_raw_inputs.py",
+    "tests/test_clean_invariants.py",
+    "tests/test_card.py",
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Groups for `pytest-xdist --dist loadgroup` (`make test`): each module runs on one worker,
-    so its module fixtures are built once; the modules that share `built_seed_project` run on
-    one worker, so it is built once, and they run first because they are the longest."""
-    shared = "built_seed_project"
+    """The longest modules first. `make test` runs `pytest-xdist --dist loadscope`, which keeps
+    each module on one worker (its module fixtures are built once) and, with
+    `--no-loadscope-reorder`, hands the modules out in this order."""
 
-    def module(item: pytest.Item) -> str:
-        return item.nodeid.split("::")[0]
+    def rank(item: pytest.Item) -> int:
+        name = item.nodeid.split("::")[0]
+        return LONGEST_MODULES.index(name) if name in LONGEST_MODULES else len(LONGEST_MODULES)
 
-    sharing = {module(item) for item in items if shared in getattr(item, "fixturenames", ())}
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(shared if module(item) in sharing else module(item)))
-    items.sort(key=lambda item: module(item) not in sharing)
+    items.sort(key=rank)
 
 
 CHROMIUM_FLAGS = [

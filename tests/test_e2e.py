@@ -15,11 +15,13 @@ from conftest import run_in as run
 from pipeline.contracts import RELEASE_SCHEMA
 
 
-@pytest.fixture
-def repo_copy(built_seed_project: Path) -> Path:
-    """A fresh checkout of this working tree, outputs removed, built once with `dvc repro`
-    (conftest's `built_seed_project`); tests here only read it or copy it."""
-    return built_seed_project
+@pytest.fixture(scope="module")
+def repo_copy(built_seed_project: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of conftest's `built_seed_project` (this working tree built once with `dvc
+    repro`), this module's own: tests here run `dvc` in it, which the shared build is not for."""
+    copy = tmp_path_factory.mktemp("e2e") / "ml-abstracts"
+    shutil.copytree(built_seed_project, copy, symlinks=True)
+    return copy
 
 
 def test_dvc_repro_builds_a_loadable_release(repo_copy: Path) -> None:

@@ -166,18 +166,22 @@ def published_v2(published_v1: Any, grown_project: Path) -> subprocess.Completed
     return result
 
 
-def load_remote(revision: str, cwd: Path) -> dict[str, Any]:
-    """`load_dataset(REPO, revision=...)` in a fresh interpreter: split -> features and rows."""
+def load_remote(revisions: tuple[str, ...], cwd: Path) -> dict[str, dict[str, Any]]:
+    """`load_dataset(REPO, revision=...)` for each revision, in one fresh interpreter (not this
+    one, whose `datasets` may have cached a revision): revision -> split -> features and rows."""
     code = (
         "import json, sys\n"
         "from datasets import load_dataset\n"
-        "d = load_dataset(sys.argv[1], revision=sys.argv[2])\n"
         "def kind(f):\n"
         "    return getattr(f, 'dtype', None) or type(f).__name__\n"
-        "print(json.dumps({n: {'features': {k: kind(f) for k, f in s.features.items()},"
-        " 'rows': s.to_list()} for n, s in d.items()}, default=str))\n"
+        "out = {}\n"
+        "for revision in sys.argv[2:]:\n"
+        "    d = load_dataset(sys.argv[1], revision=revision)\n"
+        "    out[revision] = {n: {'features': {k: kind(f) for k, f in s.features.items()},"
+        " 'rows': s.to_list()} for n, s in d.items()}\n"
+        "print(json.dumps(out, default=str))\n"
     )
-    result = run([sys.executable, "-c", code, REPO, revision], cwd)
+    result = run([sys.executable, "-c", code, REPO, *revisions], cwd)
     assert result.returncode == 0, result.stderr[-3000:]
     return dict(json.loads(result.stdout.splitlines()[-1]))
 
@@ -191,18 +195,45 @@ def local_rows(project: Path) -> dict[str, list[dict[str, Any]]]:
 
 @pytest.fixture(scope="module")
 def loaded(published_v2: Any, grown_project: Path) -> dict[str, dict[str, Any]]:
-    return {tag: load_remote(tag, grown_project) for tag in ("v1.0.0", "v1.1.0")}
+    return load_remote(("v1.0.0", "v1.1.0"), grown_project)
 
 
 # -- end to end ---------------------------------------------------------------------------------
 
 
+def test_dry_run_prints_the_plan_and_touches_nothing(
+    hub: HubServer, grown_project: Path, published_v1: Any
+) -> None:
+    if (grown_project / "releases" / "1.1.0.json").exists():
+        pytest.skip("the grown release was published before this test ran")
+    commits = hub.state.commit_count("datasets", REPO)
+    result = publish(grown_project, "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "version:  v1.1.0" in result.stdout
+    assert "4 added, 0 removed, 0 merged, 0 changed, 0 moved split (against v1.0.0)" in result.stdout
+    assert "data/train-00000-of-00001.parquet" in result.stdout and "sha256:" in result.stdout
+    assert hub.state.commit_count("datasets", REPO) == commits
+    assert "v1.1.0" not in hub.state.repos[f"datasets/{REPO}"].tags
+    assert not list((grown_project / "releases").glob("1.*"))
+
+
+def test_publishing_the_same_release_twice_is_a_no_op(
+    hub: HubServer, seed_project: Path, published_v1: Any
+) -> None:
+    commits = hub.state.commit_count("datasets", REPO)
+    again = publish(seed_project)
+    assert again.returncode == 0, again.stderr
+    assert "already published as v1.0.0" in again.stdout
+    assert hub.state.commit_count("datasets", REPO) == commits
+
+
 def test_first_release_is_v1_and_loads_the_same_rows(
-    hub: HubServer, seed_project: Path, published_v1: subprocess.CompletedProcess[str]
+    hub: HubServer, seed_project: Path, published_v1: subprocess.CompletedProcess[str], loaded: Any
 ) -> None:
     assert "v1.0.0" in published_v1.stdout
     assert TOKEN not in published_v1.stdout + published_v1.stderr
-    remote = load_remote("v1.0.0", seed_project)
+    # Loaded by its tag after v1.1.0 was published on top of it.
+    remote = loaded["v1.0.0"]
     expected = local_rows(seed_project)
     assert sorted(remote) == sorted(expected)
     for split, rows in expected.items():
@@ -247,32 +278,6 @@ def test_first_release_is_v1_and_loads_the_same_rows(
     assert 'revision="v1.0.0"' in card
     assert "| 1.0.0 |" in card
     assert "**v1.0.0**" in (seed_project / "CHANGELOG.md").read_text()
-
-
-def test_publishing_the_same_release_twice_is_a_no_op(
-    hub: HubServer, seed_project: Path, published_v1: Any
-) -> None:
-    commits = hub.state.commit_count("datasets", REPO)
-    again = publish(seed_project)
-    assert again.returncode == 0, again.stderr
-    assert "already published as v1.0.0" in again.stdout
-    assert hub.state.commit_count("datasets", REPO) == commits
-
-
-def test_dry_run_prints_the_plan_and_touches_nothing(
-    hub: HubServer, grown_project: Path, published_v1: Any
-) -> None:
-    if (grown_project / "releases" / "1.1.0.json").exists():
-        pytest.skip("the grown release was published before this test ran")
-    commits = hub.state.commit_count("datasets", REPO)
-    result = publish(grown_project, "--dry-run")
-    assert result.returncode == 0, result.stderr
-    assert "version:  v1.1.0" in result.stdout
-    assert "4 added, 0 removed, 0 merged, 0 changed, 0 moved split (against v1.0.0)" in result.stdout
-    assert "data/train-00000-of-00001.parquet" in result.stdout and "sha256:" in result.stdout
-    assert hub.state.commit_count("datasets", REPO) == commits
-    assert "v1.1.0" not in hub.state.repos[f"datasets/{REPO}"].tags
-    assert not list((grown_project / "releases").glob("1.*"))
 
 
 def test_added_dump_is_a_minor_release_and_old_tags_keep_their_rows(
