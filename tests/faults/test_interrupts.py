@@ -31,7 +31,7 @@ import pytest
 import yaml
 from conftest import REPO_ROOT, run_in
 from dvc.repo import Repo
-from forkserver import StageServer, stage_server_fixture  # noqa: F401 (the fixture `stage_server`)
+from forkserver import StageServer
 
 STAGES = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
 # What io.writers names its temporary files and trees: `.<target>.<pid>.<random>.<kind>`.
