@@ -52,9 +52,9 @@ $(VENV)/.installed-ray: $(VENV)/.installed
 	$(BIN)/uv pip install -q --python $(BIN)/python -e '.[ray]'
 	touch $@
 
-## bench: benchmark the pipeline on N generated abstracts (default 200000; ENGINE=ray on Ray)
+## bench: benchmark the pipeline on N generated abstracts (default 200000; ENGINE=ray on Ray; SEEDS=10: the seeds 10 times)
 bench: $(VENV)/.installed $(if $(filter ray,$(ENGINE)),$(VENV)/.installed-ray)
-	$(BIN)/python -m benchmarks.bench --docs $(N) --engine $(ENGINE) --ray-cpus $(RAY_CPUS)
+	$(BIN)/python -m benchmarks.bench --docs $(N) --engine $(ENGINE) --ray-cpus $(RAY_CPUS) $(if $(SEEDS),--seeds-times $(SEEDS))
 
 ## mutants: mutation check of the modules whose constants make the release (reports/mutants.json)
 mutants: $(VENV)/.installed-dev

@@ -111,6 +111,22 @@ def built_seed_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return target
 
 
+@pytest.fixture(scope="session")
+def stage_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A fork server for stage commands (tests/faults/forkserver.py), one per test process: the
+    modules that run stage commands share the imports it pays once."""
+    faults = str(Path(__file__).resolve().parent / "faults")
+    if faults not in sys.path:
+        sys.path.insert(0, faults)
+    from forkserver import StageServer
+
+    server = StageServer(tmp_path_factory.mktemp("stage-server"))
+    try:
+        yield server
+    finally:
+        server.close()
+
+
 # The modules that take longest, first: xdist hands whole modules to the next idle worker in
 # this order, so the long ones start early and the short ones fill in at the end.
 LONGEST_MODULES = (

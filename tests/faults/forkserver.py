@@ -16,11 +16,8 @@ import os
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-import pytest
 
 SERVER = r"""
 import importlib, json, os, re, signal, sys, threading
@@ -146,12 +143,3 @@ class StageServer:
         if self.process.stdin is not None:
             self.process.stdin.close()
         self.process.wait(timeout=30)
-
-
-@pytest.fixture(scope="module", name="stage_server")
-def stage_server_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StageServer]:
-    server = StageServer(tmp_path_factory.mktemp("stage-server"))
-    try:
-        yield server
-    finally:
-        server.close()

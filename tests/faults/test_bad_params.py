@@ -1,20 +1,20 @@
-"""Broken `params.yaml`, through the real stage command `dvc.yaml` runs: one message naming the
-key (and its line), what is wrong and what to do; exit 2 (a `ConfigError`), no traceback, and
-nothing written, because the params are read before a stage touches a file. One case goes
-through `dvc repro`, whose own check of the params it lists names the key too.
+"""Broken `params.yaml`, through the real stage command `dvc.yaml` runs (in a fresh child of the
+fork server, forkserver.py, so no case pays the imports): one message naming the key (and its
+line), what is wrong and what to do; exit 2 (a `ConfigError`), no traceback, and nothing
+written, because the params are read before a stage touches a file. One case goes through `dvc
+repro`, whose own check of the params it lists names the key too.
 """
 
 from __future__ import annotations
 
 import re
-import shlex
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import REPO_ROOT, run_in
+from forkserver import Result, StageServer
 
 STAGES = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
 PARAMS = (REPO_ROOT / "params.yaml").read_text()
@@ -29,11 +29,7 @@ def line_of(text: str, needle: str) -> int:
     return next(number for number, line in enumerate(text.splitlines(), 1) if needle in line)
 
 
-def run_stage(root: Path, stage: str) -> subprocess.CompletedProcess[str]:
-    return run_in(shlex.split(STAGES[stage]["cmd"]), root)
-
-
-def assert_one_config_error(result: subprocess.CompletedProcess[str], *needles: str) -> str:
+def assert_one_config_error(result: Result, *needles: str) -> str:
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Traceback" not in result.stderr, result.stderr
     errors = result.stderr.strip().splitlines()
@@ -129,11 +125,12 @@ CASES = [
     ("stage", "text", "needles", "marker"), [c[1:] for c in CASES], ids=[c[0] for c in CASES]
 )
 def test_broken_params_are_one_message_naming_the_key(
-    tmp_path: Path, stage: str, text: str, needles: tuple[str, ...], marker: str
+    tmp_path: Path, stage_server: StageServer, stage: str, text: str, needles: tuple[str, ...], marker: str
 ) -> None:
     (tmp_path / "params.yaml").write_text(text)
     line = line_of(text, marker)
-    assert_one_config_error(run_stage(tmp_path, stage), *(n.format(line=line) for n in needles))
+    result = stage_server.run(STAGES[stage]["cmd"], tmp_path)
+    assert_one_config_error(result, *(n.format(line=line) for n in needles))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"], "the stage wrote something"
 
 

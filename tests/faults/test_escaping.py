@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from conftest import REPO_ROOT
-from forkserver import StageServer, stage_server_fixture  # noqa: F401 (the fixture `stage_server`)
+from forkserver import StageServer
 
 STAGES = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
 TITLE = (

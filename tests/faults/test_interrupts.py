@@ -8,8 +8,12 @@ kill lands there on every run instead of whenever a poll happens to see a file. 
 - every output of the stage is byte for byte what it was: the previous output is untouched
   until the new one is complete, and `release/` is never half-written or mixed;
 - the killed run left its temporary file (the kill did hit the window);
-- the rerun of the same command completes, writes the same bytes, and leaves no temporary file
-  or tree anywhere in the project, nor batch scratch in shared memory.
+- `dvc status` tells the truth: the stage is out of date before the kill (a comment added to
+  its code in the copy, which DVC tracks; the code that runs is the installed package, so the
+  bytes do not change) and still reported changed after it, never clean;
+- the rerun, `dvc repro --single-item <stage>` as a user would type it, completes, writes the
+  same bytes, leaves `dvc status` clean and no temporary file or tree anywhere in the project,
+  nor batch scratch in shared memory; `release/` is the same tree throughout.
 """
 
 from __future__ import annotations
@@ -20,13 +24,13 @@ import os
 import re
 import shutil
 import signal
-import tempfile
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO_ROOT
-from forkserver import StageServer, stage_server_fixture  # noqa: F401 (the fixture `stage_server`)
+from conftest import REPO_ROOT, run_in
+from dvc.repo import Repo
+from forkserver import StageServer
 
 STAGES = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]
 # What io.writers names its temporary files and trees: `.<target>.<pid>.<random>.<kind>`.
@@ -61,10 +65,17 @@ def leftovers(root: Path) -> list[str]:
     return sorted(found)
 
 
-def scratch_of(pid: int) -> list[Path]:
-    """Batch scratch directories of process `pid` (pipeline.executor) in shared memory and /tmp."""
-    places = [Path("/dev/shm"), Path(tempfile.gettempdir())]
-    return [p for place in places if place.is_dir() for p in place.glob(f".abstracts-batches.{pid}.*")]
+def changed_stages(root: Path) -> set[str]:
+    """The stages `dvc status` reports changed (DVC's own status, in this process: the same code
+    as the command without paying its start-up per call)."""
+    with Repo(str(root)) as repo:
+        return {name.rpartition(":")[2] for name in repo.status()}
+
+
+def make_out_of_date(root: Path, stage: str) -> None:
+    code = root / "pipeline" / "stages" / stage / "cli.py"
+    text = code.read_text(encoding="utf-8")
+    code.write_text(text + "# changed: dvc status must say so\n", encoding="utf-8")
 
 
 def fresh_copy(built_seed_project: Path, tmp_path: Path) -> Path:
@@ -78,19 +89,25 @@ def test_sigkill_during_a_stage_leaves_its_outputs_and_the_rerun_completes(
     built_seed_project: Path, tmp_path: Path, stage_server: StageServer, stage: str
 ) -> None:
     root = fresh_copy(built_seed_project, tmp_path)
+    make_out_of_date(root, stage)
     before = snapshot(root, outs(stage))
+    released = snapshot(root, ["release"])
     killed = stage_server.run(STAGES[stage]["cmd"], root, kill_at="commit")
     assert killed.returncode == -signal.SIGKILL, f"{stage} was not killed: {killed.stderr[-2000:]}"
     assert snapshot(root, outs(stage)) == before, "a killed run changed an output"
+    assert snapshot(root, ["release"]) == released, "a killed run changed release/"
     left = leftovers(root)
     assert left, "the kill missed the window: no temporary file was left to clean up"
     assert all(int(TEMP_NAME.fullmatch(Path(p).name)["pid"]) == killed.pid for p in left), left  # type: ignore[index]
+    assert stage in changed_stages(root), "dvc status calls a killed stage up to date"
 
-    rerun = stage_server.run(STAGES[stage]["cmd"], root)
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    rerun = run_in(["dvc", "repro", "--single-item", stage], root)
+    assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-3000:]
+    assert f"Running stage '{stage}'" in rerun.stdout, rerun.stdout
     assert snapshot(root, outs(stage)) == before, "the rerun wrote different bytes"
+    assert snapshot(root, ["release"]) == released, "the rerun of an earlier stage changed release/"
+    assert changed_stages(root) == set(), "dvc status is not clean after the rerun"
     assert leftovers(root) == [], "the rerun left a killed run's temporary files behind"
-    assert scratch_of(killed.pid) == []
 
 
 def replace_file(path: Path, text: str) -> None:

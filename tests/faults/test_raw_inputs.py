@@ -11,6 +11,7 @@ import bz2
 import gzip
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -30,6 +31,9 @@ ABSTRACT = (
 )
 INGEST = shlex.split(yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())["stages"]["ingest"]["cmd"])
 OUTPUTS = ("build/ingested.parquet", "reports/rejects.jsonl", "reports/ingest.json")
+# What to do, after the file and what is wrong: a message that only names the fault leaves the
+# user guessing.
+ADVICE = re.compile(r"; .*\b(?:remove|convert|re-[a-z]+|copy|declare|check|fix|add)\b")
 
 
 def project(tmp_path: Path) -> Path:
@@ -53,6 +57,7 @@ def assert_one_clear_error(result: subprocess.CompletedProcess[str], root: Path,
     assert len(errors) == 1, result.stderr
     for needle in needles:
         assert needle in errors[0], errors[0]
+    assert ADVICE.search(errors[0]), f"the message says nothing to do: {errors[0]}"
     assert not [name for name in OUTPUTS if (root / name).exists()], "an output was written"
     return errors[0]
 
