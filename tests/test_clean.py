@@ -30,6 +30,7 @@ from pipeline.stages.clean.core import (
     clean_batch,
     run_clean,
 )
+from pipeline.stages.clean.report import _rule_examples
 from pipeline.stages.ingest.core import run_ingest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -380,6 +381,31 @@ def test_report_has_counts_and_windows(tmp_path: Path) -> None:
     assert report["flags"]["too_short"] == 6
     assert report["flag_examples"]["too_short"] == [f"t.txt:{i}" for i in range(1, 6)]
     assert report["flags"]["non_english"] == 0
+
+
+def test_report_evidence_names_only_the_tokens_the_rule_changed(tmp_path: Path) -> None:
+    # Two repairs far apart: the shown window is cut inside the change, one character later on
+    # the side that gained a space, which cut "employing" to "employin" on that side only.
+    text = (
+        "However, not all tokens are equally important, especially for longer documents. We "
+        "proposeCoLT5, a long-input Transformer model that builds on this intuition by employing "
+        "conditional computation. We show thatCoLT5achieves stronger performance than the others."
+    )
+    pq.write_table(pa.Table.from_batches([records(text)]), tmp_path / "in.parquet")
+    report = run_clean(tmp_path / "in.parquet", tmp_path / "out.parquet", tmp_path / "r.json", CleanParams())
+    example = report["rules"]["glued_words"]["examples"][0]
+    assert "'proposeCoLT5' is not in wordfreq" in example["evidence"]
+    assert "employ" not in example["evidence"]
+    # The parts are the rule's own split, though "that" also stands elsewhere in the text.
+    assert "split into 'that' + 'CoLT5' + 'achieves'" in example["evidence"]
+
+
+def test_report_evidence_of_a_join_across_a_line_break() -> None:
+    # Both halves are words ("data", "set"): across a line break the rule joins them anyway.
+    [example] = _rule_examples(["The data- set we release is large."], None, "dehyphenate", CleanParams())
+    assert example["after"] == "The dataset we release is large."
+    assert "a hyphen before a line break" in example["evidence"]
+    assert "not both words" not in example["evidence"]
 
 
 def test_output_is_identical_for_any_worker_count(tmp_path: Path) -> None:

@@ -19,11 +19,16 @@ import pyarrow.parquet as pq
 from pipeline.io.build_files import read_raw_texts
 from pipeline.params import CleanParams
 from pipeline.stages.clean.core import (
+    _ACRONYM_THEN_LOWER,
+    _FLAGGED,
+    _LOWER_THEN_UPPER,
     EXAMPLE_CONTEXT,
     EXAMPLES_PER_RULE,
     FLAGS,
     RULES,
     Tally,
+    _glued_token,
+    _name_token,
     _names_column,
     _zipf,
     derived_from,
@@ -45,14 +50,20 @@ RULE_EVIDENCE = {
 }
 
 
-def _window(before: str, after: str) -> dict[str, str]:
-    """The changed span of `before` -> `after` with `EXAMPLE_CONTEXT` characters around it."""
+def _common_ends(before: str, after: str) -> tuple[int, int]:
+    """The lengths of the common prefix and of the common suffix (not overlapping it)."""
     start = 0
     while start < min(len(before), len(after)) and before[start] == after[start]:
         start += 1
     end = 0
     while end < min(len(before), len(after)) - start and before[-1 - end] == after[-1 - end]:
         end += 1
+    return start, end
+
+
+def _window(before: str, after: str) -> dict[str, str]:
+    """The changed span of `before` -> `after` with `EXAMPLE_CONTEXT` characters around it."""
+    start, end = _common_ends(before, after)
     low = max(0, start - EXAMPLE_CONTEXT)
 
     # A rule that changed several places shows the first one; the window stays short.
@@ -60,6 +71,18 @@ def _window(before: str, after: str) -> dict[str, str]:
         return min(len(text) - end, start + EXAMPLE_CONTEXT) + EXAMPLE_CONTEXT
 
     return {"before": before[low : high(before)], "after": after[low : high(after)]}
+
+
+def _whole_change(before: str, after: str) -> tuple[str, str]:
+    """The whole changed span of each text with context, both cut at the same places of the
+    common prefix and suffix: the shown window of a long change can end in the middle of a
+    word on one side only ("employing" / "employin"), which is no change the rule made."""
+    start, end = _common_ends(before, after)
+    low = max(0, start - EXAMPLE_CONTEXT)
+    return (
+        before[low : len(before) - end + EXAMPLE_CONTEXT],
+        after[low : len(after) - end + EXAMPLE_CONTEXT],
+    )
 
 
 _WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9.,'\u2019-]*[A-Za-z0-9]|[A-Za-z0-9]")
@@ -74,6 +97,16 @@ def _zipfs(words: list[str]) -> str:
     return ", ".join(f"'{w}' {_zipf(w):.1f}" for w in words)
 
 
+_MIXED = re.compile(f"{_LOWER_THEN_UPPER}|{_ACRONYM_THEN_LOWER}")
+
+
+def _decision(token: str, params: CleanParams) -> str | None:
+    """`glued_words`' repair of `token`, decided as the rule decides it, or None if it keeps it."""
+    lower_or_mixed = token.islower() or _MIXED.fullmatch(token) is not None
+    fixed = _glued_token(token, params) if lower_or_mixed else _name_token(token, params)
+    return None if fixed in (token, _FLAGGED) else fixed
+
+
 def _token_evidence(rule: str, before: str, after: str, params: CleanParams) -> str:
     """Which evidence decided a dictionary rule's repair in this window."""
     gone, new = _changed_words(before, after)
@@ -81,16 +114,20 @@ def _token_evidence(rule: str, before: str, after: str, params: CleanParams) -> 
         return "no word changed"
     if rule == "dehyphenate":
         broken = " ".join(gone)
-        return (
-            f"'{broken}' -> '{' '.join(new)}': the joined word is in wordfreq (Zipf {_zipfs(new)}); "
-            f"the halves are not both words (Zipf {_zipfs(re.split(r'[- ]+', broken))})"
-        )
+        joined = f"'{broken}' -> '{' '.join(new)}': the joined word is in wordfreq (Zipf {_zipfs(new)})"
+        if "- " in before:
+            # `_dehyphenate_token` joins across a line break whatever its halves are.
+            return f"{joined}; a hyphen before a line break inside a word"
+        return f"{joined}; the halves are not both words (Zipf {_zipfs(re.split(r'[- ]+', broken))})"
     notes = []
     for token in gone:
         if "." in token or "," in token:
             notes.append(f"'{token}': a full stop or comma glued to the next word")
             continue
-        parts = [w for w in new if w in token] or new
+        # The rule's own decision for the token gives its parts; the words new in the window
+        # are a fallback only (a part may also stand elsewhere in the text, "that").
+        decided = _decision(token, params)
+        parts = decided.split(" ") if decided else list(dict.fromkeys(w for w in new if w in token)) or new
         derived = derived_from(token, params)
         notes.append(
             f"'{token}' is not in wordfreq (Zipf {_zipf(token):.1f}), nor in clean.terms, nor seen "
@@ -110,10 +147,11 @@ def _rule_examples(
     for rule in RULES:
         fixed = rule.apply(texts, params, evidence).texts
         if rule.name == name:
-            windows = [_window(b, a) for b, a in zip(texts.to_list(), fixed.to_list(), strict=True)]
-            for window in windows:
+            pairs = list(zip(texts.to_list(), fixed.to_list(), strict=True))
+            windows = [_window(b, a) for b, a in pairs]
+            for window, (b, a) in zip(windows, pairs, strict=True):
                 if name in ("dehyphenate", "glued_words"):
-                    window["evidence"] = _token_evidence(name, window["before"], window["after"], params)
+                    window["evidence"] = _token_evidence(name, *_whole_change(b, a), params)
                 else:
                     window["evidence"] = RULE_EVIDENCE[name]
             return windows
