@@ -247,6 +247,8 @@ def _marks(text: str) -> int:
 @example(pieces=[("We", " "), ("0.999", ""), (".111Code is available at", "")])
 @example(pieces=[("cs.CL", ""), ("We", ". ")])
 @example(pieces=[("1,888", " , "), (",", "")])
+# Found by this test in CI: removing the empty brackets glued the two numbers into one.
+@example(pieces=[("0.999", ""), ("( )", ""), ("0.999", "")])
 def test_protected_spans_are_never_altered(pieces: list[tuple[str, str]]) -> None:
     """Numbers, URLs, ids, maths and dotted names come out as they went in; a rule that removes
     a footnote's text or a dangling link sentence may drop them whole, never alter them."""

@@ -705,15 +705,18 @@ def _empty_citation(text: pl.Expr) -> pl.Expr:
     # empty pair of brackets; the punctuation must be followed by a space or the end so that
     # ".NET" or " .5" are left alone.
     # Never after another mark: "a, , b" would become "a,, b" (two marks run together).
+    # Brackets go only where a space, a mark or the end follows them: "0.999( )0.999" without
+    # them would be one new number.
     return (
-        text.str.replace_all(r"\s*" + _EMPTY_BRACKETS, "")
+        text.str.replace_all(r"(?:\s*" + _EMPTY_BRACKETS + r")+([\s,.;:?!]|$)", "$1")
         .str.replace_all(r"([^\s,.;:?!]) +([,.;:])( |$)", "$1$2$3")
         .str.replace_all(r"  +", " ")
     )
 
 
-# A space before punctuation that follows another mark: left alone (`skipped_unsafe`).
-_MARKS_APART = r"[,.;:?!] +[,.;:](?: |$)"
+# Left alone (`skipped_unsafe`): a space before punctuation that follows another mark, and
+# empty brackets glued to what follows them.
+_MARKS_APART = r"[,.;:?!] +[,.;:](?: |$)|" + _EMPTY_BRACKETS + r"[^\s,.;:?!]"
 
 
 def _empty_citation_rule(texts: pl.Series, params: CleanParams, names: pl.Series | None = None) -> Applied:
@@ -722,7 +725,7 @@ def _empty_citation_rule(texts: pl.Series, params: CleanParams, names: pl.Series
         return Applied(texts)
     part = texts.gather(rows)
     fixed = pl.select(_empty_citation(pl.lit(part))).to_series()
-    # Spots left as they are: a space before a mark that follows another mark.
+    # Spots left as they are (`_MARKS_APART`).
     unsafe = part.str.contains(_MARKS_APART).fill_null(False)
     return Applied(
         texts.clone().scatter(rows, fixed), None, pl.Series([False] * len(texts)).scatter(rows, unsafe)
