@@ -20,16 +20,24 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 # leaves the bytecode to the first import, and where PYTHONDONTWRITEBYTECODE is set (as on
 # this workplace's machines) no import ever writes it: every process would compile GX, DVC
 # and the rest from source again. `--compile-bytecode` compiles once, at install.
+# One install per target: the dev target installs the package and its dev extras in one uv
+# run (one resolve, one bytecode pass), not a second run on top of `.installed`.
+define venv_with_uv
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/uv || $(BIN)/python -m pip install -q --disable-pip-version-check 'uv>=0.13,<0.14'
+endef
+
 $(VENV)/.installed: pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check 'uv>=0.13,<0.14'
+	$(venv_with_uv)
 	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -e .
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed
+$(VENV)/.installed-dev: pyproject.toml
+	$(venv_with_uv)
 	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -e '.[dev]'
 	$(BIN)/abstracts plots-template --out .dvc/plots/offline.html
-	touch $@
+	# The dev extras include the package: `make data` after this needs no second install.
+	touch $(VENV)/.installed $@
 
 ## data: build, validate and write release/ and reports/ (dvc repro)
 data: $(VENV)/.installed
