@@ -226,6 +226,20 @@ def test_cli_writes_every_section_in_order_and_prints_markdown(
         assert "Failed expectations: none." in markdown
 
 
+def test_each_rule_shows_its_unsafe_skips_and_the_evidence_of_its_examples(build_copy: Path) -> None:
+    """The cleaning section answers #20's "why": per rule, the rows it changed and the rows it
+    left alone as unsafe, and beside each example the evidence that decided it (clean.json)."""
+    assert main(["--params", str(REPO_ROOT / "params.yaml"), "review", *review_paths(build_copy)]) == 0
+    text = " ".join(parse((build_copy / "reports" / "review.html").read_text(encoding="utf-8")).text)
+    rules = json.loads((build_copy / "reports" / "clean.json").read_text())["rules"]
+    assert any(entry["skipped_unsafe"] for entry in rules.values()), "the seeds should skip some spot"
+    for name, entry in rules.items():
+        counts = f"{entry['rows_changed']:,} row(s), {entry['skipped_unsafe']:,} skipped as unsafe"
+        assert counts in text, name
+        for example in entry["examples"][:1]:
+            assert example["evidence"] and example["evidence"] in text, (name, example["evidence"])
+
+
 def publish_box(page: str) -> str:
     """The "what will be published" box of a page (it holds no nested div)."""
     start = page.index('<div id="publish"')

@@ -64,6 +64,7 @@ __all__ = [
     "render_html",
     "render_markdown",
     "rule_examples",
+    "rule_skips",
     "run_review",
     "verdict_of",
 ]
@@ -345,11 +346,28 @@ def rule_examples(clean_report: dict[str, Any], per_rule: int) -> dict[str, list
     for name, entry in sorted((clean_report.get("rules") or {}).items()):
         examples = entry.get("examples") if isinstance(entry, dict) else None
         out[name] = [
-            TextSample(str(x.get("source")), str(x.get("before")), str(x.get("after")), (name,))
+            TextSample(
+                str(x.get("source")),
+                str(x.get("before")),
+                str(x.get("after")),
+                (name,),
+                str(x.get("evidence") or ""),
+            )
             for x in examples or []
             if isinstance(x, dict)
         ][:per_rule]
     return out
+
+
+def rule_skips(clean_report: dict[str, Any]) -> dict[str, int]:
+    """Per clean rule, its `skipped_unsafe` count in `clean.json`: the rows where it left a spot
+    alone because changing it would have broken an invariant."""
+    rules = clean_report.get("rules") or {}
+    return {
+        name: int(entry.get("skipped_unsafe") or 0)
+        for name, entry in sorted(rules.items())
+        if isinstance(entry, dict)
+    }
 
 
 def data_docs_links(data_docs: Path, out: Path, suites: Iterable[str]) -> dict[str, str]:
@@ -576,6 +594,7 @@ def load_review(
             dedup=dedup,
             rule_counts=dict(sorted(rule_counts.items())),
             rule_samples=rule_examples(clean_report, params.examples_per_rule),
+            rule_skipped=rule_skips(clean_report),
             flag_counts=dict(sorted(flag_counts.items())),
             flag_samples=samples(flag_sources, 4),
             clusters=clusters,

@@ -20,6 +20,8 @@ class TextSample:
     before: str
     after: str
     tags: tuple[str, ...] = ()
+    # Why the rule made this change (a clean rule's deciding evidence), where one was recorded.
+    evidence: str = ""
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,8 @@ class Review:
     unchanged: bool = False
     # Rows per step from raw records to released rows (metrics' funnel), for the summary.
     funnel: list[tuple[str, int]] = field(default_factory=list)
+    # Per clean rule, the rows where it left a spot alone because the change was unsafe.
+    rule_skipped: dict[str, int] = field(default_factory=dict)
 
 
 def docs_key(result: dict[str, Any]) -> str:

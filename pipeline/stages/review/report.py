@@ -356,7 +356,10 @@ def render_html(review: Review, params: ReviewParams) -> str:
     rule_samples = [
         (
             rule,
-            [(s.source, "all rules" in s.tags, diff_segments(s.before, s.after)) for s in samples],
+            [
+                (s.source, "all rules" in s.tags, diff_segments(s.before, s.after), s.evidence)
+                for s in samples
+            ],
         )
         for rule, samples in review.rule_samples.items()
     ]
@@ -377,6 +380,9 @@ def render_html(review: Review, params: ReviewParams) -> str:
         ],
         folded_by_method=sorted((review.dedup.get("folded_by_method") or {}).items()),
         rule_samples=rule_samples,
+        rule_rows=[
+            (rule, count, review.rule_skipped.get(rule, 0)) for rule, count in review.rule_counts.items()
+        ],
         length_stats=_length_stats(review),
         arxiv_months_rows=sum(review.distributions.months.values()),
         previous_rows=None if previous is None else len(previous),
